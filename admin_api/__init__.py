@@ -1,0 +1,1 @@
+"""REST routes for the CRM screens, their RBAC, problem+json errors and the OpenAPI document."""

@@ -1,0 +1,89 @@
+"""Request and response bodies shared by several route modules."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from crm.passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
+from crm.roles import Role
+from crm.users import RoleAssignment, User
+
+_EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+def _password_fits_bcrypt(value: str) -> str:
+    if len(value.encode()) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"must be at most {MAX_PASSWORD_BYTES} bytes in UTF-8")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254, pattern=_EMAIL_SHAPE)]
+Password = Annotated[str, Field(min_length=MIN_PASSWORD_CHARS), AfterValidator(_password_fits_bcrypt)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserCreateBody(Strict):
+    email: Email
+    password: Password
+    display_name: str = Field("", max_length=200)
+    roles: list[Role] = Field(min_length=1, description="At least one role.")
+    must_change_password: bool = False
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    display_name: str
+    roles: list[Role]
+    role: Role | None = Field(description="Legacy single role: the most privileged of `roles`.")
+    is_active: bool
+    must_change_password: bool
+    client_organisation_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    last_login_at: datetime | None
+    deactivated_at: datetime | None
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            email=user.email,
+            display_name=user.display_name,
+            roles=list(user.roles),
+            role=user.role,
+            is_active=user.is_active,
+            must_change_password=user.must_change_password,
+            client_organisation_id=user.client_organisation_id,
+            created_at=user.created_at,
+            updated_at=user.updated_at,
+            last_login_at=user.last_login_at,
+            deactivated_at=user.deactivated_at,
+        )
+
+
+class RoleAssignmentOut(BaseModel):
+    role: Role
+    assigned_by: int | None
+    assigned_by_email: str | None
+    assigned_at: datetime
+
+    @classmethod
+    def of(cls, assignment: RoleAssignment) -> RoleAssignmentOut:
+        return cls(
+            role=assignment.role,
+            assigned_by=assignment.assigned_by,
+            assigned_by_email=assignment.assigned_by_email,
+            assigned_at=assignment.assigned_at,
+        )
+
+
+class RoleList(BaseModel):
+    user_id: int
+    roles: list[RoleAssignmentOut]

@@ -1,0 +1,31 @@
+"""What route handlers need from the rest of the daemon, stored on the aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from crm.login_throttle import LoginThrottle
+from crm.passwords import PasswordHasher
+from crm.tokens import TokenService
+from crm.users import UserStore
+
+
+@dataclass
+class Services:
+    pool: asyncpg.Pool
+    users: UserStore
+    tokens: TokenService
+    passwords: PasswordHasher
+    login_throttle: LoginThrottle
+    clock: Callable[[], float]
+    #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).
+    trust_forwarded_for: bool = False
+
+
+SERVICES = web.AppKey("services", Services)
+#: Set by the daemon's observing middleware on every request; quoted in problems and the audit log.
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,198 @@
+"""The settings object and its loader.
+
+Precedence, highest first: command-line flags, ``PIVOTAL_*`` environment variables (nested with ``__``:
+``PIVOTAL_DATABASE__POOL_MAX=20``), the TOML file given with ``--config``, defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one line naming the setting and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
+    shutdown_grace_s: float = Field(10.0, gt=0, le=600)
+    #: Largest accepted request body, in bytes (CSV uploads have their own limit later).
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    #: Trust X-Forwarded-For for the client address (only behind a reverse proxy you control).
+    trust_forwarded_for: bool = False
+
+
+class DatabaseSettings(_Section):
+    #: PostgreSQL URL. Unset: an embedded PostgreSQL is started in ``<data_dir>/pg``.
+    url: SecretStr | None = None
+    pool_min: int = Field(2, ge=0, le=1000)
+    pool_max: int = Field(10, ge=1, le=1000)
+    #: Seconds to wait for a connection from the pool before a request fails.
+    acquire_timeout_s: float = Field(5.0, gt=0)
+    #: Per-statement timeout applied to every pooled connection, in milliseconds (0 = none).
+    statement_timeout_ms: int = Field(30_000, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql:// or postgres://")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> DatabaseSettings:
+        if self.pool_min > self.pool_max:
+            raise ValueError(f"pool_min ({self.pool_min}) is larger than pool_max ({self.pool_max})")
+        return self
+
+
+class AuthSettings(_Section):
+    #: HS256 signing secret. Unset: one is generated on first start and kept in ``<data_dir>/jwt_secret``.
+    jwt_secret: SecretStr | None = None
+    token_ttl_s: int = Field(8 * 3600, ge=60, le=30 * 24 * 3600)
+    #: Failed logins allowed per account within ``login_window_s`` before 429.
+    login_max_failures_per_account: int = Field(5, ge=1)
+    #: Failed logins allowed per client address within ``login_window_s`` before 429.
+    login_max_failures_per_address: int = Field(20, ge=1)
+    login_window_s: float = Field(900.0, gt=0)
+    #: bcrypt cost factor (2^rounds iterations); 12 is the usual floor for production.
+    bcrypt_rounds: int = Field(12, ge=4, le=16)
+    #: E-mail of the admin created on first start when no user exists.
+    bootstrap_admin_email: str = "admin@pivotal.local"
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto``: readable lines on a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("pivotal", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything the daemon can be told. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PIVOTAL_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    #: Where the embedded database, the generated JWT secret and other local state live.
+    data_dir: Path = Field(default_factory=default_data_dir)
+    server: ServerSettings = ServerSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    auth: AuthSettings = AuthSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags beat the environment, which beats the TOML file; no .env or secrets-dir magic.
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _DatabaseUrlShortcut(settings_cls), env_settings]
+        toml_file = settings_cls.model_config.get("toml_file")
+        if toml_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+class _DatabaseUrlShortcut(PydanticBaseSettingsSource):
+    """``PIVOTAL_DATABASE_URL``: the short form of ``PIVOTAL_DATABASE__URL`` every deployment sets."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        url = os.environ.get("PIVOTAL_DATABASE_URL")
+        return {"database": {"url": url}} if url else {}
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown setting"
+    elif first["type"] == "missing":
+        message = "is required"
+    more = len(error.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"invalid setting {where}: {message}{suffix}"
+
+
+def _reject_unknown_environment(environ: Mapping[str, str]) -> None:
+    """A mistyped ``PIVOTAL_`` variable would otherwise be ignored without a word."""
+    for name in environ:
+        if not name.startswith("PIVOTAL_") or name.startswith("PIVOTAL_TEST_") or name == "PIVOTAL_DATABASE_URL":
+            continue
+        section, _, field = name.removeprefix("PIVOTAL_").lower().partition("__")
+        info = Settings.model_fields.get(section)
+        known = info is not None and (
+            not field
+            or (
+                isinstance(info.annotation, type)
+                and issubclass(info.annotation, BaseModel)
+                and field in info.annotation.model_fields
+            )
+        )
+        if not known:
+            raise SettingsError(f"invalid setting {name}: unknown setting")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings; raise :class:`SettingsError` with a one-line message on any problem.
+
+    ``overrides`` are section dicts or top-level values from the command line (``server={"port": 9000}``).
+    """
+    _reject_unknown_environment(os.environ)
+    settings_cls: type[Settings] = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise SettingsError(f"config file {config_file}: no such file")
+
+        class _FromFile(Settings):
+            model_config = SettingsConfigDict(toml_file=config_file)
+
+        settings_cls = _FromFile
+    try:
+        return settings_cls(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {config_file}: {exc}") from None

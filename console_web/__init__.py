@@ -1,0 +1,1 @@
+"""Websocket protocol and handlers for agents and supervisors, and the static pages. Empty until #6 and #7."""

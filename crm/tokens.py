@@ -1,0 +1,76 @@
+"""JWT access tokens (HS256): issue and verify. The clock is passed in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import jwt
+
+from crm.roles import Role, legacy_role
+
+ALGORITHM = "HS256"
+
+
+class InvalidToken(Exception):
+    """The token is malformed, badly signed or expired; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: int
+    roles: tuple[Role, ...]
+    issued_at: int
+    expires_at: int
+    jti: uuid.UUID
+
+
+class TokenService:
+    def __init__(self, secret: str, ttl_s: int) -> None:
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def issue(self, user_id: int, roles: Sequence[Role], now: float) -> tuple[str, Claims]:
+        claims = Claims(
+            user_id=user_id,
+            roles=tuple(roles),
+            issued_at=int(now),
+            expires_at=int(now) + self.ttl_s,
+            jti=uuid.uuid4(),
+        )
+        legacy = legacy_role(roles)
+        payload = {
+            "sub": str(user_id),
+            "roles": [str(role) for role in roles],
+            "role": str(legacy) if legacy else None,
+            "iat": claims.issued_at,
+            "exp": claims.expires_at,
+            "jti": str(claims.jti),
+        }
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM), claims
+
+    def verify(self, token: str, now: float) -> Claims:
+        try:
+            # Expiry is checked below against the injected clock, not the library's.
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"verify_exp": False, "verify_iat": False, "require": ["sub", "exp", "iat", "jti"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"invalid token: {exc}") from None
+        try:
+            claims = Claims(
+                user_id=int(payload["sub"]),
+                roles=tuple(Role(role) for role in payload.get("roles") or ()),
+                issued_at=int(payload["iat"]),
+                expires_at=int(payload["exp"]),
+                jti=uuid.UUID(str(payload["jti"])),
+            )
+        except (ValueError, TypeError):
+            raise InvalidToken("invalid token: malformed claims") from None
+        if claims.expires_at <= now:
+            raise InvalidToken("token expired")
+        return claims

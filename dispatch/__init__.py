@@ -1,0 +1,1 @@
+"""Email engine: rendering, guards, providers, send pipeline, tracking, bounces. Empty until issue #8."""

@@ -1,0 +1,115 @@
+"""The composition root: one aiohttp application, one cleanup context per resource.
+
+Contexts start in order and are torn down in reverse, each only if it came up: database server (embedded
+or configured) -> pool and schema -> services (tokens, first admin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+import structlog
+from aiohttp import web
+
+from admin_api import audit_routes, auth_routes, user_routes
+from admin_api.api import Api
+from admin_api.problems import problem_middleware
+from admin_api.services import SERVICES, Services
+from config import Settings
+from crm.login_throttle import LoginThrottle
+from crm.passwords import PasswordHasher
+from crm.tokens import TokenService
+from crm.users import UserStore
+from pivotal import ops_routes
+from pivotal.bootstrap import ensure_admin
+from pivotal.database import create_pool, database_url
+from pivotal.http_middleware import METRICS, observe_middleware
+from pivotal.local_state import jwt_secret
+from pivotal.metrics import Metrics
+from pivotal.schema import apply_schema
+
+log = structlog.get_logger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL = web.AppKey("pool", asyncpg.Pool)
+DATABASE_URL = web.AppKey("database_url", str)
+
+#: Seconds the pool gets to close its connections at shutdown before they are terminated.
+POOL_CLOSE_TIMEOUT_S = 5.0
+
+
+def routes() -> Api:
+    return Api().include(ops_routes.api, auth_routes.api, user_routes.api, audit_routes.api)
+
+
+async def _database_server(app: web.Application) -> AsyncIterator[None]:
+    async with database_url(app[SETTINGS]) as url:
+        app[DATABASE_URL] = url
+        yield
+
+
+async def _pool(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = await create_pool(app[DATABASE_URL], settings.database)
+    try:
+        async with pool.acquire() as conn:
+            await apply_schema(conn)
+    except BaseException:
+        pool.terminate()
+        raise
+    app[POOL] = pool
+    app[METRICS].pool.pool = pool
+    yield
+    app[METRICS].pool.pool = None
+    try:
+        async with asyncio.timeout(POOL_CLOSE_TIMEOUT_S):
+            await pool.close()
+    except TimeoutError:
+        log.warning("database_pool_close_timed_out", seconds=POOL_CLOSE_TIMEOUT_S)
+        pool.terminate()
+    log.info("database_pool_closed")
+
+
+def _services_context(clock: Callable[[], float]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def services(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        auth = settings.auth
+        users = UserStore(app[POOL])
+        passwords = PasswordHasher(auth.bcrypt_rounds)
+        app[SERVICES] = Services(
+            pool=app[POOL],
+            users=users,
+            tokens=TokenService(jwt_secret(settings), auth.token_ttl_s),
+            passwords=passwords,
+            login_throttle=LoginThrottle.create(
+                auth.login_max_failures_per_account, auth.login_max_failures_per_address, auth.login_window_s
+            ),
+            clock=clock,
+            trust_forwarded_for=settings.server.trust_forwarded_for,
+        )
+        await ensure_admin(users, passwords, auth.bootstrap_admin_email)
+        yield
+
+    return services
+
+
+def build_app(
+    settings: Settings, *, extra_routes: Api | None = None, clock: Callable[[], float] = time.time
+) -> web.Application:
+    """The daemon's application. ``extra_routes`` lets tests and later engines add declared routes."""
+    app = web.Application(
+        middlewares=[observe_middleware, problem_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    api = routes()
+    if extra_routes is not None:
+        api.include(extra_routes)
+    api.mount(app)
+    app[ops_routes.ENDPOINTS] = api.endpoints
+    app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock)])
+    return app

@@ -1,0 +1,155 @@
+"""The ``pivotal`` command: ``run``, ``migrate``, ``user create``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from config import Settings, SettingsError, load_settings
+from pivotal import __version__
+from pivotal.logs import configure_logging
+
+log = structlog.get_logger("pivotal")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pivotal", description="Pivotal dialer and campaign engine daemon.")
+    parser.add_argument("--version", action="version", version=f"pivotal {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file (see config/pivotal.example.toml)")
+    parser.add_argument("--data-dir", type=Path, help="local state: embedded database, generated secrets")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to listen on (default 8080)")
+
+    sub.add_parser("migrate", help="apply schema.sql to the database and exit")
+
+    user = sub.add_parser("user", help="manage users without a running daemon")
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    create = user_sub.add_parser("create", help="create a user")
+    create.add_argument("--email", required=True)
+    create.add_argument("--role", action="append", required=True, help="repeat for several roles")
+    create.add_argument("--display-name", default="")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        required=True,
+        help="read the password from the first line of standard input",
+    )
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["data_dir"] = args.data_dir
+    server = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    if server:
+        overrides["server"] = server
+    return load_settings(args.config, **overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"pivotal: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.logging.level, settings.logging.format)
+    commands: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[int]]] = {
+        "run": _run,
+        "migrate": _migrate,
+        "user": _user_create,
+    }
+    try:
+        return _asyncio_run(commands[args.command](args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # Start-up failures (database unreachable, port taken, ...) are reported once, without a traceback.
+        log.error("failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+def _asyncio_run(coro: Awaitable[int]) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+async def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from pivotal.app import build_app
+    from pivotal.server import Server
+
+    await Server(build_app(settings), settings).serve()
+    return 0
+
+
+async def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncpg
+
+    from pivotal.database import database_url
+    from pivotal.schema import apply_schema
+
+    async with database_url(settings) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            version = await apply_schema(conn)
+        finally:
+            await conn.close()
+    print(f"schema at version {version}")
+    return 0
+
+
+async def _user_create(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from admin_api.models import UserCreateBody
+    from crm.audit import SYSTEM
+    from crm.passwords import PasswordHasher
+    from crm.users import EmailTaken, UserStore
+    from pivotal.database import create_pool, database_url
+    from pivotal.schema import apply_schema
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        body = UserCreateBody(email=args.email, password=password, roles=args.role, display_name=args.display_name)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        print(f"pivotal: {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    async with database_url(settings) as url:
+        pool = await create_pool(url, settings.database.model_copy(update={"pool_min": 1, "pool_max": 2}))
+        try:
+            async with pool.acquire() as conn:
+                await apply_schema(conn)
+            users = UserStore(pool)
+            try:
+                user = await users.create(
+                    SYSTEM,
+                    email=body.email,
+                    password_hash=await PasswordHasher(settings.auth.bcrypt_rounds).hash(body.password),
+                    roles=body.roles,
+                    display_name=body.display_name,
+                )
+            except EmailTaken as exc:
+                print(f"pivotal: {exc}", file=sys.stderr)
+                return 1
+        finally:
+            await pool.close()
+    print(f"created user {user.id} {user.email} with roles {', '.join(user.roles)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Prometheus metrics: process, HTTP by route template, database pool.
+
+Each application gets its own registry, so several daemons (or test apps) in one process never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class PoolCollector(Collector):
+    """Reads the asyncpg pool's sizes at scrape time; nothing to keep in step."""
+
+    def __init__(self) -> None:
+        self.pool: asyncpg.Pool | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        size = GaugeMetricFamily("pivotal_db_pool_connections", "Open connections in the pool")
+        idle = GaugeMetricFamily("pivotal_db_pool_idle_connections", "Idle connections in the pool")
+        limit = GaugeMetricFamily("pivotal_db_pool_max_connections", "Configured pool maximum")
+        if self.pool is not None:
+            size.add_metric([], self.pool.get_size())
+            idle.add_metric([], self.pool.get_idle_size())
+            limit.add_metric([], self.pool.get_max_size())
+        return [size, idle, limit]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.pool = PoolCollector()
+        self.registry.register(self.pool)
+        self.http_requests = Counter(
+            "pivotal_http_requests",
+            "HTTP requests answered, by route template",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_latency = Histogram(
+            "pivotal_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_in_flight = Gauge("pivotal_http_requests_in_flight", "Requests being handled", registry=self.registry)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(method, route, str(status)).inc()
+        self.http_latency.labels(method, route).observe(seconds)
+
+
+def route_template(request: web.Request) -> str:
+    """The route's template (``/api/users/{userId}``), never the raw path: label cardinality stays bounded."""
+    info = request.match_info
+    route = info.route if info is not None else None
+    resource = route.resource if route is not None else None
+    if resource is None:
+        return "unmatched"
+    return resource.canonical

@@ -1,0 +1,86 @@
+"""The command line: bad settings, migrate, user create without a running daemon."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import asyncpg
+
+from tests.conftest import reset_database
+from tests.daemon import PIVOTAL, clean_environment
+
+
+def _run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PIVOTAL, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_bad_setting_exits_non_zero_with_one_line(tmp_path: Path) -> None:
+    """One line on stderr naming the setting and the problem; exit status 2; no traceback."""
+    result = _run(["run"], clean_environment(PIVOTAL_SERVER__PORT="eighty", PIVOTAL_DATA_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pivotal: invalid setting server.port: Input should be a valid integer, unable to parse string as an integer"
+    ]
+
+
+def test_unreachable_database_fails_once_without_traceback(tmp_path: Path) -> None:
+    """A start-up failure is one error log line and exit 1."""
+    env = clean_environment(
+        PIVOTAL_DATABASE_URL="postgresql://nobody@127.0.0.1:1/none",
+        PIVOTAL_DATA_DIR=str(tmp_path),
+        PIVOTAL_LOGGING__FORMAT="json",
+    )
+    result = _run(["run", "--port", "0"], env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert '"event": "failed"' in result.stderr
+
+
+async def test_migrate_twice(database_url: str, tmp_path: Path, pool: asyncpg.Pool) -> None:
+    """`pivotal migrate` applies the schema idempotently and records its version."""
+    env = clean_environment(PIVOTAL_DATABASE_URL=database_url, PIVOTAL_DATA_DIR=str(tmp_path))
+    for _ in range(2):
+        result = _run(["migrate"], env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "schema at version 1"
+    assert await pool.fetchval("SELECT max(version) FROM schema_version") == 1
+
+
+async def test_user_create_from_stdin(database_url: str, tmp_path: Path, pool: asyncpg.Pool) -> None:
+    """Creates a user with several roles reading the password from stdin; a second time is refused."""
+    await reset_database(pool)
+    env = clean_environment(
+        PIVOTAL_DATABASE_URL=database_url, PIVOTAL_DATA_DIR=str(tmp_path), PIVOTAL_AUTH__BCRYPT_ROUNDS="4"
+    )
+    args = [
+        "user",
+        "create",
+        "--email",
+        "sup@cli.example",
+        "--role",
+        "supervisor",
+        "--role",
+        "agent",
+        "--password-stdin",
+    ]
+    result = _run(args, env, stdin="a good long password\n")
+    assert result.returncode == 0, result.stderr
+    assert "created user" in result.stdout
+    roles = await pool.fetch(
+        "SELECT role FROM user_roles JOIN users ON users.id = user_id WHERE email = 'sup@cli.example' ORDER BY role"
+    )
+    assert [r["role"] for r in roles] == ["agent", "supervisor"]
+    again = _run(args, env, stdin="a good long password\n")
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    weak = _run(["user", "create", "--email", "x@cli.example", "--role", "agent", "--password-stdin"], env, "short\n")
+    assert weak.returncode == 2
+    assert "password" in weak.stderr
+    bad_role = _run(
+        ["user", "create", "--email", "y@cli.example", "--role", "wizard", "--password-stdin"],
+        env,
+        "long enough password\n",
+    )
+    assert bad_role.returncode == 2
+    assert "roles" in bad_role.stderr

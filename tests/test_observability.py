@@ -1,0 +1,66 @@
+"""Health, readiness, Prometheus metrics, request ids, structured logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from crm.roles import Role
+from pivotal.app import POOL
+from tests.conftest import bearer
+
+
+async def test_healthz_and_readyz(client: Any) -> None:
+    """Both answer 200 when the database is up."""
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+    assert (await (await client.get("/readyz")).json()) == {"status": "ready"}
+
+
+async def test_readyz_is_503_without_database(client: Any) -> None:
+    """When the pool cannot reach PostgreSQL, readiness fails with a problem; liveness still answers."""
+    await client.app[POOL].close()
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert response.content_type == "application/problem+json"
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_metrics_parse_with_prometheus_parser(client: Any, tokens: dict[Role, str]) -> None:
+    """Process, HTTP-by-route-template and pool metrics are exported in the text format."""
+    await client.get("/api/users/12345", headers=bearer(tokens[Role.ADMIN]))
+    response = await client.get("/metrics")
+    assert response.status == 200
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    assert "process_resident_memory_bytes" in families
+    assert families["pivotal_db_pool_max_connections"].samples[0].value == 5
+    requests = families["pivotal_http_requests"].samples
+    assert any(s.labels == {"method": "GET", "route": "/api/users/{userId}", "status": "404"} for s in requests), (
+        "requests are labelled by route template, not raw path"
+    )
+    assert "pivotal_http_request_duration_seconds" in families
+
+
+async def test_request_id_is_returned_and_logged(client: Any) -> None:
+    """A generated id comes back in X-Request-ID and is bound in the request's log lines; safe ids are kept."""
+    with structlog.testing.capture_logs() as logs:
+        response = await client.get("/healthz")
+    generated = response.headers["X-Request-ID"]
+    assert len(generated) == 32
+    line = next(entry for entry in logs if entry["event"] == "http_request")
+    assert line["route"] == "/healthz"
+    assert line["status"] == 200
+    kept = await client.get("/healthz", headers={"X-Request-ID": "trace-abc.123"})
+    assert kept.headers["X-Request-ID"] == "trace-abc.123"
+    forged = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith=stuff"})
+    assert forged.headers["X-Request-ID"] != "bad id\twith=stuff"
+
+
+async def test_problem_responses_carry_the_request_id(client: Any) -> None:
+    """Errors quote the request id so a user can report it."""
+    response = await client.get("/api/users")
+    body = await response.json()
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert body["status"] == 401
+    assert body["instance"] == "/api/users"

@@ -1,0 +1,71 @@
+"""schema.sql: idempotent application, recorded version, refusal of a newer database, state constraints."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from pivotal.schema import SchemaError, apply_schema, schema_text, schema_version
+
+
+async def test_applying_twice_changes_nothing(pool: asyncpg.Pool) -> None:
+    """A second application succeeds and leaves the same tables, types and version."""
+    catalogue = """SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'),
+                          (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                            WHERE n.nspname = 'public' AND t.typtype = 'e'),
+                          (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public')"""
+    before = await pool.fetchrow(catalogue)
+    async with pool.acquire() as conn:
+        assert await apply_schema(conn) == schema_version(schema_text())
+    assert await pool.fetchrow(catalogue) == before
+    assert before[0] >= 40, "the whole data model is there"
+    assert await pool.fetchval("SELECT count(*) FROM roles") == 7
+
+
+async def test_newer_database_is_refused(pool: asyncpg.Pool) -> None:
+    """Old code never runs against a newer data model."""
+    current = schema_version(schema_text())
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute("INSERT INTO schema_version (version, checksum) VALUES ($1, 'future')", current + 1)
+            with pytest.raises(SchemaError, match="newer"):
+                await apply_schema(conn)
+        finally:
+            await tx.rollback()
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "users",
+        "roles",
+        "user_roles",
+        "client_organisations",
+        "accounts",
+        "contacts",
+        "record_sources",
+        "suppressions",
+        "consents",
+        "campaigns",
+        "scripts",
+        "call_attempts",
+        "call_events",
+        "agent_sessions",
+        "leads",
+        "audit_log",
+        "revoked_tokens",
+    ],
+)
+async def test_core_tables_exist(pool: asyncpg.Pool, table: str) -> None:
+    """The tables later issues build on are present."""
+    assert await pool.fetchval("SELECT to_regclass($1) IS NOT NULL", f"public.{table}")
+
+
+async def test_unknown_role_is_rejected_by_the_database(pool: asyncpg.Pool) -> None:
+    """State columns are constrained in PostgreSQL too, not only in Python."""
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await pool.execute(
+            "INSERT INTO users (email, password_hash, legacy_role) VALUES ('w@x.example', 'x', 'wizard')"
+        )
