@@ -27,13 +27,16 @@ class PasswordHasher:
     def __init__(self, rounds: int) -> None:
         self.rounds = rounds
         # Compared against when the account does not exist, so a miss costs as long as a wrong password.
-        self._dummy = _hash(secrets.token_urlsafe(16), rounds)
+        # Made on the first miss, not at start-up, where 250 ms would be paid by every command.
+        self._dummy: str | None = None
 
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(_hash, password, self.rounds)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         if hashed is None:
+            if self._dummy is None:
+                self._dummy = await asyncio.to_thread(_hash, secrets.token_urlsafe(16), self.rounds)
             await asyncio.to_thread(_check, password, self._dummy)
             return False
         return await asyncio.to_thread(_check, password, hashed)
