@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,10 @@ log = structlog.get_logger(__name__)
 
 
 def _start(pgdata: Path) -> Any:
-    import pgserver  # imported here: it is heavy and only needed without a database URL
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); pgserver only keeps a lock file there.
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver  # imported here: it is heavy and only needed without a database URL
 
     return pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
 

@@ -51,3 +51,5 @@ def configure_logging(level: str = "info", fmt: Literal["auto", "json", "console
     root.setLevel(LEVELS[level])
     # aiohttp's access log duplicates our request log line, which carries the request id and route.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # pgserver narrates every pg_ctl call at INFO; our embedded_postgres_* events say what matters.
+    logging.getLogger("pgserver").setLevel(max(LEVELS[level], logging.WARNING))
