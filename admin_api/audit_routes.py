@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
-from admin_api.pagination import Page, PageQuery, decode_cursor, encode_cursor
+from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from crm import audit
 from crm.roles import Role
 
@@ -57,9 +57,7 @@ async def list_audit(req: ApiRequest) -> AuditPage:
         entity_id=query.entity_id,
         actor_id=query.actor_id,
     )
-    more = len(entries) > query.limit
-    entries = entries[: query.limit]
+    page, next_cursor = page_of(entries, query.limit, key=lambda entry: entry.id)
     return AuditPage(
-        items=[AuditEntryOut.model_validate(e, from_attributes=True) for e in entries],
-        next_cursor=encode_cursor(entries[-1].id) if more else None,
+        items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in page], next_cursor=next_cursor
     )

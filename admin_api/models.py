@@ -52,20 +52,7 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, user: User) -> UserOut:
-        return cls(
-            id=user.id,
-            email=user.email,
-            display_name=user.display_name,
-            roles=list(user.roles),
-            role=user.role,
-            is_active=user.is_active,
-            must_change_password=user.must_change_password,
-            client_organisation_id=user.client_organisation_id,
-            created_at=user.created_at,
-            updated_at=user.updated_at,
-            last_login_at=user.last_login_at,
-            deactivated_at=user.deactivated_at,
-        )
+        return cls.model_validate(user, from_attributes=True)
 
 
 class RoleAssignmentOut(BaseModel):
@@ -76,12 +63,7 @@ class RoleAssignmentOut(BaseModel):
 
     @classmethod
     def of(cls, assignment: RoleAssignment) -> RoleAssignmentOut:
-        return cls(
-            role=assignment.role,
-            assigned_by=assignment.assigned_by,
-            assigned_by_email=assignment.assigned_by_email,
-            assigned_at=assignment.assigned_at,
-        )
+        return cls.model_validate(assignment, from_attributes=True)
 
 
 class RoleList(BaseModel):

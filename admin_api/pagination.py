@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
@@ -12,6 +13,7 @@ from pydantic import BaseModel, Field
 from admin_api.problems import Problem
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -25,6 +27,12 @@ class PageQuery(BaseModel):
 class Page(BaseModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null on the last page.")
+
+
+def page_of(rows: Sequence[R], limit: int, key: Callable[[R], int]) -> tuple[list[R], str | None]:
+    """Cut a ``limit + 1`` fetch to one page and say where the next one starts (None on the last page)."""
+    page = list(rows[:limit])
+    return page, encode_cursor(key(page[-1])) if len(rows) > limit else None
 
 
 def encode_cursor(last_id: int) -> str:

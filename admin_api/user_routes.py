@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from admin_api.api import Api, ApiRequest
 from admin_api.models import Email, Password, RoleAssignmentOut, RoleList, Strict, UserCreateBody, UserOut
-from admin_api.pagination import Page, PageQuery, decode_cursor, encode_cursor
+from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.roles import Role
 
@@ -56,9 +56,8 @@ async def list_users(req: ApiRequest) -> UserPage:
     users = await req.services.users.page(
         limit=query.limit + 1, after_id=decode_cursor(query.cursor), include_inactive=query.include_inactive
     )
-    more = len(users) > query.limit
-    users = users[: query.limit]
-    return UserPage(items=[UserOut.of(u) for u in users], next_cursor=encode_cursor(users[-1].id) if more else None)
+    page, next_cursor = page_of(users, query.limit, key=lambda user: user.id)
+    return UserPage(items=[UserOut.of(user) for user in page], next_cursor=next_cursor)
 
 
 @api.route(
