@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from admin_api.api import Api, ApiRequest
+from admin_api.models import ReadModel
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from crm import audit
 from crm.roles import Role
@@ -21,7 +22,7 @@ class AuditQuery(PageQuery):
     actor_id: int | None = Field(None, ge=1, description="Only changes made by this user.")
 
 
-class AuditEntryOut(BaseModel):
+class AuditEntryOut(ReadModel):
     id: int
     at: datetime
     actor_id: int | None
@@ -58,6 +59,4 @@ async def list_audit(req: ApiRequest) -> AuditPage:
         actor_id=query.actor_id,
     )
     page, next_cursor = page_of(entries, query.limit, key=lambda entry: entry.id)
-    return AuditPage(
-        items=[AuditEntryOut.model_validate(entry, from_attributes=True) for entry in page], next_cursor=next_cursor
-    )
+    return AuditPage(items=[AuditEntryOut.of(entry) for entry in page], next_cursor=next_cursor)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from crm.passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
 from crm.roles import Role
-from crm.users import RoleAssignment, User
+
+R = TypeVar("R", bound="ReadModel")
 
 _EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -28,6 +29,19 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ReadModel(BaseModel):
+    """A response body copied from one of our own domain objects.
+
+    The values were validated on the way in and typed by the domain layer, so ``of`` copies attributes without
+    validating them again (validation was a fifth of a list request's time).
+    """
+
+    @classmethod
+    def of(cls: type[R], source: object) -> R:
+        # cast: the pydantic mypy plugin types model_construct on the base class, not on cls.
+        return cast(R, cls.model_construct(**{name: getattr(source, name) for name in cls.model_fields}))
+
+
 class UserCreateBody(Strict):
     email: Email
     password: Password
@@ -36,11 +50,11 @@ class UserCreateBody(Strict):
     must_change_password: bool = False
 
 
-class UserOut(BaseModel):
+class UserOut(ReadModel):
     id: int
     email: str
     display_name: str
-    roles: list[Role]
+    roles: tuple[Role, ...]
     role: Role | None = Field(description="Legacy single role: the most privileged of `roles`.")
     is_active: bool
     must_change_password: bool
@@ -50,20 +64,12 @@ class UserOut(BaseModel):
     last_login_at: datetime | None
     deactivated_at: datetime | None
 
-    @classmethod
-    def of(cls, user: User) -> UserOut:
-        return cls.model_validate(user, from_attributes=True)
 
-
-class RoleAssignmentOut(BaseModel):
+class RoleAssignmentOut(ReadModel):
     role: Role
     assigned_by: int | None
     assigned_by_email: str | None
     assigned_at: datetime
-
-    @classmethod
-    def of(cls, assignment: RoleAssignment) -> RoleAssignmentOut:
-        return cls.model_validate(assignment, from_attributes=True)
 
 
 class RoleList(BaseModel):
