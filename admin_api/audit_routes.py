@@ -59,4 +59,4 @@ async def list_audit(req: ApiRequest) -> AuditPage:
         actor_id=query.actor_id,
     )
     page, next_cursor = page_of(entries, query.limit, key=lambda entry: entry.id)
-    return AuditPage(items=[AuditEntryOut.of(entry) for entry in page], next_cursor=next_cursor)
+    return AuditPage.model_validate({"items": page, "next_cursor": next_cursor})

@@ -57,7 +57,7 @@ async def list_users(req: ApiRequest) -> UserPage:
         limit=query.limit + 1, after_id=decode_cursor(query.cursor), include_inactive=query.include_inactive
     )
     page, next_cursor = page_of(users, query.limit, key=lambda user: user.id)
-    return UserPage(items=[UserOut.of(user) for user in page], next_cursor=next_cursor)
+    return UserPage.model_validate({"items": page, "next_cursor": next_cursor})
 
 
 @api.route(
