@@ -45,7 +45,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     import pgserver
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")  # type: ignore[attr-defined]
     yield server.get_uri()
     server.cleanup()
 
@@ -126,9 +126,9 @@ async def make_client(aiohttp_client: Any, database_url: str, tmp_path: Path) ->
     """Start the real application on a real socket; keyword arguments override settings sections."""
 
     async def make(**overrides: Any) -> TestClient[web.Request, web.Application]:
-        clock = overrides.pop("clock", None)
+        extra = {k: overrides.pop(k) for k in ("clock", "extra_routes") if k in overrides}
         settings = make_settings(database_url, tmp_path, **overrides)
-        app = build_app(settings, clock=clock) if clock else build_app(settings)
+        app = build_app(settings, **extra)
         client: TestClient[web.Request, web.Application] = await aiohttp_client(app)
         return client
 

@@ -7,9 +7,10 @@ from typing import Any
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
+from admin_api.api import Api, ApiRequest
 from crm.roles import Role
 from pivotal.app import POOL
-from tests.conftest import bearer
+from tests.conftest import AppFactory, bearer
 
 
 async def test_healthz_and_readyz(client: Any) -> None:
@@ -64,3 +65,32 @@ async def test_problem_responses_carry_the_request_id(client: Any) -> None:
     assert body["request_id"] == response.headers["X-Request-ID"]
     assert body["status"] == 401
     assert body["instance"] == "/api/users"
+
+
+async def test_unexpected_errors_are_500_problems_without_a_trace(make_client: AppFactory, role_users: Any) -> None:
+    """A bug in a handler is logged with its traceback and answered with a bare problem quoting the request id."""
+    api = Api()
+
+    @api.route("GET", "/test/boom", summary="Fail", tag="test", roles=None)
+    async def boom(req: ApiRequest) -> None:
+        raise RuntimeError("secret internals")
+
+    client = await make_client(extra_routes=api)
+    with structlog.testing.capture_logs() as logs:
+        response = await client.get("/test/boom")
+    assert response.status == 500
+    assert response.content_type == "application/problem+json"
+    text = await response.text()
+    assert "secret internals" not in text
+    assert "Traceback" not in text
+    failure = next(entry for entry in logs if entry["event"] == "request_failed")
+    assert failure["log_level"] == "error"
+    assert failure["exc_info"] is True
+
+
+async def test_wrong_method_is_405_problem(client: Any) -> None:
+    """An unsupported method names the allowed ones."""
+    response = await client.put("/healthz")
+    assert response.status == 405
+    assert response.content_type == "application/problem+json"
+    assert "GET" in response.headers["Allow"]
