@@ -1,6 +1,7 @@
 """Typed settings of the daemon: one pydantic-settings object, built once at the edge and passed down."""
 
 from config.settings import (
+    AudienceSettings,
     AuthSettings,
     DatabaseSettings,
     LoggingSettings,
@@ -11,6 +12,7 @@ from config.settings import (
 )
 
 __all__ = [
+    "AudienceSettings",
     "AuthSettings",
     "DatabaseSettings",
     "LoggingSettings",

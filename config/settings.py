@@ -88,6 +88,12 @@ class AuthSettings(_Section):
         return value
 
 
+class AudienceSettings(_Section):
+    #: Country assumed for phone numbers written without a country code (ISO 3166 alpha-2), unless the
+    #: contact's or account's country says otherwise.
+    default_phone_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``auto``: readable lines on a terminal, JSON lines otherwise.
@@ -113,6 +119,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
+    audience: AudienceSettings = AudienceSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod
