@@ -41,10 +41,12 @@ DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'e164_phone') T
   CREATE DOMAIN e164_phone AS text CHECK (VALUE ~ '^\+[1-9][0-9]{5,14}$');
 END IF; END $$;
 
--- Normalised e-mail address: trimmed and lower-cased by the importer/API before storage.
+-- Normalised e-mail address: trimmed, domain part lower-cased (local part kept as written, since
+-- RFC 5321 lets servers treat it as case-sensitive). Identity and look-ups use lower(email).
 DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'email_address') THEN
   CREATE DOMAIN email_address AS text
-    CHECK (VALUE = lower(VALUE) AND length(VALUE) <= 254 AND VALUE ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$');
+    CHECK (length(VALUE) <= 254 AND VALUE ~ '^[^@\s]+@[^@\s]+\.[^@\s]+$'
+           AND split_part(VALUE, '@', 2) = lower(split_part(VALUE, '@', 2)));
 END IF; END $$;
 
 -- Normalised DNS name: lower case, no scheme, no "www.", no trailing dot (IDNs as punycode).
@@ -217,6 +219,8 @@ CREATE TABLE IF NOT EXISTS users (
   client_organisation_id bigint REFERENCES client_organisations(id),
   is_active boolean NOT NULL DEFAULT true,
   must_change_password boolean NOT NULL DEFAULT false,
+  -- Tokens issued (iat) before this instant are refused: set on password change and deactivation.
+  tokens_valid_after timestamptz,
   last_login_at timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
@@ -384,8 +388,8 @@ CREATE TABLE IF NOT EXISTS contacts (
   CHECK (email IS NULL OR email_invalid_reason IS NULL),
   CHECK (phone_e164 IS NULL OR phone_invalid_reason IS NULL)
 );
--- One live contact per e-mail: the import upsert key.
-CREATE UNIQUE INDEX IF NOT EXISTS contacts_email_idx ON contacts (email)
+-- One live contact per e-mail, compared case-insensitively: the import upsert key.
+CREATE UNIQUE INDEX IF NOT EXISTS contacts_lower_email_idx ON contacts (lower(email))
   WHERE deleted_at IS NULL AND email IS NOT NULL;
 -- Not unique: colleagues share a switchboard number.
 CREATE INDEX IF NOT EXISTS contacts_phone_e164_idx ON contacts (phone_e164)

@@ -92,11 +92,14 @@ class ApiRequest:
 
 
 def client_address(request: web.Request, trust_forwarded_for: bool) -> str:
+    """The peer, or behind one trusted proxy the address it appended: the *last* X-Forwarded-For entry.
+
+    Earlier entries were written by the client and prove nothing.
+    """
     if trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first
+        last = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+        if last:
+            return last
     return request.remote or "unknown"
 
 
@@ -124,6 +127,12 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
         raise Problem(401, "this account is deactivated", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     if state.revoked:
         raise Problem(401, "this token was revoked", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if claims.issued_at < state.tokens_valid_after:
+        raise Problem(
+            401,
+            "this token predates a password change or deactivation; sign in again",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
     return Principal(claims.user_id, state.roles, claims)
 
 
@@ -135,6 +144,8 @@ async def _read_body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem(400, "the body is not acceptable JSON: nested too deeply") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -11,6 +12,8 @@ from pydantic import BaseModel, Field
 from admin_api.api import ANY_USER, Api, ApiRequest, client_address
 from admin_api.models import Password, Strict, UserOut
 from admin_api.problems import Problem
+from admin_api.services import Services
+from crm.roles import Role
 from crm.users import normalise_email
 
 api = Api()
@@ -32,6 +35,17 @@ class PasswordChangeBody(Strict):
     new_password: Password
 
 
+def _throttle(services: Services, account: str, address: str, now: float) -> None:
+    wait = services.login_throttle.attempt(account, address, now)
+    if wait > 0:
+        raise Problem(429, "too many failed sign-ins; try again later", headers={"Retry-After": str(math.ceil(wait))})
+
+
+def _token(services: Services, user_id: int, roles: Sequence[Role]) -> TokenOut:
+    token, claims = services.tokens.issue(user_id, roles, services.clock())
+    return TokenOut(access_token=token, expires_in=services.tokens.ttl_s)
+
+
 @api.route(
     "POST",
     "/api/auth/login",
@@ -47,19 +61,15 @@ async def login(req: ApiRequest) -> TokenOut:
     account = normalise_email(body.email)
     address = client_address(req.request, services.trust_forwarded_for)
     now = services.clock()
-    wait = services.login_throttle.retry_after(account, address, now)
-    if wait > 0:
-        raise Problem(429, "too many failed sign-ins; try again later", headers={"Retry-After": str(math.ceil(wait))})
+    _throttle(services, account, address, now)
     found = await services.users.credentials(account)
     ok = await services.passwords.verify(body.password, found[1] if found else None)
     if not found or not ok or not found[0].is_active:
-        services.login_throttle.record_failure(account, address, services.clock())
         raise Problem(401, "e-mail or password is wrong, or the account is deactivated")
     user = found[0]
-    services.login_throttle.record_success(account)
+    services.login_throttle.succeeded(account, address, now)
     await services.users.record_login(user.id)
-    token, claims = services.tokens.issue(user.id, user.roles, services.clock())
-    return TokenOut(access_token=token, expires_in=claims.expires_at - claims.issued_at)
+    return _token(services, user.id, user.roles)
 
 
 @api.route("POST", "/api/auth/logout", summary="Revoke the token this request carries", tag="auth", roles=ANY_USER)
@@ -74,16 +84,31 @@ async def me(req: ApiRequest) -> UserOut:
 
 
 @api.route(
-    "POST", "/api/auth/password", summary="Change my password", tag="auth", roles=ANY_USER, body=PasswordChangeBody
+    "POST",
+    "/api/auth/password",
+    summary="Change my password",
+    tag="auth",
+    roles=ANY_USER,
+    body=PasswordChangeBody,
+    response=TokenOut,
 )
-async def change_password(req: ApiRequest) -> None:
-    """Other tokens stay valid until they expire; sign out of them explicitly if they may be compromised."""
+async def change_password(req: ApiRequest) -> TokenOut:
+    """Every token issued before the change stops working, this one included; the answer is a fresh token.
+
+    Wrong current passwords count against the same throttle as sign-ins.
+    """
     services = req.services
     user = await services.users.get(req.user.user_id)
+    account = normalise_email(user.email)
+    address = client_address(req.request, services.trust_forwarded_for)
+    now = services.clock()
+    _throttle(services, account, address, now)
     found = await services.users.credentials(user.email)
     if found is None or not await services.passwords.verify(req.body.current_password, found[1]):
         raise Problem(
             422, "current_password: is wrong", errors=[{"loc": ["body", "current_password"], "msg": "is wrong"}]
         )
+    services.login_throttle.succeeded(account, address, now)
     new_hash = await services.passwords.hash(req.body.new_password)
     await services.users.update(req.actor, user.id, {"password_hash": new_hash, "must_change_password": False})
+    return _token(services, user.id, user.roles)

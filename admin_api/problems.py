@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 
 from admin_api.services import REQUEST_ID
-from crm.users import EmailTaken, UserNotFound
+from crm.users import EmailTaken, LastAdmin, UserNotFound
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +76,7 @@ def _from_http_exception(exc: web.HTTPException) -> Problem:
 
 
 #: Domain refusals that map onto HTTP without each handler translating them.
-DOMAIN_ERRORS: dict[type[Exception], int] = {UserNotFound: 404, EmailTaken: 409}
+DOMAIN_ERRORS: dict[type[Exception], int] = {UserNotFound: 404, EmailTaken: 409, LastAdmin: 409}
 
 
 @web.middleware
@@ -92,6 +92,12 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return problem_response(request, _from_http_exception(exc))
     except tuple(DOMAIN_ERRORS) as exc:
         return problem_response(request, Problem(DOMAIN_ERRORS[type(exc)], str(exc)))
+    except TimeoutError:
+        # Raised by the bounded pool: every connection busy for database.acquire_timeout_s.
+        log.warning("database_busy", path=request.path, method=request.method)
+        return problem_response(
+            request, Problem(503, "the database is busy; try again shortly", headers={"Retry-After": "1"})
+        )
     except Exception:
         # The one boundary of a request: log everything, tell the caller nothing but the request id.
         log.exception("request_failed", path=request.path, method=request.method)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
+import pydantic_settings
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -203,3 +204,6 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise SettingsError(_describe(exc)) from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {config_file}: {exc}") from None
+    except pydantic_settings.SettingsError as exc:
+        # e.g. PIVOTAL_SERVER=notjson: a whole section given as a value that is not JSON.
+        raise SettingsError(f"invalid setting: {exc}") from None

@@ -21,8 +21,10 @@ class InvalidToken(Exception):
 class Claims:
     user_id: int
     roles: tuple[Role, ...]
-    issued_at: int
-    expires_at: int
+    #: Milliseconds matter: a password change invalidates tokens issued before it, even in the same second
+    #: (RFC 7519 allows a non-integer NumericDate).
+    issued_at: float
+    expires_at: float
     jti: uuid.UUID
 
 
@@ -35,8 +37,8 @@ class TokenService:
         claims = Claims(
             user_id=user_id,
             roles=tuple(roles),
-            issued_at=int(now),
-            expires_at=int(now) + self.ttl_s,
+            issued_at=round(now, 3),
+            expires_at=round(now, 3) + self.ttl_s,
             jti=uuid.uuid4(),
         )
         legacy = legacy_role(roles)
@@ -65,8 +67,8 @@ class TokenService:
             claims = Claims(
                 user_id=int(payload["sub"]),
                 roles=tuple(Role(role) for role in payload.get("roles") or ()),
-                issued_at=int(payload["iat"]),
-                expires_at=int(payload["exp"]),
+                issued_at=float(payload["iat"]),
+                expires_at=float(payload["exp"]),
                 jti=uuid.UUID(str(payload["jti"])),
             )
         except (ValueError, TypeError):

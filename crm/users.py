@@ -27,6 +27,15 @@ class EmailTaken(UserError):
     pass
 
 
+class LastAdmin(UserError):
+    """The change would leave no active admin, and so nobody able to manage users."""
+
+
+# Serialises every change that can take away an admin, so two admins demoting each other at once
+# cannot both succeed and leave the system with none.
+_ADMIN_CHANGE_LOCK = 0x41444D494E  # "ADMIN"
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
@@ -62,6 +71,8 @@ class AuthState:
     is_active: bool
     revoked: bool
     roles: frozenset[Role]
+    #: Unix time before which tokens were invalidated (password change, deactivation); 0 when never.
+    tokens_valid_after: float
 
 
 _USER_COLUMNS = """u.id, u.email, u.display_name, u.is_active, u.must_change_password, u.client_organisation_id,
@@ -154,6 +165,8 @@ class UserStore:
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
         async with self.pool.acquire() as conn, conn.transaction():
+            if changes.get("is_active") is False:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CHANGE_LOCK)
             await self._lock(conn, user_id)
             if changes:
                 assignments = [f"{name} = ${i}" for i, name in enumerate(changes, start=2)]
@@ -162,6 +175,9 @@ class UserStore:
                     assignments.append(
                         f"deactivated_at = CASE WHEN ${i} THEN NULL ELSE coalesce(deactivated_at, now()) END"
                     )
+                if "password_hash" in changes or changes.get("is_active") is False:
+                    # Every token issued before now stops working (see AuthState.tokens_valid_after).
+                    assignments.append("tokens_valid_after = now()")
                 try:
                     await conn.execute(
                         f"UPDATE users SET {', '.join(assignments)}, updated_at = now() WHERE id = $1",
@@ -175,6 +191,8 @@ class UserStore:
                 if changes.get("is_active") is False:
                     action = "user.deactivate"
                 await audit.record(conn, actor, action, "user", user_id, shown)
+                if action == "user.deactivate":
+                    await self._ensure_an_admin_remains(conn)
             return _user(await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users u WHERE u.id = $1", user_id))
 
     async def record_login(self, user_id: int) -> None:
@@ -203,6 +221,7 @@ class UserStore:
 
     async def remove_role(self, actor: Actor, user_id: int, role: Role) -> list[RoleAssignment]:
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CHANGE_LOCK)
             await self._lock(conn, user_id)
             removed = await conn.fetchval(
                 "DELETE FROM user_roles WHERE user_id = $1 AND role = $2 RETURNING role", user_id, str(role)
@@ -210,11 +229,13 @@ class UserStore:
             if removed is None:
                 raise UserNotFound(f"user {user_id} does not hold role {role}")
             await audit.record(conn, actor, "user.role_remove", "user", user_id, {"role": str(role)})
+            await self._ensure_an_admin_remains(conn)
             return await self._assignments(conn, user_id)
 
     async def replace_roles(self, actor: Actor, user_id: int, roles: Sequence[Role]) -> list[RoleAssignment]:
         wanted = {str(role) for role in roles}
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ADMIN_CHANGE_LOCK)
             await self._lock(conn, user_id)
             held = {r["role"] for r in await conn.fetch("SELECT role FROM user_roles WHERE user_id = $1", user_id)}
             # Roles kept keep their original assigned_by/assigned_at: the set changed, not their history.
@@ -232,14 +253,23 @@ class UserStore:
                     user_id,
                     {"added": sorted(wanted - held), "removed": sorted(held - wanted), "roles": sorted(wanted)},
                 )
+            await self._ensure_an_admin_remains(conn)
             return await self._assignments(conn, user_id)
 
     async def migrate_legacy_roles(self, actor: Actor) -> int:
-        """Copy each user's legacy single role into user_roles; return how many assignments were added."""
+        """Copy each user's legacy single role into user_roles; return how many assignments were added.
+
+        The legacy column is emptied as it is copied, so a role an admin removes afterwards is not brought
+        back by running the migration again.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                """INSERT INTO user_roles (user_id, role, assigned_by)
-                   SELECT id, legacy_role, $1 FROM users WHERE legacy_role IS NOT NULL
+                """WITH legacy AS (
+                       SELECT id, legacy_role FROM users WHERE legacy_role IS NOT NULL FOR UPDATE),
+                   cleared AS (
+                       UPDATE users u SET legacy_role = NULL, updated_at = now() FROM legacy WHERE u.id = legacy.id)
+                   INSERT INTO user_roles (user_id, role, assigned_by)
+                   SELECT id, legacy_role, $1 FROM legacy
                    ON CONFLICT DO NOTHING
                    RETURNING user_id, role""",
                 actor.user_id,
@@ -254,7 +284,7 @@ class UserStore:
 
     async def auth_state(self, user_id: int, jti: uuid.UUID) -> AuthState | None:
         row = await self.pool.fetchrow(
-            """SELECT u.is_active,
+            """SELECT u.is_active, coalesce(extract(epoch FROM u.tokens_valid_after), 0)::float8 AS valid_after,
                       EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = $2) AS revoked,
                       ARRAY(SELECT role FROM user_roles WHERE user_id = u.id) AS roles
                  FROM users u WHERE u.id = $1""",
@@ -263,7 +293,7 @@ class UserStore:
         )
         if row is None:
             return None
-        return AuthState(row["is_active"], row["revoked"], frozenset(Role(r) for r in row["roles"]))
+        return AuthState(row["is_active"], row["revoked"], frozenset(Role(r) for r in row["roles"]), row["valid_after"])
 
     async def revoke_token(self, jti: uuid.UUID, user_id: int, expires_at: datetime) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -278,6 +308,15 @@ class UserStore:
             await conn.execute("DELETE FROM revoked_tokens WHERE expires_at < now() - interval '1 day'")
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _ensure_an_admin_remains(conn: asyncpg.Connection) -> None:
+        remaining = await conn.fetchval(
+            """SELECT count(*) FROM user_roles ur JOIN users u ON u.id = ur.user_id
+                WHERE ur.role = 'admin' AND u.is_active"""
+        )
+        if remaining == 0:
+            raise LastAdmin("this change would leave no active admin")
 
     @staticmethod
     async def _exists(conn: asyncpg.Connection, user_id: int) -> None:

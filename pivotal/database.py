@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 
@@ -27,19 +28,41 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+class BoundedPool(asyncpg.Pool):  # type: ignore[misc]
+    """A pool whose ``acquire`` (and so ``fetch``, ``execute``...) waits a bounded time for a connection.
+
+    asyncpg's own default is to wait forever; an exhausted pool would then hang every request. The
+    TimeoutError becomes a 503 at the HTTP boundary.
+    """
+
+    def __init__(self, *args: Any, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return super().acquire(timeout=self.acquire_timeout if timeout is None else timeout)
+
+
 async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
     server_settings = {"application_name": "pivotal"}
     if settings.statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
-    pool: asyncpg.Pool = await asyncpg.create_pool(
+    pool = BoundedPool(
         url,
+        acquire_timeout=settings.acquire_timeout_s,
         min_size=settings.pool_min,
         max_size=settings.pool_max,
+        max_queries=50_000,
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_keep_session,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         server_settings=server_settings,
-        timeout=settings.acquire_timeout_s,
+        timeout=settings.acquire_timeout_s,  # connecting: the same bound
     )
+    await pool
     return pool
 
 

@@ -124,9 +124,63 @@ async def test_change_password(client: Any, tokens: dict[Role, str], pool: async
     ok = await client.post(
         "/api/auth/password", json={"current_password": PASSWORD, "new_password": "brand new secret"}, headers=headers
     )
-    assert ok.status == 204
+    assert ok.status == 200
+    fresh = (await ok.json())["access_token"]
+    assert (await client.get("/api/auth/me", headers=bearer(fresh))).status == 200
+    old = await client.get("/api/auth/me", headers=headers)
+    assert old.status == 401, "tokens issued before the change stop working"
     await login(client, "agent@test.example", "brand new secret")
     response = await client.post("/api/auth/login", json={"email": "agent@test.example", "password": PASSWORD})
     assert response.status == 401
     stored = await pool.fetchval("SELECT password_hash FROM users WHERE email = 'agent@test.example'")
     assert stored.startswith("$2")
+
+
+async def test_concurrent_guesses_are_throttled(make_client: AppFactory, role_users: Any) -> None:
+    """Guesses sent all at once cannot all pass the throttle while bcrypt runs."""
+    import asyncio
+
+    client = await make_client(auth={"login_max_failures_per_account": 3})
+    body = {"email": "agent@test.example", "password": "wrong guess"}
+    responses = await asyncio.gather(*(client.post("/api/auth/login", json=body) for _ in range(12)))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(401) == 3
+    assert statuses.count(429) == 9
+
+
+async def test_forwarded_for_cannot_be_spoofed(make_client: AppFactory, role_users: Any) -> None:
+    """Behind a trusted proxy the address is the last X-Forwarded-For entry, not what the client wrote first."""
+    client = await make_client(auth={"login_max_failures_per_address": 3}, server={"trust_forwarded_for": True})
+    statuses = []
+    for i in range(5):
+        response = await client.post(
+            "/api/auth/login",
+            json={"email": f"nobody{i}@test.example", "password": "wrong guess"},
+            headers={"X-Forwarded-For": f"10.9.9.{i}, 198.51.100.7"},
+        )
+        statuses.append(response.status)
+    assert statuses == [401, 401, 401, 429, 429]
+
+
+async def test_admin_password_reset_and_reactivation_do_not_revive_old_tokens(
+    client: Any, tokens: dict[Role, str]
+) -> None:
+    """A reset password or a deactivation invalidates every token issued before it, for good."""
+    admin = bearer(tokens[Role.ADMIN])
+    for role, change in ((Role.AGENT, {"password": "reset by admin"}), (Role.SUPERVISOR, {"is_active": False})):
+        user = await (await client.get("/api/auth/me", headers=bearer(tokens[role]))).json()
+        assert (await client.patch(f"/api/users/{user['id']}", json=change, headers=admin)).status == 200
+        if change.get("is_active") is False:
+            assert (
+                await client.patch(f"/api/users/{user['id']}", json={"is_active": True}, headers=admin)
+            ).status == 200
+        response = await client.get("/api/auth/me", headers=bearer(tokens[role]))
+        assert response.status == 401, role
+    await login(client, "agent@test.example", "reset by admin")
+    await login(client, "supervisor@test.example")
+
+
+async def test_deeply_nested_json_is_400(client: Any) -> None:
+    """A body that would blow the parser's recursion limit is a 400, not a 500."""
+    response = await client.post("/api/auth/login", data=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert response.status == 400

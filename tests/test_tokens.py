@@ -19,6 +19,8 @@ def test_issue_carries_roles_and_legacy_role() -> None:
     assert payload["roles"] == ["agent", "supervisor"]
     assert payload["role"] == "supervisor"
     assert (payload["iat"], payload["exp"]) == (1000, 4600)
+    _, precise = TokenService(SECRET, 3600).issue(7, [Role.AGENT], now=1000.1234)
+    assert precise.issued_at == 1000.123
     assert payload["jti"] == str(claims.jti)
 
 

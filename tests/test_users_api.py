@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import pytest
 
+from crm.audit import SYSTEM
 from crm.roles import Role
+from crm.users import LastAdmin, UserStore
 from tests.conftest import bearer, login
 
 
@@ -183,6 +186,48 @@ async def test_admin_cannot_lock_themselves_out(client: Any, tokens: dict[Role, 
     assert (await client.delete(f"/api/users/{me['id']}", headers=admin)).status == 409
 
 
+async def test_two_admins_demoting_each_other_leave_one_admin(client: Any, tokens: dict[Role, str]) -> None:
+    """Concurrent demotions are serialised; the one that would leave no active admin is refused with 409."""
+    import asyncio
+
+    first = await (await client.get("/api/auth/me", headers=bearer(tokens[Role.ADMIN]))).json()
+    second = await _create(client, tokens[Role.ADMIN], "admin2@test.example", ["admin"])
+    second_token = await login(client, "admin2@test.example", "long enough pw")
+    responses = await asyncio.gather(
+        client.delete(f"/api/users/{second['id']}/roles/admin", headers=bearer(tokens[Role.ADMIN])),
+        client.delete(f"/api/users/{first['id']}/roles/admin", headers=bearer(second_token)),
+    )
+    statuses = sorted(r.status for r in responses)
+    assert statuses[0] == 200
+    assert statuses[1] in (403, 409)
+    admins = (
+        [
+            u
+            for u in (await (await client.get("/api/users?limit=500", headers=bearer(tokens[Role.ADMIN]))).json())[
+                "items"
+            ]
+            if "admin" in u["roles"]
+        ]
+        if statuses[1] != 200
+        else []
+    )
+    assert len(admins) <= 1
+
+
+async def test_the_last_admin_cannot_be_removed(client: Any, tokens: dict[Role, str], pool: asyncpg.Pool) -> None:
+    """Whatever path a change takes, one that leaves no active admin raises LastAdmin and changes nothing."""
+    store = UserStore(pool)
+    admin_id = await pool.fetchval("SELECT id FROM users WHERE email = 'admin@test.example'")
+    with pytest.raises(LastAdmin):
+        await store.remove_role(SYSTEM, admin_id, Role.ADMIN)
+    with pytest.raises(LastAdmin):
+        await store.replace_roles(SYSTEM, admin_id, [Role.AGENT])
+    with pytest.raises(LastAdmin):
+        await store.update(SYSTEM, admin_id, {"is_active": False})
+    assert await pool.fetchval("SELECT count(*) FROM user_roles WHERE role = 'admin'") == 1
+    assert await pool.fetchval("SELECT is_active FROM users WHERE id = $1", admin_id)
+
+
 async def test_migrate_roles_is_idempotent(client: Any, tokens: dict[Role, str], pool: asyncpg.Pool) -> None:
     """Legacy single roles are copied into user_roles once; the legacy role field reads from the array."""
     await pool.execute(
@@ -200,3 +245,7 @@ async def test_migrate_roles_is_idempotent(client: Any, tokens: dict[Role, str],
         "legacy1@test.example": (["supervisor"], "supervisor"),
         "legacy2@test.example": (["agent"], "agent"),
     }
+    legacy1 = next(u for u in users["items"] if u["email"] == "legacy1@test.example")
+    await client.delete(f"/api/users/{legacy1['id']}/roles/supervisor", headers=admin)
+    third = await (await client.post("/api/users/migrate-roles", headers=admin)).json()
+    assert third == {"added": 0}, "a role removed after migration is not brought back"
