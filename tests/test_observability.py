@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -9,8 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from admin_api.api import Api, ApiRequest
 from crm.roles import Role
-from pivotal.app import POOL
 from tests.conftest import AppFactory, bearer
+from tests.tcp_proxy import PostgresProxy
 
 
 async def test_healthz_and_readyz(client: Any) -> None:
@@ -19,13 +20,27 @@ async def test_healthz_and_readyz(client: Any) -> None:
     assert (await (await client.get("/readyz")).json()) == {"status": "ready"}
 
 
-async def test_readyz_is_503_without_database(client: Any) -> None:
-    """When the pool cannot reach PostgreSQL, readiness fails with a problem; liveness still answers."""
-    await client.app[POOL].close()
-    response = await client.get("/readyz")
-    assert response.status == 503
-    assert response.content_type == "application/problem+json"
+async def test_readyz_is_503_when_the_database_is_unreachable(
+    make_client: AppFactory, role_users: Any, database_url: str
+) -> None:
+    """Through a real TCP hop: cut (connections refused) and black-holed (no answer within 2 s) both give 503;
+    liveness still answers; readiness returns when the database does."""
+    proxy = await PostgresProxy(database_url).start()
+    client = await make_client(database={"url": proxy.url, "pool_min": 1, "acquire_timeout_s": 5.0})
+    assert (await client.get("/readyz")).status == 200
+    await proxy.cut()
+    for _ in range(2):  # first the dropped connection, then a refused reconnect
+        response = await client.get("/readyz")
+        assert response.status == 503
+        assert response.content_type == "application/problem+json"
     assert (await client.get("/healthz")).status == 200
+    await proxy.resume(blackhole=True)
+    started = asyncio.get_running_loop().time()
+    assert (await client.get("/readyz")).status == 503
+    assert asyncio.get_running_loop().time() - started < 4
+    await proxy.cut()
+    await proxy.resume()
+    assert (await client.get("/readyz")).status == 200
 
 
 async def test_metrics_parse_with_prometheus_parser(client: Any, tokens: dict[Role, str]) -> None:
