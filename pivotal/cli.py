@@ -31,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="apply schema.sql to the database and exit")
 
+    imports = sub.add_parser("import", help="import a CSV file without a running daemon")
+    import_sub = imports.add_subparsers(dest="import_entity", required=True, metavar="ENTITY")
+    contacts = import_sub.add_parser("contacts", help="import contacts (and their accounts) from a CSV file")
+    contacts.add_argument("file", type=Path)
+    contacts.add_argument("--mapping", type=Path, help='JSON file {"<column>": "<field>" | null}; default: suggested')
+    contacts.add_argument("--list", dest="list_name", help="add every imported contact to this static list")
+    contacts.add_argument("--encoding", help="file encoding (default: detected)")
+    contacts.add_argument("--delimiter", help="field delimiter (default: sniffed)")
+    contacts.add_argument("--rejects", type=Path, help="write rejected rows to this CSV file")
+
     user = sub.add_parser("user", help="manage users without a running daemon")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     create = user_sub.add_parser("create", help="create a user")
@@ -68,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _run,
         "migrate": _migrate,
         "user": _user_create,
+        "import": _import,
     }
     try:
         return _asyncio_run(commands[args.command](args, settings))
@@ -149,6 +160,12 @@ async def _user_create(args: argparse.Namespace, settings: Settings) -> int:
             await pool.close()
     print(f"created user {user.id} {user.email} with roles {', '.join(user.roles)}")
     return 0
+
+
+async def _import(args: argparse.Namespace, settings: Settings) -> int:
+    from pivotal.import_command import import_contacts_command
+
+    return await import_contacts_command(args, settings)
 
 
 if __name__ == "__main__":  # pragma: no cover

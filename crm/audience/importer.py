@@ -1,0 +1,223 @@
+"""Contact import: stream a CSV into a staging table, then merge it in one transaction.
+
+Reading, normalising and COPYing happen batch by batch (constant memory). Nothing touches accounts or
+contacts until the whole file has been read: a file that breaks half-way leaves no trace but the failed
+job. The merge is set-based SQL (``merge_sql``) inside one transaction with the job's final counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import asyncpg
+
+from crm.audience import import_jobs, merge_sql
+from crm.audience.csv_reader import CsvDialect, CsvFormatError, detect_dialect, read_rows
+from crm.audience.mapping import suggest_mapping, validate_mapping
+from crm.audience.rows import STAGING_COLUMNS, Reject, RowNormaliser, StagedRow
+
+BATCH_ROWS = 5_000
+
+
+@dataclass
+class ImportCounts:
+    rows_read: int = 0
+    rows_rejected: int = 0
+    rows_inserted: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    accounts_inserted: int = 0
+    accounts_updated: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / max(time.monotonic() - self.started, 1e-6)
+
+
+Progress = Callable[[ImportCounts], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """What to import and how: the file, its dialect and header, and the validated column mapping."""
+
+    path: Path
+    dialect: CsvDialect
+    header: list[str]
+    fields_by_index: dict[int, str]
+    mapping: dict[str, str | None]
+
+
+def plan_import(
+    path: Path,
+    mapping: Mapping[str, str | None] | None = None,
+    *,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+) -> ImportPlan:
+    """Detect the dialect, read the header, and validate the mapping (suggested from the header if not given).
+
+    Raises CsvFormatError or MappingError.
+    """
+    with path.open("rb") as stream:
+        dialect = detect_dialect(stream, encoding, delimiter)
+        first = next(read_rows(stream, dialect), None)
+    if first is None:
+        raise CsvFormatError(1, "the file is empty: no header line")
+    header = [name.strip() for name in first[1]]
+    duplicates = {name for name in header if name and header.count(name) > 1}
+    if duplicates:
+        raise CsvFormatError(first[0], f"the header repeats column names: {', '.join(sorted(duplicates))}")
+    chosen = dict(mapping) if mapping is not None else suggest_mapping(header)
+    return ImportPlan(path, dialect, header, validate_mapping(chosen, header), chosen)
+
+
+def _batches(stream: BinaryIO, plan: ImportPlan, region: str) -> Iterator[tuple[int, list[StagedRow], list[Reject]]]:
+    normaliser = RowNormaliser(plan.fields_by_index, plan.header, region)
+    rows = read_rows(stream, plan.dialect)
+    next(rows)  # the header
+    staged: list[StagedRow] = []
+    rejected: list[Reject] = []
+    count = 0
+    for line, values in rows:
+        count += 1
+        result = normaliser.normalise(line, values)
+        if isinstance(result, StagedRow):
+            staged.append(result)
+        else:
+            rejected.extend(result)
+        if count == BATCH_ROWS:
+            yield count, staged, rejected
+            staged, rejected, count = [], [], 0
+    yield count, staged, rejected
+
+
+async def import_contacts(
+    pool: asyncpg.Pool,
+    plan: ImportPlan,
+    *,
+    job_id: int,
+    source_id: int,
+    region: str,
+    list_id: int | None = None,
+    added_by: int | None = None,
+    progress: Progress | None = None,
+) -> ImportCounts:
+    """Run the import; return the counts. The job row is updated with the outcome in the merge transaction."""
+    counts = ImportCounts()
+    async with pool.acquire() as conn:
+        await conn.execute(merge_sql.DROP_STAGING)
+        await conn.execute(merge_sql.STAGING_TABLE)
+        try:
+            await _stage(conn, plan, region, counts, progress)
+            async with conn.transaction():
+                await _merge(conn, counts, source_id=source_id, list_id=list_id, added_by=added_by)
+                await conn.execute(merge_sql.KEEP_REJECTS, job_id)
+                await conn.execute(
+                    """UPDATE import_jobs SET status = 'completed', finished_at = now(), updated_at = now(),
+                              rows_read = $2, rows_inserted = $3, rows_updated = $4, rows_unchanged = $5,
+                              rows_rejected = $6
+                        WHERE id = $1""",
+                    job_id,
+                    counts.rows_read,
+                    counts.rows_inserted,
+                    counts.rows_updated,
+                    counts.rows_unchanged,
+                    counts.rows_rejected,
+                )
+        finally:
+            await conn.execute(merge_sql.DROP_STAGING)
+    return counts
+
+
+async def _stage(
+    conn: asyncpg.Connection, plan: ImportPlan, region: str, counts: ImportCounts, progress: Progress | None
+) -> None:
+    with plan.path.open("rb") as stream:
+        batches = _batches(stream, plan, region)
+        while True:
+            # Reading and normalising is CPU work: off the event loop, one batch at a time.
+            batch = await asyncio.to_thread(next, batches, None)
+            if batch is None:
+                break
+            read, staged, rejected = batch
+            counts.rows_read += read
+            counts.rows_rejected += len({reject.line for reject in rejected})
+            if staged:
+                await conn.copy_records_to_table(
+                    "import_staging", records=[row.as_record() for row in staged], columns=STAGING_COLUMNS
+                )
+            if rejected:
+                await conn.copy_records_to_table(
+                    "import_staged_rejects",
+                    records=[(r.line, r.column, r.value, r.reason) for r in rejected],
+                    columns=("line", "column_name", "value", "reason"),
+                )
+            if progress is not None:
+                await progress(counts)
+
+
+async def _merge(
+    conn: asyncpg.Connection, counts: ImportCounts, *, source_id: int, list_id: int | None, added_by: int | None
+) -> None:
+    await conn.execute("ANALYZE import_staging")
+    await conn.execute(merge_sql.ACCOUNTS)
+    counts.accounts_updated = await conn.fetchval(merge_sql.UPDATE_ACCOUNTS, source_id)
+    await conn.execute(merge_sql.ASSIGN_ACCOUNT_IDS)
+    counts.accounts_inserted = await conn.fetchval(merge_sql.INSERT_ACCOUNTS, source_id)
+    await conn.execute(merge_sql.CONTACTS)
+    matched = await conn.fetchval("SELECT count(*) FROM import_contacts WHERE existed")
+    counts.rows_updated = await conn.fetchval(merge_sql.UPDATE_CONTACTS, source_id)
+    counts.rows_unchanged = matched - counts.rows_updated
+    await conn.execute(merge_sql.ASSIGN_CONTACT_IDS)
+    counts.rows_inserted = await conn.fetchval(merge_sql.INSERT_CONTACTS, source_id)
+    if list_id is not None:
+        await conn.execute(merge_sql.ADD_TO_LIST, list_id, source_id, added_by)
+
+
+async def run_import_job(
+    pool: asyncpg.Pool,
+    plan: ImportPlan,
+    *,
+    job_id: int,
+    source_id: int,
+    region: str,
+    list_id: int | None = None,
+    added_by: int | None = None,
+    progress: Progress | None = None,
+) -> ImportCounts:
+    """:func:`import_contacts` with the job's status kept: running, then completed, failed or cancelled."""
+    await import_jobs.mark_running(pool, job_id)
+
+    async def report(counts: ImportCounts) -> None:
+        await import_jobs.report_progress(pool, job_id, counts.rows_read, counts.rows_rejected)
+        if progress is not None:
+            await progress(counts)
+
+    try:
+        return await import_contacts(
+            pool,
+            plan,
+            job_id=job_id,
+            source_id=source_id,
+            region=region,
+            list_id=list_id,
+            added_by=added_by,
+            progress=report,
+        )
+    except CsvFormatError as exc:
+        await import_jobs.mark_failed(pool, job_id, str(exc))
+        raise
+    except asyncio.CancelledError:
+        # The outcome is written even while being cancelled (shutdown): a job never stays "running".
+        await asyncio.shield(import_jobs.mark_failed(pool, job_id, "cancelled before it finished", cancelled=True))
+        raise
+    except Exception as exc:
+        await import_jobs.mark_failed(pool, job_id, f"{type(exc).__name__}: {exc}")
+        raise

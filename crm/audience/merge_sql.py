@@ -1,0 +1,197 @@
+"""The set-based SQL that merges a staged import into accounts and contacts (one transaction).
+
+Rules (also in the README):
+- Account identity: normalised domain, else the company name (case and spacing folded). A name-only row
+  matches the oldest live account with that name.
+- Contact identity: lower(e-mail), else the phone number within the account.
+- Several rows of one file with the same identity merge: for each field the last non-empty value wins.
+- An existing record takes the file's non-empty values; empty cells never erase data. A record whose
+  values would not change is not written at all, so importing a file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+
+def _last(column: str, alias: str | None = None) -> str:
+    return f"(array_agg({column} ORDER BY line DESC) FILTER (WHERE {column} IS NOT NULL))[1] AS {alias or column}"
+
+
+STAGING_TABLE = """
+CREATE TEMP TABLE import_staging (
+    line integer NOT NULL, email text, email_original text, email_invalid text, phone text, phone_ext text,
+    phone_original text, phone_country text, phone_line_type text, phone_invalid text, first_name text,
+    last_name text, job_title text, country text, timezone text, custom jsonb, acc_key text, acc_name text,
+    acc_domain text, acc_registrable text, acc_phone text, acc_country text, acc_industry text,
+    acc_employees integer, acc_custom jsonb
+);
+CREATE TEMP TABLE import_staged_rejects (
+    line integer NOT NULL, column_name text, value text, reason text NOT NULL
+);
+"""
+
+DROP_STAGING = """
+DROP TABLE IF EXISTS import_staging, import_staged_rejects, import_accounts, import_contacts
+"""
+
+ACCOUNTS = f"""
+CREATE TEMP TABLE import_accounts AS
+SELECT acc_key,
+       {_last("acc_name", "name")}, {_last("acc_domain", "domain")}, {_last("acc_registrable", "registrable")},
+       {_last("acc_phone", "phone")}, {_last("acc_country", "country")}, {_last("acc_industry", "industry")},
+       {_last("acc_employees", "employees")}, {_last("acc_custom", "custom")},
+       NULL::bigint AS account_id, false AS is_new
+  FROM import_staging WHERE acc_key IS NOT NULL GROUP BY acc_key;
+
+UPDATE import_accounts ia SET account_id = a.id
+  FROM accounts a
+ WHERE ia.domain IS NOT NULL AND a.domain = ia.domain AND a.deleted_at IS NULL;
+
+UPDATE import_accounts ia SET account_id = m.id
+  FROM (SELECT DISTINCT ON (lower(name)) id, lower(name) AS folded
+          FROM accounts WHERE deleted_at IS NULL ORDER BY lower(name), id) m
+ WHERE ia.domain IS NULL AND m.folded = substr(ia.acc_key, 3);
+"""
+
+UPDATE_ACCOUNTS = """
+WITH changed AS (
+  UPDATE accounts a
+     SET name = coalesce(ia.name, a.name),
+         registrable_domain = coalesce(ia.registrable, a.registrable_domain),
+         main_line_e164 = coalesce(ia.phone, a.main_line_e164),
+         office_country = coalesce(ia.country, a.office_country),
+         industry = coalesce(ia.industry, a.industry),
+         employee_count = coalesce(ia.employees, a.employee_count),
+         custom_fields = a.custom_fields || coalesce(ia.custom, '{}'),
+         last_source_id = $1, updated_at = now()
+    FROM import_accounts ia
+   WHERE ia.account_id = a.id
+     AND (a.name, a.registrable_domain, a.main_line_e164, a.office_country, a.industry, a.employee_count,
+          a.custom_fields)
+         IS DISTINCT FROM
+         (coalesce(ia.name, a.name), coalesce(ia.registrable, a.registrable_domain),
+          coalesce(ia.phone, a.main_line_e164), coalesce(ia.country, a.office_country),
+          coalesce(ia.industry, a.industry), coalesce(ia.employees, a.employee_count),
+          a.custom_fields || coalesce(ia.custom, '{}'))
+  RETURNING a.id)
+SELECT count(*) FROM changed
+"""
+
+# Ids are drawn first so each new account's id is known to the rows that name it.
+ASSIGN_ACCOUNT_IDS = """
+UPDATE import_accounts SET is_new = true, account_id = nextval(pg_get_serial_sequence('accounts', 'id'))
+ WHERE account_id IS NULL
+"""
+
+INSERT_ACCOUNTS = """
+WITH inserted AS (
+  INSERT INTO accounts (id, name, domain, registrable_domain, main_line_e164, office_country, industry,
+                        employee_count, custom_fields, source_id, last_source_id)
+  OVERRIDING SYSTEM VALUE
+  SELECT ia.account_id, coalesce(ia.name, ia.domain), ia.domain, ia.registrable, ia.phone, ia.country,
+         ia.industry, ia.employees, coalesce(ia.custom, '{}'), $1, $1
+    FROM import_accounts ia WHERE ia.is_new ORDER BY ia.account_id
+  RETURNING id)
+SELECT count(*) FROM inserted
+"""
+
+CONTACTS = f"""
+CREATE TEMP TABLE import_contacts AS
+SELECT ckey,
+       {_last("account_id")}, {_last("email")}, {_last("email_original")}, {_last("email_invalid")},
+       {_last("phone")}, {_last("phone_ext")}, {_last("phone_original")}, {_last("phone_country")},
+       {_last("phone_line_type")}, {_last("phone_invalid")}, {_last("first_name")}, {_last("last_name")},
+       {_last("job_title")}, {_last("country")}, {_last("timezone")}, {_last("custom")},
+       NULL::bigint AS contact_id, false AS existed
+  FROM (SELECT s.*, ia.account_id,
+               CASE WHEN s.email IS NOT NULL THEN 'e:' || lower(s.email)
+                    ELSE 'p:' || coalesce(ia.account_id::text, '') || ':' || s.phone END AS ckey
+          FROM import_staging s LEFT JOIN import_accounts ia USING (acc_key)) rows
+ GROUP BY ckey;
+
+UPDATE import_contacts ic SET contact_id = c.id, existed = true
+  FROM contacts c
+ WHERE ic.email IS NOT NULL AND lower(c.email) = lower(ic.email) AND c.deleted_at IS NULL;
+
+UPDATE import_contacts ic SET contact_id = m.id, existed = true
+  FROM (SELECT DISTINCT ON (account_id, phone_e164) id, account_id, phone_e164
+          FROM contacts WHERE deleted_at IS NULL AND phone_e164 IS NOT NULL
+         ORDER BY account_id, phone_e164, id) m
+ WHERE ic.email IS NULL AND m.phone_e164 = ic.phone AND m.account_id IS NOT DISTINCT FROM ic.account_id;
+"""
+
+_CONTACT_FIELDS = (
+    ("account_id", "account_id"),
+    ("first_name", "first_name"),
+    ("last_name", "last_name"),
+    ("job_title", "job_title"),
+    ("email", "email"),
+    ("phone_e164", "phone"),
+    ("phone_extension", "phone_ext"),
+    ("phone_country", "phone_country"),
+    ("country", "country"),
+    ("timezone", "timezone"),
+)
+_NEW = {column: f"coalesce(ic.{staged}, c.{column})" for column, staged in _CONTACT_FIELDS}
+_NEW |= {
+    "phone_line_type": "CASE WHEN ic.phone IS NOT NULL THEN ic.phone_line_type::phone_line_type"
+    " ELSE c.phone_line_type END",
+    "email_original": "coalesce(ic.email_original, c.email_original)",
+    "email_invalid_reason": "CASE WHEN coalesce(ic.email, c.email) IS NULL"
+    " THEN coalesce(ic.email_invalid, c.email_invalid_reason) END",
+    "phone_original": "coalesce(ic.phone_original, c.phone_original)",
+    "phone_invalid_reason": "CASE WHEN coalesce(ic.phone, c.phone_e164) IS NULL"
+    " THEN coalesce(ic.phone_invalid, c.phone_invalid_reason) END",
+    "custom_fields": "c.custom_fields || coalesce(ic.custom, '{}')",
+}
+_FIELD_SOURCES = ", ".join(
+    f"'{column}', CASE WHEN ({expression}) IS DISTINCT FROM c.{column} THEN $1::bigint END"
+    for column, expression in _NEW.items()
+)
+
+UPDATE_CONTACTS = f"""
+WITH changed AS (
+  UPDATE contacts c
+     SET {", ".join(f"{column} = {expression}" for column, expression in _NEW.items())},
+         field_sources = c.field_sources || jsonb_strip_nulls(jsonb_build_object({_FIELD_SOURCES})),
+         last_source_id = $1, updated_at = now()
+    FROM import_contacts ic
+   WHERE ic.contact_id = c.id
+     AND ({", ".join(f"c.{column}" for column in _NEW)})
+         IS DISTINCT FROM ({", ".join(_NEW.values())})
+  RETURNING c.id)
+SELECT count(*) FROM changed
+"""
+
+ASSIGN_CONTACT_IDS = """
+UPDATE import_contacts SET contact_id = nextval(pg_get_serial_sequence('contacts', 'id'))
+ WHERE contact_id IS NULL
+"""
+
+INSERT_CONTACTS = """
+WITH inserted AS (
+  INSERT INTO contacts (id, account_id, first_name, last_name, job_title, email, email_original,
+                        email_invalid_reason, phone_e164, phone_extension, phone_original, phone_country,
+                        phone_line_type, phone_invalid_reason, country, timezone, custom_fields, source_id,
+                        last_source_id, field_sources)
+  OVERRIDING SYSTEM VALUE
+  SELECT contact_id, account_id, coalesce(first_name, ''), coalesce(last_name, ''), coalesce(job_title, ''),
+         email, email_original, CASE WHEN email IS NULL THEN email_invalid END, phone, phone_ext,
+         phone_original, phone_country, coalesce(phone_line_type, 'unknown')::phone_line_type,
+         CASE WHEN phone IS NULL THEN phone_invalid END, country, timezone, coalesce(custom, '{}'), $1, $1,
+         '{}'
+    FROM import_contacts WHERE NOT existed
+   ORDER BY contact_id
+  RETURNING id)
+SELECT count(*) FROM inserted
+"""
+
+ADD_TO_LIST = """
+INSERT INTO list_members (list_id, contact_id, source_id, added_by)
+SELECT $1, contact_id, $2, $3 FROM import_contacts ORDER BY contact_id
+ON CONFLICT DO NOTHING
+"""
+
+KEEP_REJECTS = """
+INSERT INTO import_rejects (import_job_id, line_number, column_name, value, reason)
+SELECT $1, line, column_name, value, reason FROM import_staged_rejects ORDER BY line
+"""

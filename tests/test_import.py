@@ -1,0 +1,123 @@
+"""Contact import against real PostgreSQL: upsert rules, de-duplication, re-import, broken files, rejects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from crm.audience import import_jobs
+from crm.audience.csv_reader import CsvFormatError
+from crm.audience.importer import ImportCounts, plan_import, run_import_job
+from crm.audit import SYSTEM
+
+HEADER = "E-mail,Phone Number,First Name,Last Name,Company,Website,Country,Employees,Colour\n"
+ROWS = [
+    "ann@acme.com,(415) 692-7213,Ann,Lee,Acme,https://www.acme.com/,US,250,blue",
+    "BOB@Acme.com,,Bob,Stone,Acme Inc,acme.com,US,,",  # same account by domain
+    ",+44 20 7946 0958,Cara,Jones,Globex,globex.co.uk,GB,,red",  # phone identity
+    "dan@initech.io,not a phone,Dan,Brown,Initech,,US,,",  # invalid phone kept with reason
+    "broken-email,also broken,Eve,,Nowhere,,US,,",  # rejected: no identity
+    "ann@acme.com,,Annie,,,,US,,green",  # duplicate in file: last non-empty wins
+    'fay@umbrella.com,,"Fay, Jr.",Doe,Umbrella,umbrella.com,XX,many,',  # rejected: country, employees
+]
+
+
+def _write(tmp_path: Path, rows: list[str], name: str = "contacts.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+async def _run(pool: asyncpg.Pool, path: Path) -> tuple[int, ImportCounts]:
+    plan = plan_import(path)
+    job_id, source_id = await import_jobs.create_job(
+        pool, SYSTEM, entity="contacts", file_name=path.name, file_sha256=None, mapping=plan.mapping, options={}
+    )
+    counts = await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US")
+    return job_id, counts
+
+
+@pytest.fixture
+async def empty_audience(clean_db: asyncpg.Pool) -> asyncpg.Pool:
+    await clean_db.execute(
+        "TRUNCATE contacts, accounts, import_jobs, import_rejects, record_sources, list_members, static_lists CASCADE"
+    )
+    return clean_db
+
+
+async def test_import_upserts_and_reports(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """Accounts by domain, contacts by e-mail else phone, in-file duplicates merged, rejects with line and column."""
+    pool = empty_audience
+    job_id, counts = await _run(pool, _write(tmp_path, ROWS))
+    assert (counts.rows_read, counts.rows_inserted, counts.rows_rejected) == (7, 4, 2)
+    job = await import_jobs.get_job(pool, job_id)
+    assert job.status == "completed"
+    assert job.rows_merged == 1
+
+    ann = await pool.fetchrow("SELECT * FROM contacts WHERE lower(email) = 'ann@acme.com'")
+    assert (ann["first_name"], ann["last_name"], ann["phone_e164"]) == ("Annie", "Lee", "+14156927213")
+    assert ann["custom_fields"] == {}, "Colour is not mapped by the suggestion"
+    bob = await pool.fetchrow("SELECT * FROM contacts WHERE email = 'BOB@acme.com'")
+    assert bob["account_id"] == ann["account_id"], "one account for acme.com"
+    account = await pool.fetchrow("SELECT * FROM accounts WHERE id = $1", ann["account_id"])
+    assert (account["domain"], account["name"], account["employee_count"]) == ("acme.com", "Acme Inc", 250)
+    cara = await pool.fetchrow("SELECT * FROM contacts WHERE phone_e164 = '+442079460958'")
+    assert cara["email"] is None
+    assert cara["phone_country"] == "GB"
+    dan = await pool.fetchrow("SELECT * FROM contacts WHERE email = 'dan@initech.io'")
+    assert dan["phone_e164"] is None
+    assert dan["phone_original"] == "not a phone"
+    assert dan["phone_invalid_reason"]
+    assert dan["source_id"] is not None
+
+    rejects = await import_jobs.rejects(pool, job_id)
+    summary = [(r["line_number"], r["column_name"]) for r in rejects]
+    assert summary == [(6, None), (8, "Country"), (8, "Employees")]
+    assert "no valid e-mail or phone" in rejects[0]["reason"]
+
+
+async def test_reimport_changes_nothing(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """The same file twice: every contact unchanged, no row rewritten."""
+    pool = empty_audience
+    path = _write(tmp_path, ROWS)
+    await _run(pool, path)
+    before = await pool.fetch("SELECT id, updated_at, field_sources FROM contacts ORDER BY id")
+    accounts_before = await pool.fetch("SELECT id, updated_at FROM accounts ORDER BY id")
+    _, counts = await _run(pool, path)
+    assert (counts.rows_inserted, counts.rows_updated, counts.rows_unchanged) == (0, 0, 4)
+    assert (counts.accounts_inserted, counts.accounts_updated) == (0, 0)
+    assert await pool.fetch("SELECT id, updated_at, field_sources FROM contacts ORDER BY id") == before
+    assert await pool.fetch("SELECT id, updated_at FROM accounts ORDER BY id") == accounts_before
+
+
+async def test_second_file_updates_and_tracks_field_sources(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """A later file updates only the fields it changes and records which import set them; blanks erase nothing."""
+    pool = empty_audience
+    first_job, _ = await _run(pool, _write(tmp_path, ROWS))
+    second_job, counts = await _run(pool, _write(tmp_path, ["ann@acme.com,,Ann,Lee-Smith,,,,,"], "update.csv"))
+    assert (counts.rows_updated, counts.rows_inserted) == (1, 0)
+    ann = await pool.fetchrow("SELECT * FROM contacts WHERE lower(email) = 'ann@acme.com'")
+    assert (ann["first_name"], ann["last_name"], ann["phone_e164"]) == ("Ann", "Lee-Smith", "+14156927213")
+    second_source = await pool.fetchval("SELECT id FROM record_sources WHERE import_job_id = $1", second_job)
+    assert ann["field_sources"]["last_name"] == second_source
+    assert ann["field_sources"]["first_name"] == second_source
+    assert "phone_e164" not in ann["field_sources"]
+    assert ann["last_source_id"] == second_source
+
+
+async def test_broken_file_leaves_nothing_half_imported(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """An unterminated quote late in the file fails the job with its line; no contact or account is written."""
+    pool = empty_audience
+    rows = [f"user{i}@example.com,,User,{i},Co{i},co{i}.com,US,," for i in range(12_000)]
+    rows.append('"late@example.com,,Broken,Row,,,US,,')
+    path = _write(tmp_path, rows)
+    with pytest.raises(CsvFormatError) as caught:
+        await _run(pool, path)
+    assert caught.value.line == 12_002
+    job = await pool.fetchrow("SELECT status, error FROM import_jobs ORDER BY id DESC LIMIT 1")
+    assert job["status"] == "failed"
+    assert "line 12002" in job["error"]
+    assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
