@@ -38,7 +38,9 @@ class PostgresProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         if self.blackhole:
-            await reader.read()  # hold the connection open, answer nothing
+            with contextlib.suppress(ConnectionError):
+                await reader.read()  # hold the connection open, answer nothing
+            writer.close()
             return
         up_reader, up_writer = await self._open_upstream()
         self._writers.add(up_writer)
@@ -56,10 +58,17 @@ class PostgresProxy:
         """Refuse new connections and drop the live ones."""
         assert self._server is not None
         self._server.close()
-        for writer in list(self._writers):
-            writer.close()
+        closing = list(self._writers)
         self._writers.clear()
+        for writer in closing:
+            writer.close()
+        for writer in closing:
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
         await self._server.wait_closed()
+
+    async def close(self) -> None:
+        await self.cut()
 
     async def resume(self, *, blackhole: bool = False) -> None:
         self.blackhole = blackhole

@@ -41,6 +41,8 @@ async def test_readyz_is_503_when_the_database_is_unreachable(
     await proxy.cut()
     await proxy.resume()
     assert (await client.get("/readyz")).status == 200
+    await client.close()
+    await proxy.close()
 
 
 async def test_metrics_parse_with_prometheus_parser(client: Any, tokens: dict[Role, str]) -> None:
