@@ -121,3 +121,21 @@ async def test_broken_file_leaves_nothing_half_imported(empty_audience: asyncpg.
     assert "line 12002" in job["error"]
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
     assert await pool.fetchval("SELECT count(*) FROM accounts") == 0
+
+
+async def test_explicit_mapping_with_custom_fields(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """Custom fields for contacts and accounts land in custom_fields; later files add keys without erasing."""
+    pool = empty_audience
+    path = tmp_path / "custom.csv"
+    path.write_text("Mail;Tier;Colour;Org\nzed@zeta.io;gold;blue;Zeta\n", encoding="utf-8")
+    mapping = {"Mail": "email", "Tier": "account.custom.tier", "Colour": "custom.colour", "Org": "account.name"}
+    plan = plan_import(path, mapping)
+    assert plan.dialect.delimiter == ";"
+    job_id, source_id = await import_jobs.create_job(
+        pool, SYSTEM, entity="contacts", file_name=path.name, file_sha256=None, mapping=plan.mapping, options={}
+    )
+    await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US")
+    zed = await pool.fetchrow(
+        "SELECT c.custom_fields AS c, a.custom_fields AS a, a.name FROM contacts c JOIN accounts a ON a.id = c.account_id"
+    )
+    assert (zed["c"], zed["a"], zed["name"]) == ({"colour": "blue"}, {"tier": "gold"}, "Zeta")

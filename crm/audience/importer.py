@@ -12,9 +12,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import asyncpg
+import structlog
 
 from crm.audience import import_jobs, merge_sql
 from crm.audience.csv_reader import CsvDialect, CsvFormatError, detect_dialect, read_rows
@@ -22,6 +23,8 @@ from crm.audience.mapping import suggest_mapping, validate_mapping
 from crm.audience.rows import STAGING_COLUMNS, Reject, RowNormaliser, StagedRow
 
 BATCH_ROWS = 5_000
+T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -166,19 +169,30 @@ async def _stage(
 async def _merge(
     conn: asyncpg.Connection, counts: ImportCounts, *, source_id: int, list_id: int | None, added_by: int | None
 ) -> None:
-    await conn.execute("ANALYZE import_staging")
-    await conn.execute(merge_sql.ACCOUNTS)
-    counts.accounts_updated = await conn.fetchval(merge_sql.UPDATE_ACCOUNTS, source_id)
-    await conn.execute(merge_sql.ASSIGN_ACCOUNT_IDS)
-    counts.accounts_inserted = await conn.fetchval(merge_sql.INSERT_ACCOUNTS, source_id)
-    await conn.execute(merge_sql.CONTACTS)
+    step = _Steps()
+    await step(conn.execute("ANALYZE import_staging"), "analyze")
+    await step(conn.execute(merge_sql.ACCOUNTS), "accounts_grouped")
+    counts.accounts_updated = await step(conn.fetchval(merge_sql.UPDATE_ACCOUNTS, source_id), "accounts_updated")
+    await step(conn.execute(merge_sql.ASSIGN_ACCOUNT_IDS), "account_ids")
+    counts.accounts_inserted = await step(conn.fetchval(merge_sql.INSERT_ACCOUNTS, source_id), "accounts_inserted")
+    await step(conn.execute(merge_sql.CONTACTS), "contacts_grouped")
     matched = await conn.fetchval("SELECT count(*) FROM import_contacts WHERE existed")
-    counts.rows_updated = await conn.fetchval(merge_sql.UPDATE_CONTACTS, source_id)
+    counts.rows_updated = await step(conn.fetchval(merge_sql.UPDATE_CONTACTS, source_id), "contacts_updated")
     counts.rows_unchanged = matched - counts.rows_updated
-    await conn.execute(merge_sql.ASSIGN_CONTACT_IDS)
-    counts.rows_inserted = await conn.fetchval(merge_sql.INSERT_CONTACTS, source_id)
+    await step(conn.execute(merge_sql.ASSIGN_CONTACT_IDS), "contact_ids")
+    counts.rows_inserted = await step(conn.fetchval(merge_sql.INSERT_CONTACTS, source_id), "contacts_inserted")
     if list_id is not None:
-        await conn.execute(merge_sql.ADD_TO_LIST, list_id, source_id, added_by)
+        await step(conn.execute(merge_sql.ADD_TO_LIST, list_id, source_id, added_by), "list_members")
+
+
+class _Steps:
+    """Times each merge statement into one debug log line each: where an import's time goes."""
+
+    async def __call__(self, statement: Awaitable[T], name: str) -> T:
+        started = time.perf_counter()
+        result = await statement
+        log.debug("import_merge_step", step=name, ms=round((time.perf_counter() - started) * 1000, 1))
+        return result
 
 
 async def run_import_job(

@@ -8,6 +8,7 @@ rejects the row, naming the column, so nothing is stored half-understood.
 
 from __future__ import annotations
 
+import operator
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,11 @@ class StagedRow:
     acc_custom: dict[str, str] | None = None
 
     def as_record(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in STAGING_COLUMNS)
+        record: tuple[object, ...] = _RECORD(self)
+        return record
+
+
+_RECORD = operator.attrgetter(*STAGING_COLUMNS)
 
 
 @lru_cache(maxsize=1024)
@@ -95,6 +100,10 @@ class RowNormaliser:
         self.columns = {field: header[index] for index, field in self.fields.items()}
         self.width = len(header)
         self.default_region = default_region
+        self.custom = {f: f.removeprefix("custom.") for f in self.fields.values() if f.startswith("custom.")}
+        self.account_custom = {
+            f: f.removeprefix("account.custom.") for f in self.fields.values() if f.startswith("account.custom.")
+        }
 
     def normalise(self, line: int, values: Sequence[str]) -> StagedRow | list[Reject]:
         if len(values) != self.width:
@@ -156,8 +165,8 @@ class RowNormaliser:
             )
 
         self._account(raw, row, region, reject)
-        row.custom = self._custom(raw, "custom.")
-        row.acc_custom = self._custom(raw, "account.custom.")
+        row.custom = _pick(raw, self.custom)
+        row.acc_custom = _pick(raw, self.account_custom)
         return rejects if rejects else row
 
     def _account(self, raw: dict[str, str], row: StagedRow, region: str, reject: Callable[[str, str], None]) -> None:
@@ -184,7 +193,9 @@ class RowNormaliser:
         elif row.acc_name is not None:
             row.acc_key = "n:" + " ".join(row.acc_name.lower().split())
 
-    @staticmethod
-    def _custom(raw: dict[str, str], prefix: str) -> dict[str, str] | None:
-        values = {field.removeprefix(prefix): value for field, value in raw.items() if field.startswith(prefix)}
-        return values or None
+
+def _pick(raw: dict[str, str], names: dict[str, str]) -> dict[str, str] | None:
+    """The custom fields present in this row, under their own names."""
+    if not names:
+        return None
+    return {name: raw[field] for field, name in names.items() if field in raw} or None
