@@ -136,6 +136,7 @@ async def test_explicit_mapping_with_custom_fields(empty_audience: asyncpg.Pool,
     )
     await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US")
     zed = await pool.fetchrow(
-        "SELECT c.custom_fields AS c, a.custom_fields AS a, a.name FROM contacts c JOIN accounts a ON a.id = c.account_id"
+        """SELECT c.custom_fields AS c, a.custom_fields AS a, a.name
+             FROM contacts c JOIN accounts a ON a.id = c.account_id"""
     )
     assert (zed["c"], zed["a"], zed["name"]) == ({"colour": "blue"}, {"tier": "gold"}, "Zeta")
