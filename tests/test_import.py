@@ -30,12 +30,12 @@ def _write(tmp_path: Path, rows: list[str], name: str = "contacts.csv") -> Path:
     return path
 
 
-async def _run(pool: asyncpg.Pool, path: Path) -> tuple[int, ImportCounts]:
+async def _run(pool: asyncpg.Pool, path: Path, workers: int | None = None) -> tuple[int, ImportCounts]:
     plan = plan_import(path)
     job_id, source_id = await import_jobs.create_job(
         pool, SYSTEM, entity="contacts", file_name=path.name, file_sha256=None, mapping=plan.mapping, options={}
     )
-    counts = await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US")
+    counts = await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US", workers=workers)
     return job_id, counts
 
 
@@ -140,3 +140,25 @@ async def test_explicit_mapping_with_custom_fields(empty_audience: asyncpg.Pool,
              FROM contacts c JOIN accounts a ON a.id = c.account_id"""
     )
     assert (zed["c"], zed["a"], zed["name"]) == ({"colour": "blue"}, {"tier": "gold"}, "Zeta")
+
+
+async def test_worker_processes_give_the_same_result(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """Normalising in worker processes (as for large files) stores exactly what the in-process path stores."""
+    pool = empty_audience
+    rows = [
+        f"user{i}@example.com,+1 415 692 {7000 + i % 1000},U{i},L,Co{i % 50},co{i % 50}.com,US,{i},x"
+        for i in range(12_000)
+    ]
+    path = _write(tmp_path, [*ROWS, *rows])
+    _, in_process = await _run(pool, path, workers=0)
+    snapshot = await pool.fetch("SELECT email, phone_e164, first_name, account_id FROM contacts ORDER BY id")
+    await pool.execute("TRUNCATE contacts, accounts, list_members CASCADE")
+    _, parallel = await _run(pool, path, workers=2)
+    assert (parallel.rows_read, parallel.rows_inserted, parallel.rows_rejected) == (
+        in_process.rows_read,
+        in_process.rows_inserted,
+        in_process.rows_rejected,
+    )
+    again = await pool.fetch("SELECT email, phone_e164, first_name FROM contacts")
+    assert len(again) == len(snapshot)
+    assert {(r["email"], r["phone_e164"], r["first_name"]) for r in snapshot} == {tuple(r) for r in again}
