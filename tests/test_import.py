@@ -162,3 +162,23 @@ async def test_worker_processes_give_the_same_result(empty_audience: asyncpg.Poo
     again = await pool.fetch("SELECT email, phone_e164, first_name FROM contacts")
     assert len(again) == len(snapshot)
     assert {(r["email"], r["phone_e164"], r["first_name"]) for r in snapshot} == {tuple(r) for r in again}
+
+
+async def test_import_into_a_list(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """With a target list every imported contact (new or existing) becomes a member, once."""
+    from crm.audience.lists import ensure_list
+
+    pool = empty_audience
+    path = _write(tmp_path, ROWS)
+    await _run(pool, path)  # some contacts exist before the list import
+    plan = plan_import(path)
+    job_id, source_id = await import_jobs.create_job(
+        pool, SYSTEM, entity="contacts", file_name=path.name, file_sha256=None, mapping=plan.mapping, options={}
+    )
+    list_id = await ensure_list(pool, SYSTEM, "Trade show")
+    assert await ensure_list(pool, SYSTEM, "trade SHOW") == list_id
+    extra = _write(tmp_path, [*ROWS, "new@initech.io,,New,Person,Initech,initech.io,US,,"], "more.csv")
+    plan = plan_import(extra)
+    await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US", list_id=list_id)
+    members = await pool.fetchval("SELECT count(*) FROM list_members WHERE list_id = $1", list_id)
+    assert members == await pool.fetchval("SELECT count(*) FROM contacts") == 5

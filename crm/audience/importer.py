@@ -252,9 +252,12 @@ async def _merge(
     matched = await conn.fetchval("SELECT count(*) FROM import_contacts WHERE existed")
     counts.rows_updated = await step(conn.fetchval(merge_sql.UPDATE_CONTACTS, source_id), "contacts_updated")
     counts.rows_unchanged = matched - counts.rows_updated
-    await step(conn.execute(merge_sql.ASSIGN_CONTACT_IDS), "contact_ids")
-    counts.rows_inserted = await step(conn.fetchval(merge_sql.INSERT_CONTACTS, source_id), "contacts_inserted")
-    if list_id is not None:
+    if list_id is None:
+        counts.rows_inserted = await step(conn.fetchval(merge_sql.INSERT_CONTACTS, source_id), "contacts_inserted")
+    else:
+        await step(conn.execute(merge_sql.ASSIGN_CONTACT_IDS), "contact_ids")
+        insert = merge_sql.INSERT_CONTACTS_WITH_IDS
+        counts.rows_inserted = await step(conn.fetchval(insert, source_id), "contacts_inserted")
         await step(conn.execute(merge_sql.ADD_TO_LIST, list_id, source_id, added_by), "list_members")
 
 

@@ -167,23 +167,29 @@ UPDATE import_contacts SET contact_id = nextval(pg_get_serial_sequence('contacts
  WHERE contact_id IS NULL
 """
 
-INSERT_CONTACTS = """
+_INSERT_CONTACTS = """
 WITH inserted AS (
-  INSERT INTO contacts (id, account_id, first_name, last_name, job_title, email, email_original,
+  INSERT INTO contacts ({id_column}account_id, first_name, last_name, job_title, email, email_original,
                         email_invalid_reason, phone_e164, phone_extension, phone_original, phone_country,
                         phone_line_type, phone_invalid_reason, country, timezone, custom_fields, source_id,
                         last_source_id, field_sources)
-  OVERRIDING SYSTEM VALUE
-  SELECT contact_id, account_id, coalesce(first_name, ''), coalesce(last_name, ''), coalesce(job_title, ''),
+  {overriding}SELECT {id_value}account_id, coalesce(first_name, ''), coalesce(last_name, ''), coalesce(job_title, ''),
          email, email_original, CASE WHEN email IS NULL THEN email_invalid END, phone, phone_ext,
          phone_original, phone_country, coalesce(phone_line_type, 'unknown')::phone_line_type,
-         CASE WHEN phone IS NULL THEN phone_invalid END, country, timezone, coalesce(custom, '{}'), $1, $1,
-         '{}'
+         CASE WHEN phone IS NULL THEN phone_invalid END, country, timezone, coalesce(custom, '{{}}'), $1, $1,
+         '{{}}'
     FROM import_contacts WHERE NOT existed
-   ORDER BY contact_id
+   ORDER BY ckey
   RETURNING id)
 SELECT count(*) FROM inserted
 """
+
+# With a target list the new contacts' ids are drawn first (the list needs them); without, the identity
+# column numbers them and one pass over the staged contacts is saved.
+INSERT_CONTACTS_WITH_IDS = _INSERT_CONTACTS.format(
+    id_column="id, ", overriding="OVERRIDING SYSTEM VALUE\n  ", id_value="contact_id, "
+)
+INSERT_CONTACTS = _INSERT_CONTACTS.format(id_column="", overriding="", id_value="")
 
 ADD_TO_LIST = """
 INSERT INTO list_members (list_id, contact_id, source_id, added_by)
