@@ -161,6 +161,8 @@ async def import_contacts(
         try:
             await _stage(conn, plan, region, counts, progress, workers)
             async with conn.transaction():
+                # The merge of a large file runs for minutes; the pool's statement timeout guards requests.
+                await conn.execute("SET LOCAL statement_timeout = 0")
                 await _merge(conn, counts, source_id=source_id, list_id=list_id, added_by=added_by)
                 await conn.execute(merge_sql.KEEP_REJECTS, job_id)
                 await conn.execute(
