@@ -52,6 +52,8 @@ class Endpoint:
     status: int = 200
     #: Non-JSON responses (metrics text, HTML) describe their media type here.
     media_type: str = "application/json"
+    #: Routes that stream a raw request body (file uploads) name its media type; the handler reads it.
+    upload_media_type: str | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -208,6 +210,7 @@ class Api:
         response: type[BaseModel] | None = None,
         status: int = 200,
         media_type: str = "application/json",
+        upload_media_type: str | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -223,6 +226,7 @@ class Api:
                     response=response,
                     status=status,
                     media_type=media_type,
+                    upload_media_type=upload_media_type,
                 )
             )
             return handler

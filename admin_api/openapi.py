@@ -72,6 +72,9 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         op["parameters"] = params
     if endpoint.body is not None:
         op["requestBody"] = {"required": True, "content": _json(endpoint.body)}
+    elif endpoint.upload_media_type is not None:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        op["requestBody"] = {"required": True, "content": {endpoint.upload_media_type: binary}}
     status = str(endpoint.status)
     if endpoint.response is not None:
         ok: dict[str, Any] = {"description": "OK", "content": _json(endpoint.response)}
@@ -86,7 +89,7 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
         wanted |= {"401"} | ({"403"} if endpoint.roles else set())
     if endpoint.path_params:
         wanted.add("404")
-    if endpoint.body is not None:
+    if endpoint.body is not None or endpoint.upload_media_type is not None:
         wanted |= {"400", "413", "415", "422"}
     if endpoint.query is not None:
         wanted.add("422")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 from aiohttp import web
 
+from crm.audience.import_service import ImportService
 from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
@@ -22,6 +23,7 @@ class Services:
     passwords: PasswordHasher
     login_throttle: LoginThrottle
     clock: Callable[[], float]
+    imports: ImportService
     #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     trust_forwarded_for: bool = False
 

@@ -93,6 +93,8 @@ class AudienceSettings(_Section):
     #: Country assumed for phone numbers written without a country code (ISO 3166 alpha-2), unless the
     #: contact's or account's country says otherwise.
     default_phone_region: str = Field("US", pattern=r"^[A-Z]{2}$")
+    #: Largest CSV file accepted by the import API, in bytes (uploads are streamed to <data_dir>/imports).
+    max_import_bytes: int = Field(2 * 1024**3, ge=1024)
 
 
 class LoggingSettings(_Section):

@@ -14,11 +14,12 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin_api import audit_routes, auth_routes, user_routes
+from admin_api import audit_routes, auth_routes, import_routes, user_routes
 from admin_api.api import Api
 from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
 from config import Settings
+from crm.audience.import_service import ImportService
 from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
@@ -42,7 +43,7 @@ POOL_CLOSE_TIMEOUT_S = 5.0
 
 
 def routes() -> Api:
-    return Api().include(ops_routes.api, auth_routes.api, user_routes.api, audit_routes.api)
+    return Api().include(ops_routes.api, auth_routes.api, user_routes.api, audit_routes.api, import_routes.api)
 
 
 async def _database_server(app: web.Application) -> AsyncIterator[None]:
@@ -79,6 +80,12 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
         auth = settings.auth
         users = UserStore(app[POOL])
         passwords = PasswordHasher(auth.bcrypt_rounds)
+        imports = ImportService(
+            app[POOL],
+            settings.data_dir / "imports",
+            region=settings.audience.default_phone_region,
+            max_bytes=settings.audience.max_import_bytes,
+        )
         app[SERVICES] = Services(
             pool=app[POOL],
             users=users,
@@ -88,10 +95,12 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
                 auth.login_max_failures_per_account, auth.login_max_failures_per_address, auth.login_window_s
             ),
             clock=clock,
+            imports=imports,
             trust_forwarded_for=settings.server.trust_forwarded_for,
         )
         await ensure_admin(users, passwords, auth.bootstrap_admin_email)
         yield
+        await imports.close()
 
     return services
 

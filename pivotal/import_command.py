@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import sys
@@ -14,6 +13,7 @@ import asyncpg
 from config import Settings
 from crm.audience import import_jobs
 from crm.audience.csv_reader import CsvFormatError
+from crm.audience.csv_writer import write_rows
 from crm.audience.importer import ImportCounts, plan_import, run_import_job
 from crm.audience.lists import ensure_list
 from crm.audience.mapping import MappingError
@@ -101,8 +101,6 @@ async def import_contacts_command(args: argparse.Namespace, settings: Settings) 
 async def _write_rejects(pool: asyncpg.Pool, job_id: int, target: Path) -> None:
     rows = await import_jobs.rejects(pool, job_id)
     with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["line", "column", "value", "reason"])
-        for row in rows:
-            writer.writerow([row["line_number"], row["column_name"] or "", row["value"] or "", row["reason"]])
+        write_rows(handle, [("line", "column", "value", "reason")])
+        write_rows(handle, ((r["line_number"], r["column_name"], r["value"], r["reason"]) for r in rows))
     print(f"{len(rows):,} rejected rows written to {target}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import csv as csv_module
 import io
 
 import pytest
@@ -124,3 +125,27 @@ def test_explicit_mapping_with_custom_fields() -> None:
     header = ["Mail", "Colour", "Tier"]
     mapping = {"Mail": "email", "Colour": "custom.colour", "Tier": "account.custom.tier"}
     assert validate_mapping(mapping, header) == {0: "email", 1: "custom.colour", 2: "account.custom.tier"}
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+        ("+1 415 692 7213", "'+1 415 692 7213"),
+        ("-5", "'-5"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"),
+        ("plain", "plain"),
+        ("a=b", "a=b"),
+        (None, ""),
+        (42, "42"),
+    ],
+)
+def test_spreadsheet_formulas_are_neutralised(value: object, written: str) -> None:
+    """Cells a spreadsheet would evaluate start with an apostrophe; others are untouched."""
+    from crm.audience.csv_writer import safe_cell, write_rows
+
+    assert safe_cell(value) == written
+    buffer = io.StringIO()
+    write_rows(buffer, [[value, "x,y"]])
+    assert next(csv_module.reader(io.StringIO(buffer.getvalue()))) == [written, "x,y"]

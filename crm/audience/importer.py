@@ -8,6 +8,7 @@ job. The merge is set-based SQL (``merge_sql``) inside one transaction with the 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import os
 import time
@@ -64,6 +65,31 @@ class ImportPlan:
     mapping: dict[str, str | None]
 
 
+@dataclass(frozen=True)
+class FileLook:
+    """What the start of a file shows: its dialect, header and first rows."""
+
+    dialect: CsvDialect
+    header: list[str]
+    sample: list[list[str]]
+
+
+def inspect_file(path: Path, *, encoding: str | None = None, delimiter: str | None = None, rows: int = 5) -> FileLook:
+    """Detect the dialect and read the header and a few rows; raise CsvFormatError on a broken start."""
+    with path.open("rb") as stream:
+        dialect = detect_dialect(stream, encoding, delimiter)
+        records = read_rows(stream, dialect)
+        first = next(records, None)
+        if first is None:
+            raise CsvFormatError(1, "the file is empty: no header line")
+        header = [name.strip() for name in first[1]]
+        duplicates = {name for name in header if name and header.count(name) > 1}
+        if duplicates:
+            raise CsvFormatError(first[0], f"the header repeats column names: {', '.join(sorted(duplicates))}")
+        sample = [values for _, values in itertools.islice(records, rows)]
+    return FileLook(dialect, header, sample)
+
+
 def plan_import(
     path: Path,
     mapping: Mapping[str, str | None] | None = None,
@@ -75,17 +101,9 @@ def plan_import(
 
     Raises CsvFormatError or MappingError.
     """
-    with path.open("rb") as stream:
-        dialect = detect_dialect(stream, encoding, delimiter)
-        first = next(read_rows(stream, dialect), None)
-    if first is None:
-        raise CsvFormatError(1, "the file is empty: no header line")
-    header = [name.strip() for name in first[1]]
-    duplicates = {name for name in header if name and header.count(name) > 1}
-    if duplicates:
-        raise CsvFormatError(first[0], f"the header repeats column names: {', '.join(sorted(duplicates))}")
-    chosen = dict(mapping) if mapping is not None else suggest_mapping(header)
-    return ImportPlan(path, dialect, header, validate_mapping(chosen, header), chosen)
+    look = inspect_file(path, encoding=encoding, delimiter=delimiter, rows=0)
+    chosen = dict(mapping) if mapping is not None else suggest_mapping(look.header)
+    return ImportPlan(path, look.dialect, look.header, validate_mapping(chosen, look.header), chosen)
 
 
 def _raw_batches(stream: BinaryIO, plan: ImportPlan) -> Iterator[list[tuple[int, list[str]]]]:
