@@ -14,7 +14,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin_api import audit_routes, auth_routes, import_routes, user_routes
+from admin_api import audit_routes, auth_routes, import_routes, segment_routes, user_routes
 from admin_api.api import Api
 from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
@@ -43,7 +43,9 @@ POOL_CLOSE_TIMEOUT_S = 5.0
 
 
 def routes() -> Api:
-    return Api().include(ops_routes.api, auth_routes.api, user_routes.api, audit_routes.api, import_routes.api)
+    return Api().include(
+        ops_routes.api, auth_routes.api, user_routes.api, audit_routes.api, import_routes.api, segment_routes.api
+    )
 
 
 async def _database_server(app: web.Application) -> AsyncIterator[None]:
