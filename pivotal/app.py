@@ -14,7 +14,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin_api import audit_routes, auth_routes, import_routes, segment_routes, user_routes
+from admin_api import audit_routes, auth_routes, export_routes, import_routes, segment_routes, user_routes
 from admin_api.api import Api
 from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
@@ -27,7 +27,7 @@ from crm.users import UserStore
 from pivotal import ops_routes
 from pivotal.bootstrap import ensure_admin
 from pivotal.database import create_pool, database_url
-from pivotal.http_middleware import METRICS, observe_middleware
+from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
 from pivotal.local_state import jwt_secret
 from pivotal.metrics import Metrics
 from pivotal.schema import apply_schema
@@ -44,7 +44,13 @@ POOL_CLOSE_TIMEOUT_S = 5.0
 
 def routes() -> Api:
     return Api().include(
-        ops_routes.api, auth_routes.api, user_routes.api, audit_routes.api, import_routes.api, segment_routes.api
+        ops_routes.api,
+        auth_routes.api,
+        user_routes.api,
+        audit_routes.api,
+        import_routes.api,
+        segment_routes.api,
+        export_routes.api,
     )
 
 
@@ -117,6 +123,7 @@ def build_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app.on_response_prepare.append(add_request_id_header)
     api = routes()
     if extra_routes is not None:
         api.include(extra_routes)

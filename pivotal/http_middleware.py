@@ -41,11 +41,9 @@ async def observe_middleware(request: web.Request, handler: Any) -> web.StreamRe
     try:
         response: web.StreamResponse = await handler(request)
         status = response.status
-        response.headers[REQUEST_ID_HEADER] = request_id
         return response
     except web.HTTPException as exc:
         status = exc.status
-        exc.headers[REQUEST_ID_HEADER] = request_id
         raise
     except asyncio.CancelledError:
         # Cut off: the client went away or shutdown's grace period ran out.
@@ -66,3 +64,10 @@ async def observe_middleware(request: web.Request, handler: Any) -> web.StreamRe
                 ms=round(elapsed * 1000, 2),
             )
         structlog.contextvars.unbind_contextvars("request_id")
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response, streamed ones included, carries the request id."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id

@@ -168,3 +168,45 @@ async def test_segment_api_round_trip(client: Any, tokens: dict[Role, str], samp
     assert read["last_count"] == 2
     assert (await client.delete(f"/api/segments/{segment['id']}", headers=manager)).status == 204
     assert (await client.get(f"/api/segments/{segment['id']}", headers=manager)).status == 404
+
+
+async def test_exports_stream_csv_with_formulas_neutralised(
+    client: Any, tokens: dict[Role, str], sample: asyncpg.Pool
+) -> None:
+    """Contacts (all, by list, by segment, by filter) and accounts export as RFC 4180 CSV; formulas defused."""
+    import csv
+    import io
+
+    await sample.execute("UPDATE contacts SET job_title = '=cmd|calc' WHERE id = 4")
+    supervisor = bearer(tokens[Role.SUPERVISOR])
+
+    async def rows(response: Any) -> list[dict[str, str]]:
+        assert response.status == 200, await response.text()
+        assert response.content_type == "text/csv"
+        assert response.headers["X-Request-ID"]
+        return list(csv.DictReader(io.StringIO(await response.text())))
+
+    everyone = await rows(await client.get("/api/contacts/export", headers=supervisor))
+    assert [r["id"] for r in everyone] == ["1", "2", "3", "4"]
+    assert everyone[3]["job_title"] == "'=cmd|calc"
+    assert everyone[0]["account_name"] == "Acme Bank"
+    assert everyone[0]["custom_fields"] == '{"tier": "Gold"}'
+    listed = await rows(await client.get("/api/contacts/export?list_id=7", headers=supervisor))
+    assert [r["id"] for r in listed] == ["3"]
+    condition = {"field": "contact.country", "op": "in", "value": ["US", "IE"]}
+    filtered = await rows(await client.post("/api/contacts/export", json={"filter": condition}, headers=supervisor))
+    assert [r["id"] for r in filtered] == ["1", "2", "4"]
+    segment = await (
+        await client.post(
+            "/api/segments", json={"name": "US", "filter": condition}, headers=bearer(tokens[Role.CAMPAIGN_MANAGER])
+        )
+    ).json()
+    by_segment = await rows(
+        await client.get(f"/api/contacts/export?segment_id={segment['id']}&list_id=7", headers=supervisor)
+    )
+    assert by_segment == []
+    accounts = await rows(await client.get("/api/accounts/export", headers=supervisor))
+    assert [(a["id"], a["domain"]) for a in accounts] == [("1", "acme.com"), ("2", "globex.co.uk")]
+    assert (await client.get("/api/contacts/export?segment_id=999999", headers=supervisor)).status == 404
+    bad = await client.post("/api/contacts/export", json={"filter": {"field": "x"}}, headers=supervisor)
+    assert bad.status == 422
