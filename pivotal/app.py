@@ -14,7 +14,15 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from admin_api import audit_routes, auth_routes, export_routes, import_routes, segment_routes, user_routes
+from admin_api import (
+    audit_routes,
+    auth_routes,
+    export_routes,
+    import_routes,
+    list_routes,
+    segment_routes,
+    user_routes,
+)
 from admin_api.api import Api
 from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
@@ -51,6 +59,7 @@ def routes() -> Api:
         import_routes.api,
         segment_routes.api,
         export_routes.api,
+        list_routes.api,
     )
 
 

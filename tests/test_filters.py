@@ -210,3 +210,36 @@ async def test_exports_stream_csv_with_formulas_neutralised(
     assert (await client.get("/api/contacts/export?segment_id=999999", headers=supervisor)).status == 404
     bad = await client.post("/api/contacts/export", json={"filter": {"field": "x"}}, headers=supervisor)
     assert bad.status == 422
+
+
+async def test_lists_api(client: Any, tokens: dict[Role, str], sample: asyncpg.Pool) -> None:
+    """Create a list, add by ids and by filter (all matches), remove, page members, counts, delete."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    created = await client.post("/api/lists", json={"name": "Q4 push"}, headers=manager)
+    assert created.status == 201
+    list_id = (await created.json())["id"]
+    assert (await client.post("/api/lists", json={"name": "q4 PUSH"}, headers=manager)).status == 409
+    base = f"/api/lists/{list_id}/members"
+
+    by_ids = await client.post(base, json={"contact_ids": [1, 1, 999]}, headers=manager)
+    assert await by_ids.json() == {"changed": 1, "member_count": 1}
+    by_filter = await client.post(
+        base, json={"filter": {"field": "contact.country", "op": "in", "value": ["US", "GB"]}}, headers=manager
+    )
+    assert await by_filter.json() == {"changed": 2, "member_count": 3}
+    both = await client.post(base, json={"contact_ids": [1], "filter": {"all": []}}, headers=manager)
+    assert both.status == 422
+    bad_filter = await client.post(base, json={"filter": {"field": "nope"}}, headers=manager)
+    assert bad_filter.status == 422
+
+    first = await (await client.get(f"{base}?limit=2", headers=manager)).json()
+    second = await (await client.get(f"{base}?limit=2&cursor={first['next_cursor']}", headers=manager)).json()
+    assert [c["id"] for c in first["items"] + second["items"]] == [1, 3, 4]
+    assert second["next_cursor"] is None
+
+    removed = await client.post(f"{base}/remove", json={"contact_ids": [3, 2]}, headers=manager)
+    assert await removed.json() == {"changed": 1, "member_count": 2}
+    listed = await (await client.get("/api/lists", headers=bearer(tokens[Role.SUPERVISOR]))).json()
+    assert {(item["name"], item["member_count"]) for item in listed["items"]} == {("Q4 push", 2), ("VIP", 1)}
+    assert (await client.delete(f"/api/lists/{list_id}", headers=manager)).status == 204
+    assert (await client.get(base, headers=manager)).status == 404

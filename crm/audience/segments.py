@@ -50,7 +50,7 @@ class Segment:
 
 
 _SEGMENT_COLUMNS = ", ".join(f.name for f in fields(Segment))
-_CONTACT_COLUMNS = """c.id, c.first_name, c.last_name, c.job_title, c.email, c.phone_e164, c.account_id,
+CONTACT_COLUMNS = """c.id, c.first_name, c.last_name, c.job_title, c.email, c.phone_e164, c.account_id,
                       a.name AS account_name, a.domain AS account_domain"""
 
 
@@ -61,7 +61,7 @@ async def preview(pool: asyncpg.Pool, definition: Any, *, limit: int) -> tuple[i
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         count = await conn.fetchval(f"SELECT count(*) FROM {FROM_CONTACTS} WHERE {where}", *compiled.params)
         rows = await conn.fetch(
-            f"SELECT {_CONTACT_COLUMNS} FROM {FROM_CONTACTS} WHERE {where} ORDER BY c.id LIMIT {int(limit)}",
+            f"SELECT {CONTACT_COLUMNS} FROM {FROM_CONTACTS} WHERE {where} ORDER BY c.id LIMIT {int(limit)}",
             *compiled.params,
         )
     return int(count), [ContactRow(**dict(row)) for row in rows]
