@@ -24,6 +24,8 @@ class Services:
     login_throttle: LoginThrottle
     clock: Callable[[], float]
     imports: ImportService
+    #: Country for phone numbers written without a country code (settings.audience.default_phone_region).
+    default_phone_region: str = "US"
     #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     trust_forwarded_for: bool = False
 

@@ -20,6 +20,7 @@ from admin_api import (
     export_routes,
     import_routes,
     list_routes,
+    search_routes,
     segment_routes,
     user_routes,
 )
@@ -60,6 +61,7 @@ def routes() -> Api:
         segment_routes.api,
         export_routes.api,
         list_routes.api,
+        search_routes.api,
     )
 
 
@@ -113,6 +115,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             ),
             clock=clock,
             imports=imports,
+            default_phone_region=settings.audience.default_phone_region,
             trust_forwarded_for=settings.server.trust_forwarded_for,
         )
         await ensure_admin(users, passwords, auth.bootstrap_admin_email)

@@ -243,3 +243,36 @@ async def test_lists_api(client: Any, tokens: dict[Role, str], sample: asyncpg.P
     assert {(item["name"], item["member_count"]) for item in listed["items"]} == {("Q4 push", 2), ("VIP", 1)}
     assert (await client.delete(f"/api/lists/{list_id}", headers=manager)).status == 204
     assert (await client.get(base, headers=manager)).status == 404
+
+
+@pytest.mark.parametrize(
+    ("q", "interpreted", "accounts", "contacts"),
+    [
+        ("ann", ["name"], [], [1]),
+        ("o'brien", ["name"], [], [2]),
+        ("Acme", ["name"], [1], []),
+        ("ann@ac", ["e-mail"], [], [1]),
+        ("https://www.acme.com/contact", ["domain acme.com"], [1], [1, 2]),
+        ("@globex.co.uk", ["domain globex.co.uk"], [2], [3]),
+        ("+44 20 7946 0958", ["phone +442079460958"], [], [3]),
+        ("(020) 7946-0958", ["name"], [], []),  # not a valid number in the default region (US): words
+        ("%_%", ["name"], [], []),
+    ],
+)
+async def test_global_search(
+    client: Any,
+    tokens: dict[Role, str],
+    sample: asyncpg.Pool,
+    q: str,
+    interpreted: list[str],
+    accounts: list[int],
+    contacts: list[int],
+) -> None:
+    """One box finds people and companies by name, e-mail, phone in any format, or domain."""
+    await sample.execute("UPDATE contacts SET phone_e164 = '+442079460958' WHERE id = 3")
+    response = await client.get("/api/search", params={"q": q}, headers=bearer(tokens[Role.SUPERVISOR]))
+    assert response.status == 200
+    body = await response.json()
+    assert body["interpreted_as"] == interpreted
+    assert [a["id"] for a in body["accounts"]] == accounts
+    assert [c["id"] for c in body["contacts"]] == contacts
