@@ -17,6 +17,7 @@ from aiohttp import web
 from admin_api import (
     audit_routes,
     auth_routes,
+    contact_routes,
     export_routes,
     import_routes,
     list_routes,
@@ -60,6 +61,7 @@ def routes() -> Api:
         import_routes.api,
         segment_routes.api,
         export_routes.api,
+        contact_routes.api,
         list_routes.api,
         search_routes.api,
     )

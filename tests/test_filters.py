@@ -276,3 +276,48 @@ async def test_global_search(
     assert body["interpreted_as"] == interpreted
     assert [a["id"] for a in body["accounts"]] == accounts
     assert [c["id"] for c in body["contacts"]] == contacts
+
+
+async def test_bulk_update_and_delete(client: Any, tokens: dict[Role, str], sample: asyncpg.Pool) -> None:
+    """A field set across every filter match in one go, only differing rows written; soft delete hides contacts."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    acme = {"field": "account.domain", "op": "equals", "value": "acme.com"}
+    before = await sample.fetchval("SELECT updated_at FROM contacts WHERE id = 3")
+    response = await client.post(
+        "/api/contacts/bulk-update", json={"filter": acme, "field": "job_title", "value": "Buyer"}, headers=manager
+    )
+    assert await response.json() == {"matched": 2, "changed": 2}
+    again = await client.post(
+        "/api/contacts/bulk-update", json={"filter": acme, "field": "job_title", "value": "Buyer"}, headers=manager
+    )
+    assert await again.json() == {"matched": 2, "changed": 0}
+    assert await sample.fetchval("SELECT updated_at FROM contacts WHERE id = 3") == before
+    custom = await client.post(
+        "/api/contacts/bulk-update",
+        json={"contact_ids": [1, 4], "field": "custom.tier", "value": "silver"},
+        headers=manager,
+    )
+    assert await custom.json() == {"matched": 2, "changed": 2}
+    detail = await (await client.get("/api/contacts/1", headers=manager)).json()
+    assert detail["custom_fields"] == {"tier": "silver"}
+    assert detail["job_title"] == "Buyer"
+    assert detail["field_sources"]["custom_fields"] == detail["last_source_id"]
+    assert detail["field_sources"]["job_title"] < detail["last_source_id"], "set by the earlier bulk update"
+    for body, message in (
+        ({"contact_ids": [1], "field": "email", "value": "x@y.z"}, "cannot be bulk-updated"),
+        ({"contact_ids": [1], "field": "country", "value": "XX"}, "ISO 3166"),
+        ({"contact_ids": [1], "field": "timezone", "value": "Mars/Base"}, "IANA"),
+        ({"contact_ids": [1], "field": "custom.x'; DROP TABLE contacts; --", "value": "1"}, "cannot be bulk-updated"),
+    ):
+        refused = await client.post("/api/contacts/bulk-update", json=body, headers=manager)
+        assert refused.status == 422
+        assert message in (await refused.json())["detail"]
+
+    deleted = await client.post("/api/contacts/bulk-delete", json={"filter": acme}, headers=manager)
+    assert await deleted.json() == {"deleted": 2}
+    assert (await client.get("/api/contacts/1", headers=manager)).status == 404
+    preview = await (await client.post("/api/segments/preview", json={"filter": acme}, headers=manager)).json()
+    assert preview["count"] == 0
+    assert await sample.fetchval("SELECT count(*) FROM contacts") == 4, "soft: rows stay"
+    audit_actions = await sample.fetch("SELECT action FROM audit_log WHERE action LIKE 'contacts.bulk%' ORDER BY id")
+    assert [r["action"] for r in audit_actions] == ["contacts.bulk_update"] * 3 + ["contacts.bulk_delete"]

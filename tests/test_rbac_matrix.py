@@ -13,7 +13,14 @@ from crm.roles import Role
 from tests.conftest import bearer
 
 #: Ids that do not exist, so probing a route with an allowed role changes nothing.
-PLACEHOLDER = {"userId": "999999", "role": "agent", "importId": "999999", "segmentId": "999999", "listId": "999999"}
+PLACEHOLDER = {
+    "userId": "999999",
+    "role": "agent",
+    "importId": "999999",
+    "segmentId": "999999",
+    "listId": "999999",
+    "contactId": "999999",
+}
 
 PUBLIC = {
     ("GET", "/healthz"),

@@ -78,7 +78,7 @@ _RECORD = operator.attrgetter(*STAGING_COLUMNS)
 
 
 @lru_cache(maxsize=1024)
-def _known_zone(name: str) -> bool:
+def known_zone(name: str) -> bool:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -133,7 +133,7 @@ class RowNormaliser:
                     reject(field, "not an ISO 3166 alpha-2 country code")
                 setattr(row, target, code)
         if "timezone" in raw:
-            if _known_zone(raw["timezone"]):
+            if known_zone(raw["timezone"]):
                 row.timezone = raw["timezone"]
             else:
                 reject("timezone", "not an IANA time zone")
