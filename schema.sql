@@ -462,17 +462,39 @@ CREATE TABLE IF NOT EXISTS domain_sets (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS domain_sets_lower_name_idx ON domain_sets (lower(name)) WHERE deleted_at IS NULL;
 
+-- One uploaded entry: a domain (normalised) or a company name, and what it matched. Entries are unique
+-- per set by match_key ('d:<domain>' or 'n:<folded name>').
 CREATE TABLE IF NOT EXISTS domain_set_items (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   domain_set_id bigint NOT NULL REFERENCES domain_sets(id) ON DELETE CASCADE,
-  domain dns_domain NOT NULL,
+  entry text NOT NULL CHECK (btrim(entry) <> ''),            -- as uploaded
+  match_key text NOT NULL,
+  domain dns_domain,
+  registrable_domain dns_domain,
+  company_name text,
+  match_status text NOT NULL DEFAULT 'unmatched' CHECK (match_status IN ('matched', 'unmatched', 'ambiguous')),
+  match_method text CHECK (match_method IN ('exact', 'subdomain', 'alias', 'name')),
+  confidence numeric(4, 3) CHECK (confidence BETWEEN 0 AND 1),
   account_id bigint REFERENCES accounts(id) ON DELETE SET NULL,   -- resolved match, if any
+  candidate_account_ids bigint[] NOT NULL DEFAULT '{}',           -- when ambiguous
   source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (domain_set_id, domain)
+  UNIQUE (domain_set_id, match_key),
+  CHECK ((domain IS NULL) <> (company_name IS NULL)),
+  CHECK (match_status <> 'matched' OR account_id IS NOT NULL)
 );
-CREATE INDEX IF NOT EXISTS domain_set_items_domain_idx ON domain_set_items (domain);
+CREATE INDEX IF NOT EXISTS domain_set_items_registrable_domain_idx ON domain_set_items (registrable_domain);
 CREATE INDEX IF NOT EXISTS domain_set_items_account_id_idx ON domain_set_items (account_id)
   WHERE account_id IS NOT NULL;
+
+-- Other domains a company is known by (acquisitions, regional sites): matched like its own domain.
+CREATE TABLE IF NOT EXISTS account_domain_aliases (
+  account_id bigint NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+  domain dns_domain NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (account_id, domain)
+);
+CREATE INDEX IF NOT EXISTS account_domain_aliases_domain_idx ON account_domain_aliases (domain);
 
 -- =============================================================================================
 -- Campaign content: scripts, qualification forms, dispositions

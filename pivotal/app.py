@@ -18,6 +18,7 @@ from admin_api import (
     audit_routes,
     auth_routes,
     contact_routes,
+    domain_set_routes,
     export_routes,
     import_routes,
     list_routes,
@@ -62,6 +63,7 @@ def routes() -> Api:
         segment_routes.api,
         export_routes.api,
         contact_routes.api,
+        domain_set_routes.api,
         list_routes.api,
         search_routes.api,
     )

@@ -321,3 +321,58 @@ async def test_bulk_update_and_delete(client: Any, tokens: dict[Role, str], samp
     assert await sample.fetchval("SELECT count(*) FROM contacts") == 4, "soft: rows stay"
     audit_actions = await sample.fetch("SELECT action FROM audit_log WHERE action LIKE 'contacts.bulk%' ORDER BY id")
     assert [r["action"] for r in audit_actions] == ["contacts.bulk_update"] * 3 + ["contacts.bulk_delete"]
+
+
+@pytest.mark.parametrize(
+    ("name", "folded"),
+    [("Acme, Inc.", "acme"), ("The Globex Corporation", "globex"), ("Müller GmbH & Co. KG", "müller kg"), ("Co", "co")],
+)
+def test_company_names_fold(name: str, folded: str) -> None:
+    """Case, punctuation and legal suffixes do not stop two spellings of a company from matching."""
+    from crm.audience.domain_sets import fold_company_name
+
+    assert fold_company_name(name) == folded
+
+
+async def test_domain_sets_match_and_make_a_list(client: Any, tokens: dict[Role, str], sample: asyncpg.Pool) -> None:
+    """Exact, alias, subdomain (ambiguous when shared), name fallback with confidence; invalid and duplicate
+    entries reported; matched accounts' contacts become a list."""
+    await sample.execute(
+        """INSERT INTO accounts (id, name, domain, registrable_domain) OVERRIDING SYSTEM VALUE VALUES
+             (3, 'Acme Bank Europe', 'eu.acme.com', 'acme.com'), (4, 'Initech Inc', 'initech.io', 'initech.io');
+           UPDATE accounts SET registrable_domain = domain WHERE id IN (1, 2);
+           INSERT INTO account_domain_aliases (account_id, domain) VALUES (2, 'umbrella.com');"""
+    )
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    created = await client.post("/api/domain-sets", json={"name": "Q1 targets"}, headers=manager)
+    assert created.status == 201
+    set_id = (await created.json())["id"]
+    assert (await client.post("/api/domain-sets", json={"name": "q1 TARGETS"}, headers=manager)).status == 409
+    upload = "\n".join(
+        ["acme.com", "ACME.com", "https://www.globex.co.uk/", "umbrella.com", "sales.acme.com", "Initech",
+         "Unknown Widgets Ltd", "acme.notatld", "# a comment", ""]
+    )  # fmt: skip
+    response = await client.post(
+        f"/api/domain-sets/{set_id}/entries", data=upload, headers={**manager, "Content-Type": "text/plain"}
+    )
+    assert response.status == 200, await response.text()
+    report = await response.json()
+    assert (report["added"], report["duplicates"]) == (6, 1)
+    assert [i["entry"] for i in report["invalid"]] == ["acme.notatld"]
+    assert (report["matched"], report["ambiguous"], report["unmatched"]) == (4, 1, 1)
+
+    items = (await (await client.get(f"/api/domain-sets/{set_id}/items", headers=manager)).json())["items"]
+    by_entry = {i["entry"]: (i["match_status"], i["match_method"], i["confidence"], i["account_id"]) for i in items}
+    assert by_entry["acme.com"] == ("matched", "exact", 1.0, 1)
+    assert by_entry["https://www.globex.co.uk/"] == ("matched", "exact", 1.0, 2)
+    assert by_entry["umbrella.com"] == ("matched", "alias", 0.95, 2)
+    assert by_entry["sales.acme.com"] == ("ambiguous", "subdomain", None, None)
+    assert by_entry["Initech"] == ("matched", "name", 0.9, 4)
+    assert by_entry["Unknown Widgets Ltd"] == ("unmatched", None, None, None)
+    ambiguous = [i for i in items if i["match_status"] == "ambiguous"][0]
+    assert ambiguous["candidate_account_ids"] == [1, 3]
+
+    made = await client.post(f"/api/domain-sets/{set_id}/to-list", json={"list": "ABM Q1"}, headers=manager)
+    assert (await made.json())["added"] == 3  # Ann and Bob at Acme, Cara at Globex
+    filtered = await (await client.get(f"/api/domain-sets/{set_id}/items?status=unmatched", headers=manager)).json()
+    assert [i["entry"] for i in filtered["items"]] == ["Unknown Widgets Ltd"]

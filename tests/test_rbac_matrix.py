@@ -20,6 +20,7 @@ PLACEHOLDER = {
     "segmentId": "999999",
     "listId": "999999",
     "contactId": "999999",
+    "setId": "999999",
 }
 
 PUBLIC = {
