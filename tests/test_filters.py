@@ -100,6 +100,8 @@ async def sample(clean_db: asyncpg.Pool, tmp_path: Path) -> asyncpg.Pool:
     )
     await pool.execute("INSERT INTO static_lists (id, name) OVERRIDING SYSTEM VALUE VALUES (7, 'VIP')")
     await pool.execute("INSERT INTO list_members (list_id, contact_id) VALUES (7, 3)")
+    for table in ("accounts", "contacts", "static_lists"):
+        await pool.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
     return pool
 
 
@@ -376,3 +378,62 @@ async def test_domain_sets_match_and_make_a_list(client: Any, tokens: dict[Role,
     assert (await made.json())["added"] == 3  # Ann and Bob at Acme, Cara at Globex
     filtered = await (await client.get(f"/api/domain-sets/{set_id}/items?status=unmatched", headers=manager)).json()
     assert [i["entry"] for i in filtered["items"]] == ["Unknown Widgets Ltd"]
+
+
+async def test_accounts_and_contacts_one_at_a_time(client: Any, tokens: dict[Role, str], sample: asyncpg.Pool) -> None:
+    """Create, read, update (only what differs, with provenance) and soft-delete, with the import's rules."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    created = await client.post(
+        "/api/accounts",
+        json={"name": "Hooli", "domain": "https://www.Hooli.xyz/about", "main_line": "+1 415 692 7213"},
+        headers=manager,
+    )
+    assert created.status == 201
+    account_id = (await created.json())["id"]
+    account = await (await client.get(f"/api/accounts/{account_id}", headers=manager)).json()
+    assert (account["domain"], account["main_line_e164"], account["contact_count"]) == (
+        "hooli.xyz",
+        "+14156927213",
+        0,
+    )
+    clash = await client.post("/api/accounts", json={"name": "Hooli 2", "domain": "hooli.xyz"}, headers=manager)
+    assert clash.status == 409
+    bad = await client.post("/api/accounts", json={"name": "X", "domain": "not a domain"}, headers=manager)
+    assert bad.status == 422
+    assert (await bad.json())["errors"][0]["loc"] == ["body", "domain"]
+
+    contact = await client.post(
+        "/api/contacts",
+        json={"first_name": "Gavin", "email": "Gavin@Hooli.xyz", "phone": "(415) 692-7214", "account_id": account_id},
+        headers=manager,
+    )
+    assert contact.status == 201
+    contact_id = (await contact.json())["id"]
+    for body, status in (
+        ({"email": "gavin@hooli.xyz"}, 409),
+        ({"phone": "12"}, 422),
+        ({"first_name": "Nobody"}, 422),
+        ({"email": "x@y.example", "account_id": 999999}, 422),
+    ):
+        response = await client.post("/api/contacts", json=body, headers=manager)
+        assert response.status == status, body
+
+    same = await client.patch(f"/api/contacts/{contact_id}", json={"first_name": "Gavin"}, headers=manager)
+    assert await same.json() == {"changed_fields": 0}
+    changed = await client.patch(
+        f"/api/contacts/{contact_id}", json={"job_title": "CEO", "custom_fields": {"tier": "A"}}, headers=manager
+    )
+    assert await changed.json() == {"changed_fields": 2}
+    detail = await (await client.get(f"/api/contacts/{contact_id}", headers=manager)).json()
+    assert detail["email"] == "Gavin@hooli.xyz"
+    assert detail["phone_e164"] == "+14156927214"
+    assert detail["field_sources"]["job_title"] == detail["last_source_id"] != detail["source_id"]
+    assert "first_name" not in detail["field_sources"]
+    account = await (await client.get(f"/api/accounts/{account_id}", headers=manager)).json()
+    assert account["contact_count"] == 1
+    assert (await client.delete(f"/api/contacts/{contact_id}", headers=manager)).status == 204
+    assert (await client.get(f"/api/contacts/{contact_id}", headers=manager)).status == 404
+    assert (await client.patch(f"/api/contacts/{contact_id}", json={"job_title": "x"}, headers=manager)).status == 404
+    listed = await (await client.get("/api/accounts?limit=500", headers=bearer(tokens[Role.SUPERVISOR]))).json()
+    assert account_id in [a["id"] for a in listed["items"]]
+    assert (await client.delete(f"/api/accounts/{account_id}", headers=manager)).status == 204

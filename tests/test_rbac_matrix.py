@@ -21,6 +21,7 @@ PLACEHOLDER = {
     "listId": "999999",
     "contactId": "999999",
     "setId": "999999",
+    "accountId": "999999",
 }
 
 PUBLIC = {
