@@ -4,31 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
-from admin_api.models import Strict
+from admin_api.models import Selection
 from admin_api.problems import Problem
 from crm.audience import bulk
 from crm.audience.bulk import BulkError
 from crm.audience.filters import FilterError
-from crm.audience.lists import MAX_IDS
 from crm.roles import Role
 
 api = Api()
 WRITE = {Role.ADMIN, Role.CAMPAIGN_MANAGER}
 READ = WRITE | {Role.SUPERVISOR}
-
-
-class Selection(Strict):
-    contact_ids: list[int] | None = Field(None, min_length=1, max_length=MAX_IDS)
-    filter: dict[str, Any] | None = Field(None, description="every live contact the filter matches")
-
-    @model_validator(mode="after")
-    def _one(self) -> Selection:
-        if (self.contact_ids is None) == (self.filter is None):
-            raise ValueError("give exactly one of contact_ids or filter")
-        return self
 
 
 class BulkUpdateBody(Selection):

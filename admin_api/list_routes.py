@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
-from admin_api.models import ReadModel, Strict
+from admin_api.models import ReadModel, Selection, Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from admin_api.segment_routes import ContactOut
 from crm.audience import lists
 from crm.audience.filters import FilterError
-from crm.audience.lists import MAX_IDS, ListNameTaken, ListNotFound
+from crm.audience.lists import ListNameTaken, ListNotFound
 from crm.roles import Role
 
 api = Api()
@@ -43,19 +42,6 @@ class ListPage(Page[ListOut]):
 
 class MemberPage(Page[ContactOut]):
     pass
-
-
-class SelectionBody(Strict):
-    """Exactly one of: explicit contact ids, or a filter (every matching contact, across all pages)."""
-
-    contact_ids: list[int] | None = Field(None, min_length=1, max_length=MAX_IDS)
-    filter: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> SelectionBody:
-        if (self.contact_ids is None) == (self.filter is None):
-            raise ValueError("give exactly one of contact_ids or filter")
-        return self
 
 
 class ChangedOut(BaseModel):
@@ -124,13 +110,13 @@ async def _change(req: ApiRequest, add: bool) -> ChangedOut:
 
 
 @api.route("POST", "/api/lists/{listId}/members", summary="Add contacts by ids or by filter", tag="lists",
-           roles=WRITE, body=SelectionBody, response=ChangedOut)  # fmt: skip
+           roles=WRITE, body=Selection, response=ChangedOut)  # fmt: skip
 async def add_list_members(req: ApiRequest) -> ChangedOut:
     """With a filter, every matching contact is added in one transaction, however many pages they span."""
     return await _change(req, add=True)
 
 
 @api.route("POST", "/api/lists/{listId}/members/remove", summary="Remove contacts by ids or by filter",
-           tag="lists", roles=WRITE, body=SelectionBody, response=ChangedOut)  # fmt: skip
+           tag="lists", roles=WRITE, body=Selection, response=ChangedOut)  # fmt: skip
 async def remove_list_members(req: ApiRequest) -> ChangedOut:
     return await _change(req, add=False)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from crm.audience.lists import MAX_IDS as MAX_SELECTED_IDS
 from crm.passwords import MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS
 from crm.roles import Role
 
@@ -70,3 +71,16 @@ class RoleAssignmentOut(ReadModel):
 class RoleList(BaseModel):
     user_id: int
     roles: list[RoleAssignmentOut]
+
+
+class Selection(Strict):
+    """Contacts to act on: explicit ids, or every live contact a filter matches (across all pages)."""
+
+    contact_ids: list[int] | None = Field(None, min_length=1, max_length=MAX_SELECTED_IDS)
+    filter: dict[str, Any] | None = Field(None, description="a segment filter (see the README)")
+
+    @model_validator(mode="after")
+    def _one(self) -> Selection:
+        if (self.contact_ids is None) == (self.filter is None):
+            raise ValueError("give exactly one of contact_ids or filter")
+        return self

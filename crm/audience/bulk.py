@@ -15,6 +15,7 @@ import asyncpg
 
 from crm import audit
 from crm.audience.filters import compile_filter
+from crm.audience.records import api_source
 from crm.audience.rows import COUNTRIES, known_zone
 from crm.audit import Actor
 
@@ -54,16 +55,6 @@ def _selection(contact_ids: Sequence[int] | None, definition: Any, first_param: 
     return compiled.sql, compiled.params
 
 
-async def _source(conn: asyncpg.Connection, actor: Actor, label: str) -> int:
-    source_id: int = await conn.fetchval(
-        "INSERT INTO record_sources (kind, label, user_id, request_id) VALUES ('api', $1, $2, $3) RETURNING id",
-        label,
-        actor.user_id,
-        actor.request_id,
-    )
-    return source_id
-
-
 async def update_field(
     pool: asyncpg.Pool,
     actor: Actor,
@@ -89,7 +80,7 @@ async def update_field(
         column = UPDATABLE[field]
         current, new_value = f"c.{column}", "$1::text"
     async with pool.acquire() as conn, conn.transaction():
-        source_id = await _source(conn, actor, f"bulk update of {field}")
+        source_id = await api_source(conn, actor, f"bulk update of {field}")
         base = f"FROM contacts c LEFT JOIN accounts a ON a.id = c.account_id WHERE c.deleted_at IS NULL AND {where}"
         count_where, count_params = _selection(contact_ids, definition, first_param=1)
         matched = await conn.fetchval(

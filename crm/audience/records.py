@@ -43,7 +43,8 @@ def _identity_error(exc: asyncpg.UniqueViolationError) -> Exception:
     return IdentityTaken(message) if message else exc
 
 
-async def _source(conn: asyncpg.Connection, actor: Actor, label: str) -> int:
+async def api_source(conn: asyncpg.Connection, actor: Actor, label: str) -> int:
+    """A record source for one API change, so records and fields can say who set them."""
     source_id: int = await conn.fetchval(
         "INSERT INTO record_sources (kind, label, user_id, request_id) VALUES ('api', $1, $2, $3) RETURNING id",
         label,
@@ -139,7 +140,7 @@ async def _insert(conn: asyncpg.Connection, table: str, values: dict[str, Any], 
 
 async def create(pool: asyncpg.Pool, actor: Actor, table: str, values: dict[str, Any]) -> int:
     async with pool.acquire() as conn, conn.transaction():
-        source_id = await _source(conn, actor, f"API create in {table}")
+        source_id = await api_source(conn, actor, f"API create in {table}")
         if table == "contacts" and values.get("email") is None and values.get("phone_e164") is None:
             raise RecordError("email", "a contact needs a valid e-mail or phone to be identified")
         try:
@@ -163,7 +164,7 @@ async def update(pool: asyncpg.Pool, actor: Actor, table: str, record_id: int, v
         changed = {key: value for key, value in values.items() if row[key] != value}
         if not changed:
             return 0
-        source_id = await _source(conn, actor, f"API update of {table[:-1]} {record_id}")
+        source_id = await api_source(conn, actor, f"API update of {table[:-1]} {record_id}")
         try:
             await _update(conn, table, record_id, source_id, changed)
         except asyncpg.UniqueViolationError as exc:
