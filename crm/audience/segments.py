@@ -55,16 +55,22 @@ CONTACT_COLUMNS = """c.id, c.first_name, c.last_name, c.job_title, c.email, c.ph
 
 
 async def preview(pool: asyncpg.Pool, definition: Any, *, limit: int) -> tuple[int, list[ContactRow]]:
-    """How many live contacts match, and the first ``limit`` of them by id. Raises FilterError."""
+    """How many live contacts match, and the first ``limit`` of them by id. Raises FilterError.
+
+    One scan answers both (the count rides along as a window over all matches), and the plan is made for
+    the actual values (``force_custom_plan``): a generic plan cannot know how selective a filter is.
+    """
     compiled = compile_filter(definition)
     where = f"c.deleted_at IS NULL AND {compiled.sql}"
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        count = await conn.fetchval(f"SELECT count(*) FROM {FROM_CONTACTS} WHERE {where}", *compiled.params)
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         rows = await conn.fetch(
-            f"SELECT {CONTACT_COLUMNS} FROM {FROM_CONTACTS} WHERE {where} ORDER BY c.id LIMIT {int(limit)}",
+            f"SELECT {CONTACT_COLUMNS}, count(*) OVER () AS matching FROM {FROM_CONTACTS} WHERE {where}"
+            f" ORDER BY c.id LIMIT {int(limit)}",
             *compiled.params,
         )
-    return int(count), [ContactRow(**dict(row)) for row in rows]
+    count = rows[0]["matching"] if rows else 0
+    return int(count), [ContactRow(**{k: v for k, v in row.items() if k != "matching"}) for row in rows]
 
 
 async def create(pool: asyncpg.Pool, actor: Actor, *, name: str, description: str, definition: Any) -> Segment:
