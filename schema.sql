@@ -349,15 +349,14 @@ CREATE TABLE IF NOT EXISTS accounts (
   deleted_at timestamptz,
   CHECK (parent_account_id IS DISTINCT FROM id)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS accounts_domain_idx ON accounts (domain)
+-- text_pattern_ops serves both the uniqueness (equality) and search's prefix matches: one index, not two.
+CREATE UNIQUE INDEX IF NOT EXISTS accounts_domain_idx ON accounts (domain text_pattern_ops)
   WHERE deleted_at IS NULL AND domain IS NOT NULL;
 CREATE INDEX IF NOT EXISTS accounts_registrable_domain_idx ON accounts (registrable_domain)
   WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS accounts_lower_name_idx ON accounts (lower(name)) WHERE deleted_at IS NULL;
 CREATE INDEX IF NOT EXISTS accounts_name_search_idx ON accounts
   USING gin (to_tsvector('simple', name)) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS accounts_domain_pattern_idx ON accounts (domain text_pattern_ops)
-  WHERE deleted_at IS NULL AND domain IS NOT NULL;
 CREATE INDEX IF NOT EXISTS accounts_main_line_e164_idx ON accounts (main_line_e164)
   WHERE deleted_at IS NULL AND main_line_e164 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS accounts_parent_account_id_idx ON accounts (parent_account_id)
@@ -395,18 +394,16 @@ CREATE TABLE IF NOT EXISTS contacts (
   CHECK (phone_e164 IS NULL OR phone_invalid_reason IS NULL)
 );
 -- One live contact per e-mail, compared case-insensitively: the import upsert key.
-CREATE UNIQUE INDEX IF NOT EXISTS contacts_lower_email_idx ON contacts (lower(email))
+-- text_pattern_ops: equality for the identity and prefix matches for search, in one index.
+CREATE UNIQUE INDEX IF NOT EXISTS contacts_lower_email_idx ON contacts (lower(email) text_pattern_ops)
   WHERE deleted_at IS NULL AND email IS NOT NULL;
 -- Not unique: colleagues share a switchboard number.
 CREATE INDEX IF NOT EXISTS contacts_phone_e164_idx ON contacts (phone_e164)
   WHERE deleted_at IS NULL AND phone_e164 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS contacts_account_id_idx ON contacts (account_id) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS contacts_lower_last_name_idx ON contacts (lower(last_name)) WHERE deleted_at IS NULL;
 -- Global search (built-in full text and prefix patterns: the embedded PostgreSQL has no pg_trgm).
 CREATE INDEX IF NOT EXISTS contacts_name_search_idx ON contacts
   USING gin (to_tsvector('simple', first_name || ' ' || last_name)) WHERE deleted_at IS NULL;
-CREATE INDEX IF NOT EXISTS contacts_lower_email_pattern_idx ON contacts (lower(email) text_pattern_ops)
-  WHERE deleted_at IS NULL AND email IS NOT NULL;
 
 -- =============================================================================================
 -- Static lists, segments, domain sets
