@@ -344,6 +344,8 @@ CREATE TABLE IF NOT EXISTS accounts (
   custom_fields jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(custom_fields) = 'object'),
   source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,
   last_source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,
+  -- {"<field>": <record_sources.id>, ...}: who set each field last
+  field_sources jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(field_sources) = 'object'),
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   deleted_at timestamptz,

@@ -105,6 +105,11 @@ async def test_second_file_updates_and_tracks_field_sources(empty_audience: asyn
     assert ann["field_sources"]["first_name"] == second_source
     assert "phone_e164" not in ann["field_sources"]
     assert ann["last_source_id"] == second_source
+    third_job, _ = await _run(pool, _write(tmp_path, ["zed@acme.com,,Zed,,Acme Corp,acme.com,US,9000,"], "acme.csv"))
+    third_source = await pool.fetchval("SELECT id FROM record_sources WHERE import_job_id = $1", third_job)
+    acme = await pool.fetchrow("SELECT * FROM accounts WHERE domain = 'acme.com'")
+    assert (acme["name"], acme["employee_count"]) == ("Acme Corp", 9000)
+    assert acme["field_sources"] == {"name": third_source, "employee_count": third_source}
 
 
 async def test_broken_file_leaves_nothing_half_imported(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:

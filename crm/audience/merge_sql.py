@@ -52,26 +52,35 @@ UPDATE import_accounts ia SET account_id = m.id
  WHERE ia.domain IS NULL AND m.folded = substr(ia.acc_key, 3);
 """
 
-UPDATE_ACCOUNTS = """
+_ACCOUNT_NEW = {
+    "name": "coalesce(ia.name, a.name)",
+    "registrable_domain": "coalesce(ia.registrable, a.registrable_domain)",
+    "main_line_e164": "coalesce(ia.phone, a.main_line_e164)",
+    "office_country": "coalesce(ia.country, a.office_country)",
+    "industry": "coalesce(ia.industry, a.industry)",
+    "employee_count": "coalesce(ia.employees, a.employee_count)",
+    "custom_fields": "a.custom_fields || coalesce(ia.custom, '{}')",
+}
+
+
+def _field_sources(new: dict[str, str], alias: str) -> str:
+    """jsonb of {column: $1} for the columns whose value changes: per-field provenance."""
+    pairs = ", ".join(
+        f"'{column}', CASE WHEN ({expression}) IS DISTINCT FROM {alias}.{column} THEN $1::bigint END"
+        for column, expression in new.items()
+    )
+    return f"{alias}.field_sources || jsonb_strip_nulls(jsonb_build_object({pairs}))"
+
+
+UPDATE_ACCOUNTS = f"""
 WITH changed AS (
   UPDATE accounts a
-     SET name = coalesce(ia.name, a.name),
-         registrable_domain = coalesce(ia.registrable, a.registrable_domain),
-         main_line_e164 = coalesce(ia.phone, a.main_line_e164),
-         office_country = coalesce(ia.country, a.office_country),
-         industry = coalesce(ia.industry, a.industry),
-         employee_count = coalesce(ia.employees, a.employee_count),
-         custom_fields = a.custom_fields || coalesce(ia.custom, '{}'),
+     SET {", ".join(f"{column} = {expression}" for column, expression in _ACCOUNT_NEW.items())},
+         field_sources = {_field_sources(_ACCOUNT_NEW, "a")},
          last_source_id = $1, updated_at = now()
     FROM import_accounts ia
    WHERE ia.account_id = a.id
-     AND (a.name, a.registrable_domain, a.main_line_e164, a.office_country, a.industry, a.employee_count,
-          a.custom_fields)
-         IS DISTINCT FROM
-         (coalesce(ia.name, a.name), coalesce(ia.registrable, a.registrable_domain),
-          coalesce(ia.phone, a.main_line_e164), coalesce(ia.country, a.office_country),
-          coalesce(ia.industry, a.industry), coalesce(ia.employees, a.employee_count),
-          a.custom_fields || coalesce(ia.custom, '{}'))
+     AND ({", ".join(f"a.{column}" for column in _ACCOUNT_NEW)}) IS DISTINCT FROM ({", ".join(_ACCOUNT_NEW.values())})
   RETURNING a.id)
 SELECT count(*) FROM changed
 """
@@ -143,16 +152,12 @@ _NEW |= {
     " THEN coalesce(ic.phone_invalid, c.phone_invalid_reason) END",
     "custom_fields": "c.custom_fields || coalesce(ic.custom, '{}')",
 }
-_FIELD_SOURCES = ", ".join(
-    f"'{column}', CASE WHEN ({expression}) IS DISTINCT FROM c.{column} THEN $1::bigint END"
-    for column, expression in _NEW.items()
-)
 
 UPDATE_CONTACTS = f"""
 WITH changed AS (
   UPDATE contacts c
      SET {", ".join(f"{column} = {expression}" for column, expression in _NEW.items())},
-         field_sources = c.field_sources || jsonb_strip_nulls(jsonb_build_object({_FIELD_SOURCES})),
+         field_sources = {_field_sources(_NEW, "c")},
          last_source_id = $1, updated_at = now()
     FROM import_contacts ic
    WHERE ic.contact_id = c.id

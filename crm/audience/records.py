@@ -181,9 +181,8 @@ async def _update(
     params: list[Any] = [record_id, source_id, *changed.values()]
     assignments = [f"{key} = ${i}" for i, key in enumerate(changed, start=3)]
     assignments += ["last_source_id = $2", "updated_at = now()"]
-    if table == "contacts":
-        params.append({key: source_id for key in changed})
-        assignments.append(f"field_sources = field_sources || ${len(params)}")
+    params.append({key: source_id for key in changed})
+    assignments.append(f"field_sources = field_sources || ${len(params)}")
     # Column names are keys of the validated value dictionaries, never request text.
     await conn.execute(f"UPDATE {table} SET {', '.join(assignments)} WHERE id = $1", *params)
 
