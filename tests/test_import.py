@@ -187,3 +187,39 @@ async def test_import_into_a_list(empty_audience: asyncpg.Pool, tmp_path: Path) 
     await run_import_job(pool, plan, job_id=job_id, source_id=source_id, region="US", list_id=list_id)
     members = await pool.fetchval("SELECT count(*) FROM list_members WHERE list_id = $1", list_id)
     assert members == await pool.fetchval("SELECT count(*) FROM contacts") == 5
+
+
+async def test_reimport_is_stable_with_awkward_identities(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """Double-spaced company names, a phone-only row sharing a number with an e-mail row, and a Unicode digit:
+    the first import sorts them out, later imports change nothing."""
+    pool = empty_audience
+    rows = [
+        "a@x.com,+1 415 692 7213,Ann,Lee,Acme  Corp,,US,,",
+        ",+1 415 692 7213,Bob,Roe,Acme  Corp,,US,,",
+        "e1@delta.com,+1 415 692 7214,Eve,,Delta,delta.com,US,,",
+        ",+1 415 692 7214,Fay,,Delta,delta.com,US,,",
+        "g@x.com,,Gus,,Gamma,gamma.com,US,²,",
+    ]
+    path = _write(tmp_path, rows)
+    _, first = await _run(pool, path)
+    assert (first.rows_inserted, first.rows_rejected) == (4, 1)
+    snapshot = await pool.fetch("SELECT id, account_id, updated_at, first_name FROM contacts ORDER BY id")
+    for _ in range(2):
+        _, again = await _run(pool, path)
+        assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, 4)
+    assert await pool.fetch("SELECT id, account_id, updated_at, first_name FROM contacts ORDER BY id") == snapshot
+    assert await pool.fetchval("SELECT count(*) FROM accounts") == 2
+
+
+async def test_an_invalid_phone_never_clobbers_a_valid_one(empty_audience: asyncpg.Pool, tmp_path: Path) -> None:
+    """A later file's unusable number leaves the valid number, its original text and country alone."""
+    pool = empty_audience
+    await _run(pool, _write(tmp_path, ["ann@acme.com,+44 20 7946 0958,Ann,,,,,,"]))
+    await _run(pool, _write(tmp_path, ["ann@acme.com,call me maybe,,,,,,,"], "later.csv"))
+    ann = await pool.fetchrow("SELECT * FROM contacts")
+    assert (ann["phone_e164"], ann["phone_original"], ann["phone_country"], ann["phone_invalid_reason"]) == (
+        "+442079460958",
+        "+44 20 7946 0958",
+        "GB",
+        None,
+    )

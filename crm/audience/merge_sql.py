@@ -30,10 +30,17 @@ CREATE TEMP TABLE import_staged_rejects (
 """
 
 DROP_STAGING = """
-DROP TABLE IF EXISTS import_staging, import_staged_rejects, import_accounts, import_contacts
+DROP TABLE IF EXISTS import_staging, import_staged_rejects, import_accounts, import_rows, import_contacts
 """
 
+#: How a company name is folded into its identity: in SQL only, so imported rows and existing accounts are
+#: folded by the same code (Python and PostgreSQL disagree on some case mappings).
+FOLD_NAME = "regexp_replace(lower(btrim({})), '\\s+', ' ', 'g')"
+
 ACCOUNTS = f"""
+UPDATE import_staging SET acc_key = 'n:' || {FOLD_NAME.format("acc_name")}
+ WHERE acc_key IS NULL AND acc_name IS NOT NULL;
+
 CREATE TEMP TABLE import_accounts AS
 SELECT acc_key,
        {_last("acc_name", "name")}, {_last("acc_domain", "domain")}, {_last("acc_registrable", "registrable")},
@@ -47,8 +54,9 @@ UPDATE import_accounts ia SET account_id = a.id
  WHERE ia.domain IS NOT NULL AND a.domain = ia.domain AND a.deleted_at IS NULL;
 
 UPDATE import_accounts ia SET account_id = m.id
-  FROM (SELECT DISTINCT ON (lower(name)) id, lower(name) AS folded
-          FROM accounts WHERE deleted_at IS NULL ORDER BY lower(name), id) m
+  FROM (SELECT DISTINCT ON (folded) id, folded
+          FROM (SELECT id, {FOLD_NAME.format("name")} AS folded FROM accounts WHERE deleted_at IS NULL) named
+         ORDER BY folded, id) m
  WHERE ia.domain IS NULL AND m.folded = substr(ia.acc_key, 3);
 """
 
@@ -103,27 +111,37 @@ WITH inserted AS (
 SELECT count(*) FROM inserted
 """
 
+_PHONE_UNIT = "phone, phone_ext, phone_original, phone_country, phone_line_type, phone_invalid"
+_EMAIL_UNIT = "email, email_original, email_invalid"
+
+# A phone (or e-mail) and its original text, country, line type and reason come from one row: the last one
+# with a valid value, else the last one with any value. Other fields: the last non-empty value.
 CONTACTS = f"""
+CREATE TEMP TABLE import_rows AS
+SELECT s.*, ia.account_id,
+       CASE WHEN s.email IS NOT NULL THEN 'e:' || lower(s.email)
+            ELSE 'p:' || coalesce(ia.account_id::text, '') || ':' || s.phone END AS ckey
+  FROM import_staging s LEFT JOIN import_accounts ia USING (acc_key);
+
 CREATE TEMP TABLE import_contacts AS
-SELECT ckey,
-       {_last("account_id")}, {_last("email")}, {_last("email_original")}, {_last("email_invalid")},
-       {_last("phone")}, {_last("phone_ext")}, {_last("phone_original")}, {_last("phone_country")},
-       {_last("phone_line_type")}, {_last("phone_invalid")}, {_last("first_name")}, {_last("last_name")},
-       {_last("job_title")}, {_last("country")}, {_last("timezone")}, {_last("custom")},
-       NULL::bigint AS contact_id, false AS existed
-  FROM (SELECT s.*, ia.account_id,
-               CASE WHEN s.email IS NOT NULL THEN 'e:' || lower(s.email)
-                    ELSE 'p:' || coalesce(ia.account_id::text, '') || ':' || s.phone END AS ckey
-          FROM import_staging s LEFT JOIN import_accounts ia USING (acc_key)) rows
- GROUP BY ckey;
+SELECT g.*, p.phone, p.phone_ext, p.phone_original, p.phone_country, p.phone_line_type, p.phone_invalid,
+       e.email, e.email_original, e.email_invalid, NULL::bigint AS contact_id, false AS existed
+  FROM (SELECT ckey, {_last("account_id")}, {_last("first_name")}, {_last("last_name")}, {_last("job_title")},
+               {_last("country")}, {_last("timezone")}, {_last("custom")}
+          FROM import_rows GROUP BY ckey) g
+  LEFT JOIN (SELECT DISTINCT ON (ckey) ckey, {_PHONE_UNIT} FROM import_rows WHERE phone_original IS NOT NULL
+              ORDER BY ckey, phone IS NOT NULL DESC, line DESC) p USING (ckey)
+  LEFT JOIN (SELECT DISTINCT ON (ckey) ckey, {_EMAIL_UNIT} FROM import_rows WHERE email_original IS NOT NULL
+              ORDER BY ckey, email IS NOT NULL DESC, line DESC) e USING (ckey);
 
 UPDATE import_contacts ic SET contact_id = c.id, existed = true
   FROM contacts c
  WHERE ic.email IS NOT NULL AND lower(c.email) = lower(ic.email) AND c.deleted_at IS NULL;
 
+-- The phone identifies a contact only when there is no e-mail: on either side.
 UPDATE import_contacts ic SET contact_id = m.id, existed = true
   FROM (SELECT DISTINCT ON (account_id, phone_e164) id, account_id, phone_e164
-          FROM contacts WHERE deleted_at IS NULL AND phone_e164 IS NOT NULL
+          FROM contacts WHERE deleted_at IS NULL AND phone_e164 IS NOT NULL AND email IS NULL
          ORDER BY account_id, phone_e164, id) m
  WHERE ic.email IS NULL AND m.phone_e164 = ic.phone AND m.account_id IS NOT DISTINCT FROM ic.account_id;
 """
@@ -135,19 +153,23 @@ _CONTACT_FIELDS = (
     ("job_title", "job_title"),
     ("email", "email"),
     ("phone_e164", "phone"),
-    ("phone_extension", "phone_ext"),
-    ("phone_country", "phone_country"),
     ("country", "country"),
     ("timezone", "timezone"),
 )
 _NEW = {column: f"coalesce(ic.{staged}, c.{column})" for column, staged in _CONTACT_FIELDS}
+# A new valid phone brings its extension, country and line type; an invalid one changes nothing of a valid
+# number on record (its text and reason are kept only where the contact has no valid number).
 _NEW |= {
+    "phone_extension": "CASE WHEN ic.phone IS NOT NULL THEN ic.phone_ext ELSE c.phone_extension END",
+    "phone_country": "CASE WHEN ic.phone IS NOT NULL THEN ic.phone_country ELSE c.phone_country END",
     "phone_line_type": "CASE WHEN ic.phone IS NOT NULL THEN ic.phone_line_type::phone_line_type"
     " ELSE c.phone_line_type END",
-    "email_original": "coalesce(ic.email_original, c.email_original)",
+    "email_original": "CASE WHEN ic.email IS NOT NULL OR (c.email IS NULL AND ic.email_original IS NOT NULL)"
+    " THEN ic.email_original ELSE c.email_original END",
     "email_invalid_reason": "CASE WHEN coalesce(ic.email, c.email) IS NULL"
     " THEN coalesce(ic.email_invalid, c.email_invalid_reason) END",
-    "phone_original": "coalesce(ic.phone_original, c.phone_original)",
+    "phone_original": "CASE WHEN ic.phone IS NOT NULL OR (c.phone_e164 IS NULL AND ic.phone_original IS NOT NULL)"
+    " THEN ic.phone_original ELSE c.phone_original END",
     "phone_invalid_reason": "CASE WHEN coalesce(ic.phone, c.phone_e164) IS NULL"
     " THEN coalesce(ic.phone_invalid, c.phone_invalid_reason) END",
     "custom_fields": "c.custom_fields || coalesce(ic.custom, '{}')",

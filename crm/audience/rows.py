@@ -179,7 +179,7 @@ class RowNormaliser:
         row.acc_industry = raw.get("account.industry")
         if "account.employee_count" in raw:
             count = raw["account.employee_count"].replace(",", "").replace("_", "")
-            if count.isdigit() and len(count) < 10:
+            if count.isascii() and count.isdigit() and len(count) < 10:
                 row.acc_employees = int(count)
             else:
                 reject("account.employee_count", "not a whole number")
@@ -189,9 +189,7 @@ class RowNormaliser:
                 reject("account.phone", f"not a phone number: {phone.invalid_reason}")
             row.acc_phone = phone.e164
         if row.acc_domain is not None:
-            row.acc_key = "d:" + row.acc_domain
-        elif row.acc_name is not None:
-            row.acc_key = "n:" + " ".join(row.acc_name.lower().split())
+            row.acc_key = "d:" + row.acc_domain  # name-only keys are folded in SQL (merge_sql.FOLD_NAME)
 
 
 def _pick(raw: dict[str, str], names: dict[str, str]) -> dict[str, str] | None:
