@@ -13,6 +13,7 @@ from admin_api.models import Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.audience import domain_sets
+from crm.audience.csv_reader import detect_encoding
 from crm.audience.domain_sets import DomainSetNameTaken, DomainSetNotFound, parse_entries
 from crm.audience.lists import ensure_list
 from crm.roles import Role
@@ -115,7 +116,12 @@ async def add_domain_set_entries(req: ApiRequest) -> EntriesOut:
     """One entry a line (plain text), or the first column of a CSV (`Content-Type: text/csv`). Entries are
     normalised, validated and de-duplicated, then the whole set is matched against the accounts."""
     set_id = await _set_id(req)
-    text = await req.request.text()  # bounded by server.max_body_bytes
+    raw = await req.request.read()  # bounded by server.max_body_bytes
+    encoding = detect_encoding(raw)
+    try:
+        text = raw.decode("utf-8-sig" if encoding == "utf-8" else encoding)
+    except UnicodeDecodeError as exc:
+        raise Problem(422, f"the upload is not valid {encoding} text: {exc.reason}") from None
     if req.request.content_type == "text/csv":
         lines = [row[0] for row in csv.reader(io.StringIO(text)) if row]
     else:

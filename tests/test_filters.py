@@ -48,6 +48,10 @@ def test_compilation(node: dict[str, Any], sql: str, params: list[Any]) -> None:
         ({"field": "contact.email", "op": "gt", "value": "x"}, "filter.op", "is not an operator"),
         ({"field": "account.employee_count", "op": "gt", "value": "5; DROP TABLE x"}, "filter.value", "number"),
         ({"field": "contact.created_at", "op": "before", "value": "yesterday"}, "filter.value", "ISO 8601"),
+        ({"field": "contact.created_at", "op": "before", "value": "0001-01-01T00:00:00+01:00"}, "filter.value",
+         "outside the years"),
+        ({"field": "contact.created_at", "op": "after", "value": "9999-12-31T23:59:59-05:00"}, "filter.value",
+         "outside the years"),
         ({"field": "list", "op": "in", "value": ["1 OR 1=1"]}, "filter.value[0]", "list id"),
         ({"field": "contact.email", "op": "in", "value": []}, "filter.value", "non-empty list"),
         ({"field": "account.employee_count", "op": "between", "value": [1]}, "filter.value", "two values"),
@@ -272,6 +276,9 @@ async def test_global_search(
 ) -> None:
     """One box finds people and companies by name, e-mail, phone in any format, or domain."""
     await sample.execute("UPDATE contacts SET phone_e164 = '+442079460958' WHERE id = 3")
+    await sample.execute(
+        "INSERT INTO accounts (name, domain, registrable_domain) VALUES ('Kangaroo Pty', 'acme.com.au', 'acme.com.au')"
+    )
     response = await client.get("/api/search", params={"q": q}, headers=bearer(tokens[Role.SUPERVISOR]))
     assert response.status == 200
     body = await response.json()
@@ -315,8 +322,12 @@ async def test_bulk_update_and_delete(client: Any, tokens: dict[Role, str], samp
         assert refused.status == 422
         assert message in (await refused.json())["detail"]
 
+    everyone = await (await client.post("/api/lists", json={"name": "All"}, headers=manager)).json()
+    await client.post(f"/api/lists/{everyone['id']}/members", json={"contact_ids": [1, 2, 3, 4]}, headers=manager)
     deleted = await client.post("/api/contacts/bulk-delete", json={"filter": acme}, headers=manager)
     assert await deleted.json() == {"deleted": 2}
+    listed = await (await client.get(f"/api/lists/{everyone['id']}", headers=manager)).json()
+    assert listed["member_count"] == 2, "deleted contacts leave the list's count"
     assert (await client.get("/api/contacts/1", headers=manager)).status == 404
     preview = await (await client.post("/api/segments/preview", json={"filter": acme}, headers=manager)).json()
     assert preview["count"] == 0
@@ -396,6 +407,8 @@ async def test_accounts_and_contacts_one_at_a_time(client: Any, tokens: dict[Rol
         "+14156927213",
         0,
     )
+    nameless = await client.patch(f"/api/accounts/{account_id}", json={"name": None}, headers=manager)
+    assert nameless.status == 422
     clash = await client.post("/api/accounts", json={"name": "Hooli 2", "domain": "hooli.xyz"}, headers=manager)
     assert clash.status == 409
     bad = await client.post("/api/accounts", json={"name": "X", "domain": "not a domain"}, headers=manager)
@@ -418,6 +431,8 @@ async def test_accounts_and_contacts_one_at_a_time(client: Any, tokens: dict[Rol
         response = await client.post("/api/contacts", json=body, headers=manager)
         assert response.status == status, body
 
+    anonymous = await client.patch(f"/api/contacts/{contact_id}", json={"email": None, "phone": None}, headers=manager)
+    assert anonymous.status == 422
     same = await client.patch(f"/api/contacts/{contact_id}", json={"first_name": "Gavin"}, headers=manager)
     assert await same.json() == {"changed_fields": 0}
     changed = await client.patch(

@@ -137,7 +137,8 @@ class _Compiler:
         if kind == LIST:
             ids = _list(value, value_path, _list_id)
             member = f"lm.contact_id = c.id AND lm.list_id = ANY({self.bind(ids)}::bigint[])"
-            sql = f"EXISTS (SELECT 1 FROM list_members lm WHERE {member})"
+            live = "JOIN static_lists sl ON sl.id = lm.list_id AND sl.deleted_at IS NULL"
+            sql = f"EXISTS (SELECT 1 FROM list_members lm {live} WHERE {member})"
             return sql if op == "in" else f"NOT {sql}"
         if kind == TEXT:
             return self.text(expression, op, value, value_path)
@@ -220,7 +221,14 @@ def _instant(value: Any, path: str) -> datetime:
         except ValueError:
             raise FilterError(path, f"{value!r} is not an ISO 8601 date or date-time") from None
         parsed = datetime(day.year, day.month, day.day)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        in_utc = None
+    if in_utc is None or not 1 <= in_utc.year <= 9998:
+        raise FilterError(path, f"{value!r} is outside the years 1 to 9998")
+    return in_utc
 
 
 def _list(value: Any, path: str, item: Callable[[Any, str], Any]) -> list[Any]:

@@ -37,7 +37,8 @@ class StaticList:
 
 
 _COLUMNS = ", ".join(
-    f"(SELECT count(*) FROM list_members m WHERE m.list_id = l.id) AS {f.name}"
+    f"""(SELECT count(*) FROM list_members m JOIN contacts c ON c.id = m.contact_id AND c.deleted_at IS NULL
+         WHERE m.list_id = l.id) AS {f.name}"""
     if f.name == "member_count"
     else f"l.{f.name}"
     for f in fields(StaticList)

@@ -65,9 +65,11 @@ def _country(field: str, value: str | None) -> str | None:
 def account_values(fields: dict[str, Any], default_region: str) -> dict[str, Any]:
     """Validate and normalise account fields given to the API (only those present)."""
     values: dict[str, Any] = {}
+    if "name" in fields and not (fields["name"] or "").strip():
+        raise RecordError("name", "an account needs a name")
     for key in ("name", "industry", "employee_count", "custom_fields"):
         if key in fields:
-            values[key] = fields[key]
+            values[key] = fields[key] if key != "custom_fields" or fields[key] is not None else {}
     if "office_country" in fields:
         values["office_country"] = _country("office_country", fields["office_country"])
     if "domain" in fields:
@@ -96,9 +98,10 @@ def contact_values(fields: dict[str, Any], default_region: str) -> dict[str, Any
     for key in ("first_name", "last_name", "job_title"):
         if key in fields:
             values[key] = fields[key] or ""
-    for key in ("account_id", "custom_fields"):
-        if key in fields:
-            values[key] = fields[key]
+    if "account_id" in fields:
+        values["account_id"] = fields["account_id"]
+    if "custom_fields" in fields:
+        values["custom_fields"] = fields["custom_fields"] or {}
     if "country" in fields:
         values["country"] = _country("country", fields["country"])
     if "timezone" in fields:
@@ -161,6 +164,9 @@ async def update(pool: asyncpg.Pool, actor: Actor, table: str, record_id: int, v
             raise RecordNotFound(f"{table[:-1]} {record_id} does not exist")
         if "custom_fields" in values and values["custom_fields"] is not None:
             values["custom_fields"] = {**row["custom_fields"], **values["custom_fields"]}
+        keeps_identity = values.get("email", row["email"]) or values.get("phone_e164", row["phone_e164"])
+        if table == "contacts" and not keeps_identity:
+            raise RecordError("email", "a contact must keep a valid e-mail or phone to be identified")
         changed = {key: value for key, value in values.items() if row[key] != value}
         if not changed:
             return 0

@@ -96,11 +96,7 @@ async def search(pool: asyncpg.Pool, query: str, *, region: str, limit: int) -> 
             domain = normalise_domain(text)
             if domain.domain is not None:
                 result.interpreted_as.append(f"domain {domain.domain}")
-                ids = await accounts(
-                    "(a.domain = $1 OR a.registrable_domain = $1 OR a.domain LIKE $2)",
-                    domain.domain,
-                    _like_prefix(domain.domain),
-                )
+                ids = await accounts("(a.domain = $1 OR a.registrable_domain = $1)", domain.domain)
                 if ids:
                     await contacts("c.account_id = ANY($1::bigint[])", ids)
         words = _WORD.findall(text.lower())[:MAX_WORDS]
