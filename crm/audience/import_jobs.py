@@ -48,7 +48,7 @@ _COLUMNS = ", ".join(f.name for f in fields(ImportJob))
 
 
 async def create_job(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    pool: asyncpg.Pool,
     actor: Actor,
     *,
     entity: str,
@@ -58,7 +58,7 @@ async def create_job(
     options: dict[str, Any],
 ) -> tuple[int, int]:
     """Create the job and its record source; return ``(job_id, source_id)``."""
-    async with _connection(conn) as c, c.transaction():
+    async with pool.acquire() as c, c.transaction():
         job_id: int = await c.fetchval(
             """INSERT INTO import_jobs (entity, file_name, file_sha256, column_mapping, options, created_by)
                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
@@ -130,22 +130,3 @@ async def rejects(pool: asyncpg.Pool, job_id: int) -> list[asyncpg.Record]:
         job_id,
     )
     return rows
-
-
-class _connection:
-    """``async with`` over either a pool (acquire) or a connection (as is)."""
-
-    def __init__(self, source: asyncpg.Connection | asyncpg.Pool) -> None:
-        self.source = source
-        self._acquired: Any = None
-
-    async def __aenter__(self) -> asyncpg.Connection:
-        if isinstance(self.source, asyncpg.Pool):
-            self._acquired = self.source.acquire()
-            conn: asyncpg.Connection = await self._acquired.__aenter__()
-            return conn
-        return self.source
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._acquired is not None:
-            await self._acquired.__aexit__(*exc)

@@ -80,18 +80,23 @@ def _field_sources(new: dict[str, str], alias: str) -> str:
     return f"{alias}.field_sources || jsonb_strip_nulls(jsonb_build_object({pairs}))"
 
 
-UPDATE_ACCOUNTS = f"""
+def _update_changed(table: str, alias: str, staged: str, match: str, new: dict[str, str]) -> str:
+    """UPDATE the records whose values would change (never the others) and count them."""
+    return f"""
 WITH changed AS (
-  UPDATE accounts a
-     SET {", ".join(f"{column} = {expression}" for column, expression in _ACCOUNT_NEW.items())},
-         field_sources = {_field_sources(_ACCOUNT_NEW, "a")},
+  UPDATE {table} {alias}
+     SET {", ".join(f"{column} = {expression}" for column, expression in new.items())},
+         field_sources = {_field_sources(new, alias)},
          last_source_id = $1, updated_at = now()
-    FROM import_accounts ia
-   WHERE ia.account_id = a.id
-     AND ({", ".join(f"a.{column}" for column in _ACCOUNT_NEW)}) IS DISTINCT FROM ({", ".join(_ACCOUNT_NEW.values())})
-  RETURNING a.id)
+    FROM {staged}
+   WHERE {match}
+     AND ({", ".join(f"{alias}.{column}" for column in new)}) IS DISTINCT FROM ({", ".join(new.values())})
+  RETURNING 1)
 SELECT count(*) FROM changed
 """
+
+
+UPDATE_ACCOUNTS = _update_changed("accounts", "a", "import_accounts ia", "ia.account_id = a.id", _ACCOUNT_NEW)
 
 # Ids are drawn first so each new account's id is known to the rows that name it.
 ASSIGN_ACCOUNT_IDS = """
@@ -175,19 +180,7 @@ _NEW |= {
     "custom_fields": "c.custom_fields || coalesce(ic.custom, '{}')",
 }
 
-UPDATE_CONTACTS = f"""
-WITH changed AS (
-  UPDATE contacts c
-     SET {", ".join(f"{column} = {expression}" for column, expression in _NEW.items())},
-         field_sources = {_field_sources(_NEW, "c")},
-         last_source_id = $1, updated_at = now()
-    FROM import_contacts ic
-   WHERE ic.contact_id = c.id
-     AND ({", ".join(f"c.{column}" for column in _NEW)})
-         IS DISTINCT FROM ({", ".join(_NEW.values())})
-  RETURNING c.id)
-SELECT count(*) FROM changed
-"""
+UPDATE_CONTACTS = _update_changed("contacts", "c", "import_contacts ic", "ic.contact_id = c.id", _NEW)
 
 ASSIGN_CONTACT_IDS = """
 UPDATE import_contacts SET contact_id = nextval(pg_get_serial_sequence('contacts', 'id'))
