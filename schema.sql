@@ -1,4 +1,4 @@
--- schema-version: 1
+-- schema-version: 2
 --
 -- Pivotal: the whole PostgreSQL data model (PostgreSQL 15 and 16).
 --
@@ -50,10 +50,14 @@ DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'email_address'
 END IF; END $$;
 
 -- Normalised DNS name: lower case, no scheme, no "www.", no trailing dot (IDNs as punycode).
+-- Two or more labels of [a-z0-9-], none starting or ending with a hyphen, none over 63 characters, a
+-- top-level label of two or more. Written as three simple patterns: the one-regex form with counted
+-- repetition costs PostgreSQL ~10 us a value (a tenth of an account import), these ~1.5 us.
 DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'dns_domain') THEN
   CREATE DOMAIN dns_domain AS text
-    CHECK (length(VALUE) <= 253
-           AND VALUE ~ '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$');
+    CONSTRAINT dns_domain_shape CHECK (
+      length(VALUE) <= 253 AND VALUE ~ '^[a-z0-9-]+(\.[a-z0-9-]+)+$'
+      AND VALUE !~ '(^|\.)-|-(\.|$)|[^.]{64}' AND VALUE ~ '[a-z0-9-]{2}$');
 END IF; END $$;
 
 -- ISO 3166-1 alpha-2 country code.
@@ -342,8 +346,10 @@ CREATE TABLE IF NOT EXISTS accounts (
   office_country iso_country,
   main_line_e164 e164_phone,          -- switchboard; the multi-line rule keys on the account
   custom_fields jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(custom_fields) = 'object'),
-  source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,
-  last_source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,
+  -- Provenance (record_sources ids): no FK, like field_sources below. The application never deletes
+  -- a record source, and the per-row FK checks cost ~9 s of a 1,000,000-contact import.
+  source_id bigint,
+  last_source_id bigint,
   -- {"<field>": <record_sources.id>, ...}: who set each field last
   field_sources jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(field_sources) = 'object'),
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -385,8 +391,8 @@ CREATE TABLE IF NOT EXISTS contacts (
   timezone iana_timezone,             -- contact's own zone; else account office zone; else campaign rule
   country iso_country,
   custom_fields jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(custom_fields) = 'object'),
-  source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,       -- created by
-  last_source_id bigint REFERENCES record_sources(id) ON DELETE SET NULL,  -- last changed by
+  source_id bigint,                   -- created by (record_sources.id; no FK: see accounts)
+  last_source_id bigint,              -- last changed by
   -- {"<field>": <record_sources.id>, ...}: who set each field last (no FK possible in jsonb)
   field_sources jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(field_sources) = 'object'),
   created_at timestamptz NOT NULL DEFAULT now(),
@@ -1310,3 +1316,29 @@ CREATE INDEX IF NOT EXISTS email_events_email_message_id_event_type_idx
   ON email_events (email_message_id, event_type) WHERE email_message_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS email_events_campaign_id_event_type_occurred_at_idx
   ON email_events (campaign_id, event_type, occurred_at) WHERE campaign_id IS NOT NULL;
+
+-- =============================================================================================
+-- Upgrades: bring a database created by an older schema version to this one. Each block checks
+-- the catalogue first, so re-applying this file takes no lock when there is nothing to change.
+-- =============================================================================================
+
+-- Version 2: the faster dns_domain check (ALTER DOMAIN re-checks stored values once).
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'dns_domain_shape'
+                   AND contypid = 'dns_domain'::regtype) THEN
+    EXECUTE (SELECT string_agg(format('ALTER DOMAIN dns_domain DROP CONSTRAINT %I', conname), '; ')
+               FROM pg_constraint WHERE contypid = 'dns_domain'::regtype);
+    ALTER DOMAIN dns_domain ADD CONSTRAINT dns_domain_shape CHECK (
+      length(VALUE) <= 253 AND VALUE ~ '^[a-z0-9-]+(\.[a-z0-9-]+)+$'
+      AND VALUE !~ '(^|\.)-|-(\.|$)|[^.]{64}' AND VALUE ~ '[a-z0-9-]{2}$');
+  END IF;
+END $$;
+
+-- Version 2: provenance columns of accounts and contacts without foreign keys (see accounts).
+DO $$ DECLARE fk record; BEGIN
+  FOR fk IN SELECT conrelid::regclass AS tbl, conname FROM pg_constraint
+             WHERE contype = 'f' AND confrelid = 'record_sources'::regclass
+               AND conrelid IN ('accounts'::regclass, 'contacts'::regclass) LOOP
+    EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tbl, fk.conname);
+  END LOOP;
+END $$;

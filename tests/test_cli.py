@@ -7,6 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
+from pivotal.schema import schema_text, schema_version
 from tests.conftest import reset_database
 from tests.daemon import PIVOTAL, clean_environment
 
@@ -40,11 +41,12 @@ def test_unreachable_database_fails_once_without_traceback(tmp_path: Path) -> No
 async def test_migrate_twice(database_url: str, tmp_path: Path, pool: asyncpg.Pool) -> None:
     """`pivotal migrate` applies the schema idempotently and records its version."""
     env = clean_environment(PIVOTAL_DATABASE_URL=database_url, PIVOTAL_DATA_DIR=str(tmp_path))
+    version = schema_version(schema_text())
     for _ in range(2):
         result = _run(["migrate"], env)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == "schema at version 1"
-    assert await pool.fetchval("SELECT max(version) FROM schema_version") == 1
+        assert result.stdout.strip() == f"schema at version {version}"
+    assert await pool.fetchval("SELECT max(version) FROM schema_version") == version
 
 
 async def test_user_create_from_stdin(database_url: str, tmp_path: Path, pool: asyncpg.Pool) -> None:

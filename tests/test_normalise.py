@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 
 from crm.audience.domains import normalise_domain
 from crm.audience.emails import normalise_email
-from crm.audience.phones import normalise_phone
+from crm.audience.phones import LINE_TYPES, normalise_phone
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,35 @@ def test_valid_phones(
         assert phone.invalid_reason is None
     else:
         assert phone.invalid_reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+1 416 555 0199",  # Canada shares +1 with the US: found only by pattern matching
+        "+1 204 234 5678",
+        "+1 876 927 1234",  # Jamaica
+        "+1 212 555 0100",
+        "+1 800 555 0100",
+        "+44 1534 456789",  # Jersey shares +44 with the UK
+        "+44 1624 456789",  # Isle of Man
+        "+44 7700 900123",
+        "+44 20 7946 0958",
+        "+7 495 123 45 67",  # Russia and Kazakhstan share +7
+        "+7 7172 123456",
+        "+800 1234 5678",
+        "+1 999 555 0100",
+    ],
+)
+def test_line_type_agrees_with_the_public_api(raw: str) -> None:
+    """The import's fast path (the region found once) gives what phonenumbers.number_type() gives."""
+    number = phonenumbers.parse(raw, None)
+    phone = normalise_phone(raw, None)
+    expected = phonenumbers.number_type(number)
+    assert phone.line_type == LINE_TYPES.get(expected, "unknown")
+    assert (phone.e164 is None) == (expected == phonenumbers.PhoneNumberType.UNKNOWN)
+    if phone.e164 is not None and phone.country is not None:
+        assert phone.country == phonenumbers.region_code_for_number(number)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,39 @@ async def test_newer_database_is_refused(pool: asyncpg.Pool) -> None:
             await tx.rollback()
 
 
+async def test_a_version_1_database_is_upgraded(pool: asyncpg.Pool) -> None:
+    """Version 1's slow dns_domain check and provenance foreign keys are replaced when the file is applied."""
+    old_check = "VALUE ~ '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$'"
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            # Put the database back into version 1's shape.
+            await conn.execute(
+                f"""ALTER DOMAIN dns_domain DROP CONSTRAINT dns_domain_shape;
+                    ALTER DOMAIN dns_domain ADD CONSTRAINT dns_domain_check CHECK ({old_check});
+                    ALTER TABLE contacts ADD FOREIGN KEY (source_id) REFERENCES record_sources(id);
+                    ALTER TABLE accounts ADD FOREIGN KEY (last_source_id) REFERENCES record_sources(id);
+                    DELETE FROM schema_version; INSERT INTO schema_version VALUES (1, 'v1')"""
+            )
+            assert await apply_schema(conn) == 2
+            checks = await conn.fetch("SELECT conname FROM pg_constraint WHERE contypid = 'dns_domain'::regtype")
+            assert [row["conname"] for row in checks] == ["dns_domain_shape"]
+            assert not await conn.fetchval(
+                """SELECT count(*) FROM pg_constraint WHERE confrelid = 'record_sources'::regclass
+                      AND conrelid IN ('accounts'::regclass, 'contacts'::regclass)"""
+            )
+            # The new check accepts and refuses what the old one did.
+            assert await conn.fetchval("SELECT 'sub.acme-corp.co.uk'::dns_domain") == "sub.acme-corp.co.uk"
+            bad = ["acme", "-acme.com", "acme-.com", "acme..com", "acme.c", "acme.com.", "Acme.com", "a_b.com"]
+            for value in [*bad, "a" * 64 + ".com"]:
+                with pytest.raises(asyncpg.CheckViolationError):
+                    async with conn.transaction():  # a savepoint: the failure must not end the test's transaction
+                        await conn.fetchval("SELECT $1::text::dns_domain", value)
+        finally:
+            await tx.rollback()
+
+
 @pytest.mark.parametrize(
     "table",
     [

@@ -17,6 +17,8 @@ from publicsuffixlist import PublicSuffixList
 _PSL = PublicSuffixList()
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+#: Two or more labels as _LABEL describes: the common, valid case in one match.
+_HOST = re.compile(r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)+(?!-)[a-z0-9-]{1,63}(?<!-)")
 MAX_DOMAIN_LENGTH = 253
 
 
@@ -56,19 +58,32 @@ def normalise_domain(raw: str) -> Domain:
             text = idna.encode(text, uts46=True).decode("ascii")
         except idna.IDNAError as exc:
             return _invalid(original, f"not a valid internationalised domain: {exc}")
-    if len(text) > MAX_DOMAIN_LENGTH:
-        return _invalid(original, f"longer than {MAX_DOMAIN_LENGTH} characters")
-    labels = text.split(".")
-    if len(labels) < 2:
-        return _invalid(original, "has no top-level domain")
-    bad = next((label for label in labels if not _LABEL.match(label)), None)
-    if bad is not None:
-        return _invalid(original, f"label {bad!r} is not a valid host name label" if bad else "has an empty label")
-    if labels[-1].isdigit():
-        return _invalid(original, "is an IP address, not a domain")
-    if _PSL.publicsuffix(text, accept_unknown=False) is None:
-        return _invalid(original, f"unknown top-level domain .{labels[-1]}")
-    registrable = _PSL.privatesuffix(text, accept_unknown=False)
+    registrable, reason = check_host(text)
     if registrable is None:
-        return _invalid(original, "is a public suffix, not a company domain")
+        return _invalid(original, reason or "not a domain")
     return Domain(original, text, registrable)
+
+
+@lru_cache(maxsize=131_072)
+def check_host(host: str) -> tuple[str, None] | tuple[None, str]:
+    """A lower-case ASCII host name's registrable domain, or the reason it is not a company domain.
+
+    Cached apart from the raw text: a file names each company's domain in several spellings (URLs, "www.")
+    and every contact's e-mail repeats it, so this runs once per company while the raw forms vary.
+    """
+    if len(host) > MAX_DOMAIN_LENGTH:
+        return None, f"longer than {MAX_DOMAIN_LENGTH} characters"
+    labels = host.split(".")
+    if not _HOST.fullmatch(host):
+        if len(labels) < 2:
+            return None, "has no top-level domain"
+        bad = next((label for label in labels if not _LABEL.match(label)), "")
+        return None, f"label {bad!r} is not a valid host name label" if bad else "has an empty label"
+    if labels[-1].isdigit():
+        return None, "is an IP address, not a domain"
+    registrable = _PSL.privatesuffix(host, accept_unknown=False)
+    if registrable is not None:
+        return registrable, None
+    if _PSL.publicsuffix(host, accept_unknown=False) is None:
+        return None, f"unknown top-level domain .{labels[-1]}"
+    return None, "is a public suffix, not a company domain"

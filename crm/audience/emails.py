@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import idna
 
-from crm.audience.domains import normalise_domain
+from crm.audience.domains import check_host
 
 _LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+#: Letters (any script), digits, dots and hyphens: what a host name, IDNs included, is written with.
+_HOST_CHARACTERS = re.compile(r"(?:[^\W_]|[.-])+")
 MAX_LOCAL_LENGTH = 64
 MAX_ADDRESS_LENGTH = 254
 
@@ -47,15 +49,18 @@ def normalise_email(raw: str) -> Email:
         return Email(raw, None, f"local part longer than {MAX_LOCAL_LENGTH} characters")
     if not _LOCAL.match(local):
         return Email(raw, None, "local part has characters or dots not allowed in an address")
-    if not domain_part or not all(ch.isalnum() or ch in ".-" for ch in domain_part):
+    if not _HOST_CHARACTERS.fullmatch(domain_part):
         return Email(raw, None, "domain part is not a host name")
-    domain = normalise_domain(domain_part)
-    if domain.domain is None:
-        return Email(raw, None, f"domain {domain.invalid_reason}")
     # The host as written (lower case, punycode), not stripped of "www." as a company domain would be.
     host = domain_part.lower().rstrip(".")
     if not host.isascii():
-        host = idna.encode(host, uts46=True).decode("ascii")  # valid: normalise_domain accepted it
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            return Email(raw, None, f"domain not a valid internationalised domain: {exc}")
+    _, reason = check_host(host.removeprefix("www."))
+    if reason is not None:
+        return Email(raw, None, f"domain {reason}")
     address = f"{local}@{host}"
     if len(address) > MAX_ADDRESS_LENGTH:
         return Email(raw, None, f"longer than {MAX_ADDRESS_LENGTH} characters")

@@ -86,9 +86,10 @@ def known_zone(name: str) -> bool:
     return True
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=16_384)
 def _phone(raw: str, region: str | None) -> Phone:
-    # Switchboards and re-imports repeat numbers; parsing costs ~50 us, a cache hit ~0.1 us.
+    # Switchboard and shared office numbers repeat within a file; parsing costs ~35 us, a hit ~0.1 us. Kept
+    # small: most numbers in a file are unique.
     return normalise_phone(raw, region)
 
 
