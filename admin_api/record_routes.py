@@ -11,7 +11,8 @@ from admin_api.api import Api, ApiRequest
 from admin_api.models import Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
-from crm.audience import records
+from crm.audience import aliases, records
+from crm.audience.aliases import AccountNotFound, AliasError
 from crm.audience.records import IdentityTaken, RecordError, RecordNotFound
 from crm.roles import Role
 
@@ -145,6 +146,63 @@ async def delete_account(req: ApiRequest) -> None:
         await records.soft_delete(req.services.pool, req.actor, "accounts", req.path_int("accountId"))
     except RecordNotFound as exc:
         raise _problem(exc) from None
+
+
+class AliasBody(Strict):
+    domain: str = Field(min_length=1, max_length=300, description="website or domain; normalised")
+
+
+class AliasOut(BaseModel):
+    domain: str
+    registrable_domain: str | None
+    created_at: datetime
+
+
+class AliasList(BaseModel):
+    items: list[AliasOut]
+
+
+class AliasAdded(BaseModel):
+    domain: str = Field(description="the alias as stored (normalised)")
+    added: bool = Field(description="false when the account already had it")
+
+
+@api.route("GET", "/api/accounts/{accountId}/aliases", summary="Other domains an account is known by",
+           tag="accounts", roles=READ, response=AliasList)  # fmt: skip
+async def list_account_aliases(req: ApiRequest) -> AliasList:
+    try:
+        found = await aliases.list_aliases(req.services.pool, req.path_int("accountId"))
+    except AccountNotFound as exc:
+        raise Problem(404, str(exc)) from None
+    return AliasList(items=[AliasOut(**vars(alias)) for alias in found])
+
+
+@api.route("POST", "/api/accounts/{accountId}/aliases", summary="Add a domain the account is known by (domain-set"
+           " matching treats it like the account's own)", tag="accounts", roles=WRITE, body=AliasBody,
+           response=AliasAdded)  # fmt: skip
+async def add_account_alias(req: ApiRequest) -> AliasAdded:
+    try:
+        domain, added = await aliases.add_alias(
+            req.services.pool, req.actor, req.path_int("accountId"), req.body.domain
+        )
+    except AccountNotFound as exc:
+        raise Problem(404, str(exc)) from None
+    except AliasError as exc:
+        raise Problem(422, f"domain: {exc}", errors=[{"loc": ["body", "domain"], "msg": str(exc)}]) from None
+    return AliasAdded(domain=domain, added=added)
+
+
+@api.route("DELETE", "/api/accounts/{accountId}/aliases/{domain}", summary="Remove an alias", tag="accounts",
+           roles=WRITE)  # fmt: skip
+async def remove_account_alias(req: ApiRequest) -> None:
+    account_id = req.path_int("accountId")
+    domain = req.request.match_info["domain"]
+    try:
+        removed = await aliases.remove_alias(req.services.pool, req.actor, account_id, domain)
+    except AccountNotFound as exc:
+        raise Problem(404, str(exc)) from None
+    if not removed:
+        raise Problem(404, f"account {account_id} has no alias {domain!r}")
 
 
 @api.route("POST", "/api/contacts", summary="Create a contact", tag="contacts", roles=WRITE, body=ContactBody,

@@ -55,11 +55,16 @@ async def apply_schema(conn: asyncpg.Connection) -> int:
                    applied_at timestamptz NOT NULL DEFAULT now()
                )"""
         )
-        current = await conn.fetchval("SELECT max(version) FROM schema_version")
+        latest = await conn.fetchrow("SELECT version, checksum FROM schema_version ORDER BY version DESC LIMIT 1")
+        current = None if latest is None else latest["version"]
         if current is not None and current > version:
             raise SchemaError(
                 f"database schema is version {current}, newer than this code's {version}; upgrade Pivotal"
             )
+        if latest is not None and (current, latest["checksum"]) == (version, checksum):
+            # Already applied: re-running would take a SHARE lock on every indexed table for nothing.
+            log.debug("schema_current", version=version)
+            return version
         await conn.execute(text)
         await conn.execute(
             """INSERT INTO schema_version (version, checksum) VALUES ($1, $2)

@@ -353,10 +353,11 @@ async def test_domain_sets_match_and_make_a_list(client: Any, tokens: dict[Role,
     await sample.execute(
         """INSERT INTO accounts (id, name, domain, registrable_domain) OVERRIDING SYSTEM VALUE VALUES
              (3, 'Acme Bank Europe', 'eu.acme.com', 'acme.com'), (4, 'Initech Inc', 'initech.io', 'initech.io');
-           UPDATE accounts SET registrable_domain = domain WHERE id IN (1, 2);
-           INSERT INTO account_domain_aliases (account_id, domain) VALUES (2, 'umbrella.com');"""
+           UPDATE accounts SET registrable_domain = domain WHERE id IN (1, 2);"""
     )
     manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    alias = await client.post("/api/accounts/2/aliases", json={"domain": "https://Umbrella.com/"}, headers=manager)
+    assert await alias.json() == {"domain": "umbrella.com", "added": True}
     created = await client.post("/api/domain-sets", json={"name": "Q1 targets"}, headers=manager)
     assert created.status == 201
     set_id = (await created.json())["id"]
@@ -389,6 +390,44 @@ async def test_domain_sets_match_and_make_a_list(client: Any, tokens: dict[Role,
     assert (await made.json())["added"] == 3  # Ann and Bob at Acme, Cara at Globex
     filtered = await (await client.get(f"/api/domain-sets/{set_id}/items?status=unmatched", headers=manager)).json()
     assert [i["entry"] for i in filtered["items"]] == ["Unknown Widgets Ltd"]
+
+
+async def test_account_aliases(client: Any, tokens: dict[Role, str], sample: asyncpg.Pool) -> None:
+    """Aliases are normalised, idempotent, never another live account's domain, audited, and removable."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    url = "/api/accounts/1/aliases"
+    first = await client.post(url, json={"domain": "www.Acme-Bank.co.uk"}, headers=manager)
+    assert first.status == 200, await first.text()
+    assert await first.json() == {"domain": "acme-bank.co.uk", "added": True}
+    again = await client.post(url, json={"domain": "http://acme-bank.co.uk/en"}, headers=manager)
+    assert await again.json() == {"domain": "acme-bank.co.uk", "added": False}
+
+    taken = await client.post(url, json={"domain": "globex.co.uk"}, headers=manager)
+    assert taken.status == 422
+    assert "already names account 2" in (await taken.json())["detail"]
+    invalid = await client.post(url, json={"domain": "not a domain"}, headers=manager)
+    assert invalid.status == 422
+    assert (await invalid.json())["errors"][0]["loc"] == ["body", "domain"]
+    other = await client.post("/api/accounts/2/aliases", json={"domain": "acme-bank.co.uk"}, headers=manager)
+    assert other.status == 422, "one domain names one account"
+    missing = await client.post("/api/accounts/999/aliases", json={"domain": "x.com"}, headers=manager)
+    assert missing.status == 404
+
+    supervisor = bearer(tokens[Role.SUPERVISOR])
+    listed = await (await client.get(url, headers=supervisor)).json()
+    assert [(a["domain"], a["registrable_domain"]) for a in listed["items"]] == [("acme-bank.co.uk", "acme-bank.co.uk")]
+    assert (await client.post(url, json={"domain": "x.com"}, headers=supervisor)).status == 403
+
+    assert (await client.delete(f"{url}/ACME-BANK.co.uk", headers=manager)).status == 204
+    assert (await client.delete(f"{url}/acme-bank.co.uk", headers=manager)).status == 404
+    assert (await (await client.get(url, headers=manager)).json())["items"] == []
+    actions = await sample.fetch(
+        "SELECT action, detail->>'domain' AS domain FROM audit_log WHERE entity_type = 'account' ORDER BY id"
+    )
+    assert [(row["action"], row["domain"]) for row in actions] == [
+        ("account.alias_added", "acme-bank.co.uk"),
+        ("account.alias_removed", "acme-bank.co.uk"),
+    ]
 
 
 async def test_accounts_and_contacts_one_at_a_time(client: Any, tokens: dict[Role, str], sample: asyncpg.Pool) -> None:

@@ -22,6 +22,7 @@ PLACEHOLDER = {
     "contactId": "999999",
     "setId": "999999",
     "accountId": "999999",
+    "domain": "example.com",
 }
 
 PUBLIC = {

@@ -22,6 +22,23 @@ async def test_applying_twice_changes_nothing(pool: asyncpg.Pool) -> None:
     assert await pool.fetchval("SELECT count(*) FROM roles") == 7
 
 
+async def test_a_current_database_is_not_reapplied(pool: asyncpg.Pool) -> None:
+    """Same version and checksum: the file is not run again (it would lock every indexed table); another
+    checksum (an edited file) runs it."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute("DELETE FROM roles WHERE name = 'content_creator'")  # a seed row the file restores
+            await apply_schema(conn)
+            assert not await conn.fetchval("SELECT count(*) FROM roles WHERE name = 'content_creator'")
+            await conn.execute("UPDATE schema_version SET checksum = 'edited'")
+            await apply_schema(conn)
+            assert await conn.fetchval("SELECT count(*) FROM roles WHERE name = 'content_creator'") == 1
+        finally:
+            await tx.rollback()
+
+
 async def test_newer_database_is_refused(pool: asyncpg.Pool) -> None:
     """Old code never runs against a newer data model."""
     current = schema_version(schema_text())
