@@ -1,0 +1,157 @@
+"""The daemon's in-memory copy of every suppression in force, for checks in microseconds.
+
+Global and per-campaign sets for each channel (phone numbers, e-mail addresses, company domains), as
+``KeySet``s. Loaded from PostgreSQL with COPY (keys computed and sorted by the server), then kept current by
+the change events every write NOTIFYs (``suppressions.NOTIFY_CHANNEL``); see ``listener``.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import structlog
+
+from crm.compliance.compact_sets import NEVER, PHONE_KEY_SQL, TEXT_KEY_SQL, KeySet, phone_key, text_key
+
+log = structlog.get_logger(__name__)
+CHANNELS = ("phone", "email", "domain")
+
+
+def key_of(channel: str, value: str) -> int:
+    return phone_key(value) if channel == "phone" else text_key(value)
+
+
+def _key_sql(channel: str) -> str:
+    return (PHONE_KEY_SQL if channel == "phone" else TEXT_KEY_SQL).format("value")
+
+
+@dataclass
+class SuppressionIndex:
+    """Everything in force, by channel: one global set and one set per campaign with entries."""
+
+    global_sets: dict[str, KeySet] = field(default_factory=lambda: {channel: KeySet() for channel in CHANNELS})
+    campaign_sets: dict[str, dict[int, KeySet]] = field(default_factory=lambda: {c: {} for c in CHANNELS})
+    loaded_at: float = 0.0
+
+    def scopes(self, channel: str, key: int, campaign_id: int | None, now: float) -> list[str]:
+        """Where the value is suppressed: "global", "campaign", both or neither."""
+        found = []
+        if self.global_sets[channel].contains(key, now):
+            found.append("global")
+        if campaign_id is not None:
+            per_campaign = self.campaign_sets[channel].get(campaign_id)
+            if per_campaign is not None and per_campaign.contains(key, now):
+                found.append("campaign")
+        return found
+
+    def blocked(self, channel: str, key: int, campaign_id: int | None, now: float) -> bool:
+        if self.global_sets[channel].contains(key, now):
+            return True
+        per_campaign = self.campaign_sets[channel].get(campaign_id) if campaign_id is not None else None
+        return per_campaign is not None and per_campaign.contains(key, now)
+
+    def apply(self, change: Mapping[str, Any]) -> None:
+        """One change event: ``{"op": "add" | "lift", "channel", "campaign_id", "value", "expires": epoch|0}``."""
+        channel, campaign_id = change["channel"], change.get("campaign_id")
+        target = self._set_for(channel, campaign_id)
+        key = key_of(channel, change["value"])
+        if change["op"] == "add":
+            target.add(key, int(change.get("expires") or NEVER))
+        else:
+            target.remove(key)
+
+    def _set_for(self, channel: str, campaign_id: int | None) -> KeySet:
+        if campaign_id is None:
+            return self.global_sets[channel]
+        sets = self.campaign_sets[channel]
+        found = sets.get(campaign_id)
+        if found is None:
+            found = sets[campaign_id] = KeySet()
+        return found
+
+    @property
+    def changes(self) -> int:
+        every = [*self.global_sets.values(), *(s for sets in self.campaign_sets.values() for s in sets.values())]
+        return sum(keys.changes for keys in every)
+
+    def sizes(self) -> dict[str, int]:
+        return {channel: len(keys) for channel, keys in self.global_sets.items()} | {
+            f"{channel}_campaign": sum(len(keys) for keys in sets.values())
+            for channel, sets in self.campaign_sets.items()
+        }
+
+    @property
+    def nbytes(self) -> int:
+        every = [*self.global_sets.values(), *(s for sets in self.campaign_sets.values() for s in sets.values())]
+        return sum(keys.nbytes for keys in every)
+
+
+class _KeyReader:
+    """COPY output of one bigint per line (or two, tab-separated) into arrays, chunk by chunk."""
+
+    def __init__(self, columns: int) -> None:
+        self.columns = columns
+        self.keys: array[int] = array("q")
+        self.expiries: array[int] = array("q")
+        self._rest = b""
+
+    async def __call__(self, chunk: bytes) -> None:
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        if self.columns == 1:
+            self.keys.extend(map(int, lines))
+            return
+        for line in lines:
+            key, expiry = line.split(b"\t")
+            self.keys.append(int(key))
+            self.expiries.append(int(expiry))
+
+
+_IN_FORCE = "lifted_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
+
+
+async def load_index(conn: asyncpg.Connection) -> SuppressionIndex:
+    """Read every suppression in force, in one snapshot. 10 million phone numbers take ~10-20 s."""
+    started = time.perf_counter()
+    index = SuppressionIndex()
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        await conn.execute("SET LOCAL work_mem = '256MB'")  # the sort of ten million keys stays in memory
+        for channel in CHANNELS:
+            key = _key_sql(channel)
+            scope = f"channel = '{channel}' AND scope = 'global' AND {_IN_FORCE}"
+            permanent = _KeyReader(1)
+            await conn.copy_from_query(
+                f"SELECT DISTINCT {key} AS k FROM suppressions WHERE {scope} AND expires_at IS NULL ORDER BY 1",
+                output=permanent,
+            )
+            expiring = _KeyReader(2)
+            await conn.copy_from_query(
+                f"""SELECT {key}, max(extract(epoch FROM expires_at))::bigint FROM suppressions
+                     WHERE {scope} AND expires_at IS NOT NULL GROUP BY 1 ORDER BY 1""",
+                output=expiring,
+            )
+            index.global_sets[channel] = KeySet(permanent.keys, expiring.keys, expiring.expiries)
+            rows = await conn.fetch(
+                f"""SELECT campaign_id, {key} AS key, coalesce(extract(epoch FROM expires_at)::bigint, 0) AS expires
+                      FROM suppressions WHERE channel = $1 AND scope = 'campaign' AND {_IN_FORCE}""",
+                channel,
+            )
+            by_campaign: defaultdict[int, list[tuple[int, int]]] = defaultdict(list)
+            for row in rows:
+                by_campaign[row["campaign_id"]].append((row["key"], row["expires"]))
+            index.campaign_sets[channel] = {cid: KeySet.from_entries(entries) for cid, entries in by_campaign.items()}
+    index.loaded_at = time.time()
+    log.info(
+        "suppressions_loaded",
+        seconds=round(time.perf_counter() - started, 2),
+        megabytes=round(index.nbytes / 1e6, 1),
+        **index.sizes(),
+    )
+    return index
