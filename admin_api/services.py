@@ -9,6 +9,7 @@ import asyncpg
 from aiohttp import web
 
 from crm.audience.import_service import ImportService
+from crm.compliance.feed import SuppressionFeed
 from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
@@ -24,6 +25,8 @@ class Services:
     login_throttle: LoginThrottle
     clock: Callable[[], float]
     imports: ImportService
+    #: The in-memory suppression index, kept current from PostgreSQL (``feed.index``).
+    suppressions: SuppressionFeed
     #: Country for phone numbers written without a country code (settings.audience.default_phone_region).
     default_phone_region: str = "US"
     #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).

@@ -17,6 +17,7 @@ from aiohttp import web
 from admin_api import (
     audit_routes,
     auth_routes,
+    compliance_routes,
     contact_routes,
     domain_set_routes,
     export_routes,
@@ -32,6 +33,7 @@ from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
 from config import Settings
 from crm.audience.import_service import ImportService
+from crm.compliance.feed import SuppressionFeed
 from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
@@ -68,6 +70,7 @@ def routes() -> Api:
         domain_set_routes.api,
         list_routes.api,
         search_routes.api,
+        compliance_routes.api,
     )
 
 
@@ -111,6 +114,14 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             region=settings.audience.default_phone_region,
             max_bytes=settings.audience.max_import_bytes,
         )
+        metrics = app[METRICS]
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(app[DATABASE_URL], server_settings={"application_name": "pivotal-feed"})
+
+        feed = SuppressionFeed(connect, observe_lag=metrics.suppression_lag.observe)
+        await feed.start()
+        metrics.suppressions.feed = feed
         app[SERVICES] = Services(
             pool=app[POOL],
             users=users,
@@ -121,12 +132,17 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             ),
             clock=clock,
             imports=imports,
+            suppressions=feed,
             default_phone_region=settings.audience.default_phone_region,
             trust_forwarded_for=settings.server.trust_forwarded_for,
         )
-        await ensure_admin(users, passwords, auth.bootstrap_admin_email)
-        yield
-        await imports.close()
+        try:
+            await ensure_admin(users, passwords, auth.bootstrap_admin_email)
+            yield
+        finally:
+            await imports.close()
+            metrics.suppressions.feed = None
+            await feed.close()
 
     return services
 

@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Plat
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from crm.compliance.feed import SuppressionFeed
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -33,6 +35,27 @@ class PoolCollector(Collector):
         return [size, idle, limit]
 
 
+class SuppressionCollector(Collector):
+    """Sizes of the in-memory suppression index, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.feed: SuppressionFeed | None = None
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        entries = GaugeMetricFamily(
+            "pivotal_suppressions_in_memory", "Suppressions held in memory, by channel and scope", labels=["channel"]
+        )
+        size = GaugeMetricFamily("pivotal_suppressions_memory_bytes", "Bytes of the in-memory suppression arrays")
+        loaded = GaugeMetricFamily("pivotal_suppressions_loaded_timestamp_seconds", "When the index was last loaded")
+        if self.feed is not None:
+            index = self.feed.index
+            for channel, count in index.sizes().items():
+                entries.add_metric([channel], count)
+            size.add_metric([], index.nbytes)
+            loaded.add_metric([], index.loaded_at)
+        return [entries, size, loaded]
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -51,6 +74,14 @@ class Metrics:
             "Time to answer an HTTP request, by route template",
             ["method", "route"],
             buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.suppressions = SuppressionCollector()
+        self.registry.register(self.suppressions)
+        self.suppression_lag = Histogram(
+            "pivotal_suppression_propagation_seconds",
+            "From a suppression change's commit to this node's in-memory index",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
         self.http_in_flight = Gauge("pivotal_http_requests_in_flight", "Requests being handled", registry=self.registry)

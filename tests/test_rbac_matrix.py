@@ -23,6 +23,8 @@ PLACEHOLDER = {
     "setId": "999999",
     "accountId": "999999",
     "domain": "example.com",
+    "suppressionId": "999999",
+    "campaignId": "999999",
 }
 
 PUBLIC = {

@@ -1,0 +1,143 @@
+"""Gathering one contact's facts from PostgreSQL and asking the decision function: the API's explanation.
+
+The dialer's hopper gathers the same facts for batches of contacts (issue 6) and calls the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from crm.audience.domains import normalise_domain
+from crm.compliance import campaign_rules
+from crm.compliance.compact_sets import phone_key, text_key
+from crm.compliance.decision import Decision, EmailTarget, PhoneTarget, decide_email, decide_phone
+from crm.compliance.local_time import LocalZones, local_zones
+from crm.compliance.rules import AttemptHistory, EmailsSent
+from crm.compliance.suppression_index import SuppressionIndex
+from crm.compliance.windows import zone
+
+
+class ContactNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Explanation:
+    channel: str
+    decision: Decision
+    zones: LocalZones | None
+    facts: dict[str, Any]
+
+
+_OUTCOME = """CASE WHEN abandoned THEN 'abandoned'
+                   WHEN amd_result::text LIKE 'machine%' OR state = 'machine' THEN 'machine'
+                   WHEN bridged_at IS NOT NULL THEN 'answered'
+                   WHEN hangup_cause = 'user_busy' THEN 'busy'
+                   WHEN state = 'failed' THEN 'failed'
+                   WHEN answered_at IS NULL THEN 'no_answer'
+                   ELSE 'dropped' END"""
+
+
+async def explain(
+    pool: asyncpg.Pool, index: SuppressionIndex, contact_id: int, campaign_id: int, now: datetime
+) -> Explanation:
+    async with pool.acquire() as conn:
+        channel, rules = await campaign_rules.load(conn, campaign_id)
+        contact = await conn.fetchrow(
+            """SELECT c.id, c.email, c.email_invalid_reason, c.phone_e164, c.phone_invalid_reason, c.timezone,
+                      c.country, a.domain, a.registrable_domain, a.office_timezone, a.office_country
+                 FROM contacts c LEFT JOIN accounts a ON a.id = c.account_id AND a.deleted_at IS NULL
+                WHERE c.id = $1 AND c.deleted_at IS NULL""",
+            contact_id,
+        )
+        if contact is None:
+            raise ContactNotFound(f"contact {contact_id} does not exist")
+        consent = await conn.fetchval(
+            """SELECT status::text FROM consents WHERE contact_id = $1 AND channel = $2
+                ORDER BY recorded_at DESC, id DESC LIMIT 1""",
+            contact_id,
+            channel,
+        )
+        domains = [d for d in (contact["domain"], contact["registrable_domain"]) if d]
+        facts: dict[str, Any] = {"consent": consent or "unknown"}
+        if channel == "phone":
+            zones = local_zones(
+                contact_zone=contact["timezone"],
+                office_zone=contact["office_timezone"],
+                office_country=contact["office_country"],
+                phone_e164=contact["phone_e164"],
+                contact_country=contact["country"],
+                fallback_zone=rules.timezone_fallback,
+            )
+            history = await _attempts(conn, contact_id, campaign_id, zones, now)
+            number = contact["phone_e164"]
+            live = await conn.fetchval(
+                "SELECT count(*) FROM call_attempts WHERE to_e164 = $1 AND ended_at IS NULL", number
+            )
+            target = PhoneTarget(
+                contact_id,
+                phone_key(number) if number else None,
+                zones,
+                contact["phone_invalid_reason"],
+                tuple(text_key(d) for d in domains),
+                consent or "unknown",
+                history,
+            )
+            live_numbers = {target.phone_key} if live and target.phone_key is not None else set()
+            decision = decide_phone(rules.phone(campaign_id), target, index, now, live_numbers)
+            facts |= {"phone": number, "attempts": history, "calls_in_progress_to_number": live}
+            return Explanation(channel, decision, zones, facts)
+        email = contact["email"]
+        if email:
+            host = normalise_domain(email.rsplit("@", 1)[1])
+            domains += [d for d in (host.domain, host.registrable) if d]
+        sent = await _emails_sent(conn, contact_id, now)
+        email_target = EmailTarget(
+            contact_id,
+            text_key(email.lower()) if email else None,
+            contact["email_invalid_reason"],
+            tuple(text_key(d) for d in dict.fromkeys(domains)),
+            consent or "unknown",
+            sent,
+        )
+        decision = decide_email(rules.email(campaign_id), email_target, index, now)
+        return Explanation(channel, decision, None, facts | {"email": email, "emails_sent": sent})
+
+
+async def _attempts(
+    conn: asyncpg.Connection, contact_id: int, campaign_id: int, zones: LocalZones, now: datetime
+) -> AttemptHistory:
+    """This campaign's attempts at the contact; "today" is the contact's local day (its first zone's)."""
+    local = now.astimezone(zone(zones.zones[0])) if zones.zones else now
+    day_start = datetime.combine(local.date(), datetime.min.time(), tzinfo=local.tzinfo)
+    row = await conn.fetchrow(
+        f"""SELECT count(*) AS total, count(*) FILTER (WHERE created_at >= $3) AS today,
+                   max(created_at) AS last_at,
+                   (array_agg({_OUTCOME} ORDER BY created_at DESC))[1] AS last_outcome,
+                   max(answered_at) FILTER (WHERE abandoned) AS last_abandoned_at
+              FROM call_attempts WHERE contact_id = $1 AND campaign_id = $2""",
+        contact_id,
+        campaign_id,
+        day_start,
+    )
+    return AttemptHistory(row["total"], row["today"], row["last_at"], row["last_outcome"], row["last_abandoned_at"])
+
+
+async def _emails_sent(conn: asyncpg.Connection, contact_id: int, now: datetime) -> EmailsSent:
+    """Messages sent to the contact by any campaign in the rolling day, week and month."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE sent_at > $2 - interval '1 day') AS day,
+                  count(*) FILTER (WHERE sent_at > $2 - interval '7 days') AS week,
+                  count(*) AS month,
+                  min(sent_at) FILTER (WHERE sent_at > $2 - interval '1 day') AS oldest_day,
+                  min(sent_at) FILTER (WHERE sent_at > $2 - interval '7 days') AS oldest_week,
+                  min(sent_at) AS oldest_month
+             FROM email_messages WHERE contact_id = $1 AND sent_at > $2 - interval '30 days' AND sent_at <= $2""",
+        contact_id,
+        now,
+    )
+    return EmailsSent(row["day"], row["week"], row["month"], row["oldest_day"], row["oldest_week"], row["oldest_month"])
