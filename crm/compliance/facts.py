@@ -130,13 +130,14 @@ async def _attempts(
 async def _emails_sent(conn: asyncpg.Connection, contact_id: int, now: datetime) -> EmailsSent:
     """Messages sent to the contact by any campaign in the rolling day, week and month."""
     row = await conn.fetchrow(
-        """SELECT count(*) FILTER (WHERE sent_at > $2 - interval '1 day') AS day,
-                  count(*) FILTER (WHERE sent_at > $2 - interval '7 days') AS week,
+        """SELECT count(*) FILTER (WHERE sent_at > $2::timestamptz - interval '1 day') AS day,
+                  count(*) FILTER (WHERE sent_at > $2::timestamptz - interval '7 days') AS week,
                   count(*) AS month,
-                  min(sent_at) FILTER (WHERE sent_at > $2 - interval '1 day') AS oldest_day,
-                  min(sent_at) FILTER (WHERE sent_at > $2 - interval '7 days') AS oldest_week,
+                  min(sent_at) FILTER (WHERE sent_at > $2::timestamptz - interval '1 day') AS oldest_day,
+                  min(sent_at) FILTER (WHERE sent_at > $2::timestamptz - interval '7 days') AS oldest_week,
                   min(sent_at) AS oldest_month
-             FROM email_messages WHERE contact_id = $1 AND sent_at > $2 - interval '30 days' AND sent_at <= $2""",
+             FROM email_messages
+            WHERE contact_id = $1 AND sent_at > $2::timestamptz - interval '30 days' AND sent_at <= $2::timestamptz""",
         contact_id,
         now,
     )

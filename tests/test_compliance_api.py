@@ -1,0 +1,264 @@
+"""Compliance against real PostgreSQL: suppressions through the API, NOTIFY to every node, consent, decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from crm.audit import SYSTEM
+from crm.compliance import suppressions
+from crm.compliance.compact_sets import phone_key, text_key
+from crm.compliance.feed import SuppressionFeed
+from crm.roles import Role
+from tests.conftest import bearer
+
+ALWAYS_OPEN = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+
+
+@pytest.fixture
+async def compliance_db(clean_db: asyncpg.Pool) -> asyncpg.Pool:
+    pool = clean_db
+    await pool.execute(
+        "TRUNCATE suppressions, consents, call_attempts, email_messages, contacts, accounts, campaigns CASCADE"
+    )
+    await pool.execute(
+        """INSERT INTO campaigns (id, name, channel, calling_window) OVERRIDING SYSTEM VALUE VALUES
+             (1, 'Phones', 'phone', $1), (2, 'Mail', 'email', '{}')""",
+        ALWAYS_OPEN,
+    )
+    await pool.execute(
+        """INSERT INTO accounts (id, name, domain, registrable_domain, office_country) OVERRIDING SYSTEM VALUE VALUES
+             (1, 'Acme', 'acme.com', 'acme.com', NULL);
+           INSERT INTO contacts (id, account_id, first_name, email, phone_e164, timezone) OVERRIDING SYSTEM VALUE
+           VALUES (1, 1, 'Ann', 'Ann@acme.com', '+12125550100', 'America/New_York'),
+                  (2, NULL, 'Bob', 'bob@globex.com', '+442079460958', NULL)"""
+    )
+    return pool
+
+
+async def _until(condition: Any, timeout: float = 2.0) -> float:
+    """Seconds until condition() holds (fails the test after ``timeout``)."""
+    started = time.perf_counter()
+    while not condition():
+        assert time.perf_counter() - started < timeout, "not within the time limit"
+        await asyncio.sleep(0.005)
+    return time.perf_counter() - started
+
+
+async def test_suppressions_through_the_api(client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool) -> None:
+    """Add in any format, renew, list, check (memory and database), lift; bad input is a 422 naming the field."""
+    supervisor, manager = bearer(tokens[Role.SUPERVISOR]), bearer(tokens[Role.CAMPAIGN_MANAGER])
+    added = await client.post(
+        "/api/suppressions", json={"channel": "phone", "value": "(212) 555-0100", "reason": "asked on the call"},
+        headers=supervisor,
+    )  # fmt: skip
+    assert added.status == 201, await added.text()
+    body = await added.json()
+    assert (body["value"], body["scope"], body["source"], body["created"]) == ("+12125550100", "global", "api", True)
+    again = await client.post("/api/suppressions", json={"channel": "phone", "value": "+1 212 555 0100"},
+                              headers=supervisor)  # fmt: skip
+    assert (again.status, (await again.json())["created"], (await again.json())["id"]) == (201, False, body["id"])
+
+    check_url = "/api/suppressions/check?channel=phone&value=212.555.0100"
+    started = time.perf_counter()
+    while True:
+        check = await (await client.get(check_url, headers=supervisor)).json()
+        if check["in_memory_scopes"] == ["global"] or time.perf_counter() - started > 1:
+            break
+        await asyncio.sleep(0.01)
+    assert check["in_memory_scopes"] == ["global"], "enforced by this node within 1 s"
+    assert check["suppressed"] is True
+    assert [entry["id"] for entry in check["entries"]] == [body["id"]]
+
+    listed = await (await client.get("/api/suppressions?channel=phone", headers=supervisor)).json()
+    assert [item["value"] for item in listed["items"]] == ["+12125550100"]
+
+    for payload, field in [
+        ({"channel": "phone", "value": "n/a"}, "value"),
+        ({"channel": "email", "value": "nobody"}, "value"),
+        ({"channel": "phone", "value": "+12125550100", "scope": "campaign"}, "campaign_id"),
+        ({"channel": "phone", "value": "+12125550100", "scope": "campaign", "campaign_id": 99}, "campaign_id"),
+        ({"channel": "fax", "value": "1"}, "channel"),
+    ]:
+        refused = await client.post("/api/suppressions", json=payload, headers=supervisor)
+        assert refused.status == 422, payload
+        assert field in str((await refused.json())["errors"]), payload
+
+    assert (await client.post(f"/api/suppressions/{body['id']}/lift", json={"reason": "x"},
+                              headers=supervisor)).status == 403  # fmt: skip
+    lifted = await client.post(f"/api/suppressions/{body['id']}/lift", json={"reason": "added in error"},
+                               headers=manager)  # fmt: skip
+    assert lifted.status == 200
+    assert (await lifted.json())["lift_reason"] == "added in error"
+    again_lift = await client.post(f"/api/suppressions/{body['id']}/lift", json={"reason": "x"}, headers=manager)
+    assert again_lift.status == 409
+    started = time.perf_counter()
+    while (await (await client.get(check_url, headers=supervisor)).json())["suppressed"]:
+        assert time.perf_counter() - started < 1, "lifting reaches memory within 1 s"
+        await asyncio.sleep(0.01)
+    kept = await (await client.get("/api/suppressions?include_lifted=true", headers=supervisor)).json()
+    assert [item["lifted_at"] is not None for item in kept["items"]] == [True], "never hard-deleted"
+    actions = await compliance_db.fetch("SELECT action FROM audit_log WHERE entity_type = 'suppression' ORDER BY id")
+    assert [row["action"] for row in actions] == ["suppression.added", "suppression.renewed", "suppression.lifted"]
+
+
+async def test_an_address_is_blocked_by_its_domain(
+    client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool
+) -> None:
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    added = await client.post("/api/suppressions", json={"channel": "domain", "value": "https://www.Globex.com/"},
+                              headers=manager)  # fmt: skip
+    assert (await added.json())["value"] == "globex.com"
+    started = time.perf_counter()
+    while True:
+        check = await (await client.get("/api/suppressions/check?channel=email&value=Bob@GLOBEX.com",
+                                        headers=manager)).json()  # fmt: skip
+        if check["in_memory_scopes"] or time.perf_counter() - started > 1:
+            break
+        await asyncio.sleep(0.01)
+    assert check["value"] == "bob@globex.com"
+    assert check["in_memory_scopes"] == ["domain_global"]
+    assert [entry["channel"] for entry in check["entries"]] == ["domain"]
+
+
+@pytest.fixture
+async def two_nodes(compliance_db: asyncpg.Pool, database_url: str) -> AsyncIterator[list[SuppressionFeed]]:
+    feeds = [SuppressionFeed(lambda: asyncpg.connect(database_url)) for _ in range(2)]
+    for feed in feeds:
+        await feed.start()
+    yield feeds
+    for feed in feeds:
+        await feed.close()
+
+
+async def test_a_new_suppression_reaches_every_node_within_a_second(
+    compliance_db: asyncpg.Pool, two_nodes: list[SuppressionFeed]
+) -> None:
+    """Committed on one connection, enforced by two other "nodes" (their own LISTEN connections)."""
+    key = phone_key("+442079460958")
+    now = time.time()
+    async with compliance_db.acquire() as conn:
+        await suppressions.add(conn, SYSTEM, channel="phone", value="+442079460958", source="manual")
+    waited = [await _until(lambda feed=feed: feed.index.blocked("phone", key, None, now), 1.0) for feed in two_nodes]
+    assert max(waited) < 1.0
+    async with compliance_db.acquire() as conn:
+        await suppressions.add(
+            conn, SYSTEM, channel="phone", value="+12125550100", scope="campaign", campaign_id=1, source="agent"
+        )
+    other = phone_key("+12125550100")
+    await _until(lambda: all(feed.index.blocked("phone", other, 1, now) for feed in two_nodes), 1.0)
+    assert not two_nodes[0].index.blocked("phone", other, 2, now), "another campaign may still call"
+
+
+async def test_a_rolled_back_suppression_reaches_no_node(
+    compliance_db: asyncpg.Pool, two_nodes: list[SuppressionFeed]
+) -> None:
+    async with compliance_db.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await suppressions.add(conn, SYSTEM, channel="email", value="ann@acme.com", source="manual")
+        await tx.rollback()
+        await suppressions.add(conn, SYSTEM, channel="email", value="bob@globex.com", source="manual")
+    now = time.time()
+    await _until(lambda: two_nodes[0].index.blocked("email", text_key("bob@globex.com"), None, now))
+    assert not two_nodes[0].index.blocked("email", text_key("ann@acme.com"), None, now)
+
+
+async def test_a_node_that_lost_its_connection_catches_up(
+    compliance_db: asyncpg.Pool, two_nodes: list[SuppressionFeed]
+) -> None:
+    """Events sent while a node was disconnected are not lost: it reconnects and reloads."""
+    feed = two_nodes[0]
+    await compliance_db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+    )
+    async with compliance_db.acquire() as conn:
+        await suppressions.add(conn, SYSTEM, channel="phone", value="+14155550123", source="manual")
+    key, now = phone_key("+14155550123"), time.time()
+    await _until(lambda: feed.index.blocked("phone", key, None, now), timeout=15.0)
+
+
+async def test_expired_entries_are_not_enforced(compliance_db: asyncpg.Pool, two_nodes: list[SuppressionFeed]) -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    async with compliance_db.acquire() as conn:
+        await suppressions.add(conn, SYSTEM, channel="phone", value="+14155550124", source="manual", expires_at=soon)
+    key = phone_key("+14155550124")
+    await _until(lambda: two_nodes[0].index.blocked("phone", key, None, time.time()))
+    assert not two_nodes[0].index.blocked("phone", key, None, soon.timestamp() + 1)
+
+
+async def test_consent_history(client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool) -> None:
+    """Append-only: every change is a new entry; the latest per channel is the state; granting needs proof."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    url = "/api/contacts/1/consents"
+    empty = await (await client.get(url, headers=manager)).json()
+    assert empty == {"current": {"phone": "unknown", "email": "unknown"}, "history": []}
+    no_proof = await client.post(url, json={"channel": "phone", "status": "granted"}, headers=manager)
+    assert no_proof.status == 422
+    given = {"channel": "phone", "status": "granted", "lawful_basis": "consent",
+             "proof_url": "https://forms.example/42", "recorded_at": "2026-01-05T10:00:00Z"}  # fmt: skip
+    granted = await client.post(url, json=given, headers=manager)
+    assert granted.status == 201, await granted.text()
+    assert (await granted.json())["proof"] == {"url": "https://forms.example/42"}
+    withdrawn = await client.post(url, json={"channel": "phone", "status": "withdrawn", "proof_text": "said stop"},
+                                  headers=manager)  # fmt: skip
+    assert withdrawn.status == 201
+    state = await (await client.get(url, headers=manager)).json()
+    assert state["current"] == {"phone": "withdrawn", "email": "unknown"}
+    assert [entry["status"] for entry in state["history"]] == ["withdrawn", "granted"]
+    assert (await client.post("/api/contacts/99/consents", json={"channel": "phone", "status": "unknown"},
+                              headers=manager)).status == 404  # fmt: skip
+    future_entry = {"channel": "email", "status": "unknown", "recorded_at": "2099-01-01T00:00:00Z"}
+    future = await client.post(url, json=future_entry, headers=manager)
+    assert future.status == 422
+
+
+async def test_decisions_explain_every_reason(
+    client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool
+) -> None:
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    decision_url = "/api/compliance/decision?contact_id=1&campaign_id=1"
+    allowed = await (await client.get(decision_url, headers=manager)).json()
+    assert allowed["allowed"] is True, allowed
+    assert (allowed["local_time_zones"], allowed["local_time_source"]) == (["America/New_York"], "contact")
+
+    settings = await (await client.get("/api/campaigns/1/compliance", headers=manager)).json()
+    assert settings["calling_window"] == ALWAYS_OPEN
+    bad = await client.put("/api/campaigns/1/compliance", json={**settings, "calling_window": {"mon": [["9", "5"]]}},
+                           headers=manager)  # fmt: skip
+    assert bad.status == 422
+    assert "calling_window.mon[0][0]" in await bad.text()
+    closed = {**settings, "calling_window": {"mon": []}, "consent_required": True, "max_attempts": 1}
+    assert (await client.put("/api/campaigns/1/compliance", json=closed, headers=manager)).status == 200
+    await compliance_db.execute(
+        """INSERT INTO call_attempts (campaign_id, contact_id, account_id, attempt_number, to_e164, from_e164,
+                                      dial_command_id, state, ended_at, created_at)
+           VALUES (1, 1, 1, 1, '+12125550100', '+12125550199', 'c1', 'completed', now(), now() - interval '1 hour')"""
+    )
+    await client.post("/api/suppressions", json={"channel": "domain", "value": "acme.com"}, headers=manager)
+    started = time.perf_counter()
+    while True:
+        blocked = await (await client.get(decision_url, headers=manager)).json()
+        codes = [reason["code"] for reason in blocked["reasons"]]
+        if "suppressed_domain_global" in codes or time.perf_counter() - started > 1:
+            break
+        await asyncio.sleep(0.01)
+    assert blocked["allowed"] is False
+    assert codes == ["suppressed_domain_global", "consent_required", "outside_calling_window", "max_attempts",
+                     "retry_delay"]  # fmt: skip
+    assert blocked["next_possible"] is None
+    assert blocked["facts"]["attempts"]["total"] == 1
+    assert blocked["facts"]["attempts"]["last_outcome"] == "no_answer"
+
+    mail = await (await client.get("/api/compliance/decision?contact_id=1&campaign_id=2", headers=manager)).json()
+    assert mail["channel"] == "email"
+    assert [reason["code"] for reason in mail["reasons"]] == ["suppressed_domain_global"]
+    missing = await client.get("/api/compliance/decision?contact_id=99&campaign_id=1", headers=manager)
+    assert missing.status == 404
+    assert (await client.get(decision_url, headers=bearer(tokens[Role.AGENT]))).status == 403
