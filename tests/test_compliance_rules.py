@@ -211,7 +211,11 @@ def test_key_sets_with_overlays_and_expiry() -> None:
     assert [keys.contains(k, 1_500) for k in (3, 5, 7)] == [True, False, True]
     keys.add(5)
     assert keys.contains(5, 1_500)
-    assert keys.nbytes == 8 * 6
+    assert keys.nbytes == 1024 * 12, "the smallest table: 1,024 slots of 8 + 4 bytes"
+    twice = KeySet.from_entries([(4, 100), (4, 0), (6, 100), (6, 200)])
+    assert twice.contains(4, 10**9), "a permanent entry wins over an expiring one"
+    assert twice.contains(6, 150)
+    assert not twice.contains(6, 250)
 
 
 def test_keys() -> None:
