@@ -9,12 +9,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, HttpUrl
 
 from admin_api.api import Api, ApiRequest
+from admin_api.import_routes import UPLOAD_TYPES, ImportOut
 from admin_api.models import ReadModel, Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
+from crm.audience.import_service import ImportRefused
 from crm.compliance import campaign_rules, consent, facts, suppressions
 from crm.compliance.campaign_rules import CampaignCompliance, CampaignNotFound
 from crm.compliance.compact_sets import text_key
+from crm.compliance.suppression_import import SuppressionImport
 from crm.compliance.suppression_index import key_of
 from crm.compliance.suppressions import SuppressionError, SuppressionNotFound
 from crm.roles import Role
@@ -155,6 +158,47 @@ async def check_suppression(req: ApiRequest) -> CheckOut:
         in_memory_scopes=scopes,
         entries=[SuppressionOut.model_validate(vars_of(entry)) for entry in entries],
     )
+
+
+class SuppressionImportQuery(BaseModel):
+    channel: Channel
+    scope: Literal["global", "campaign"] = "global"
+    campaign_id: int | None = Field(None, ge=1)
+    reason: str = Field("", max_length=500)
+    expires_at: datetime | None = None
+    column: str | None = Field(None, max_length=200, description="header of the value column; default: the first")
+    file_name: str = Field("suppressions.csv", min_length=1, max_length=255)
+
+
+@api.route("POST", "/api/suppressions/import", summary="Import a suppression list (CSV or one value a line)",
+           tag="compliance", roles=MANAGE, query=SuppressionImportQuery, response=ImportOut, status=202,
+           upload_media_type="text/csv")  # fmt: skip
+async def import_suppression_list(req: ApiRequest) -> ImportOut:
+    """Send the file as the raw body. Runs in the background: follow it with `GET /api/imports/{importId}`,
+    rejected rows at `GET /api/imports/{importId}/rejects`."""
+    if req.request.content_type not in UPLOAD_TYPES:
+        raise Problem(415, f"send the file as the raw body with Content-Type {UPLOAD_TYPES[0]}")
+    query: SuppressionImportQuery = req.query
+    if (query.scope == "campaign") != (query.campaign_id is not None):
+        raise Problem(422, "campaign_id: required for a campaign list, and only for one",
+                      errors=[{"loc": ["query", "campaign_id"], "msg": "required with scope=campaign"}])  # fmt: skip
+    if query.campaign_id is not None and not await req.services.pool.fetchval(
+        "SELECT 1 FROM campaigns WHERE id = $1 AND deleted_at IS NULL", query.campaign_id
+    ):
+        raise Problem(422, f"campaign_id: campaign {query.campaign_id} does not exist",
+                      errors=[{"loc": ["query", "campaign_id"], "msg": "no such campaign"}])  # fmt: skip
+    if query.expires_at is not None and (query.expires_at.tzinfo is None or query.expires_at <= datetime.now(UTC)):
+        raise Problem(422, "expires_at: a future time with a time zone offset",
+                      errors=[{"loc": ["query", "expires_at"], "msg": "invalid"}])  # fmt: skip
+    options = SuppressionImport(query.channel, query.scope, query.campaign_id, query.reason, query.expires_at,
+                                query.column)  # fmt: skip
+    try:
+        job = await req.services.imports.import_suppressions(
+            req.actor, query.file_name, req.request.content.iter_chunked(64 * 1024), options
+        )
+    except ImportRefused as exc:
+        raise Problem(exc.status, str(exc)) from None
+    return ImportOut.of(job)
 
 
 @api.route("GET", "/api/suppressions/{suppressionId}", summary="A suppression", tag="compliance", roles=READ,

@@ -262,3 +262,61 @@ async def test_decisions_explain_every_reason(
     missing = await client.get("/api/compliance/decision?contact_id=99&campaign_id=1", headers=manager)
     assert missing.status == 404
     assert (await client.get(decision_url, headers=bearer(tokens[Role.AGENT]))).status == 403
+
+
+async def _finished_import(client: Any, headers: dict[str, str], job_id: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    while True:
+        job: dict[str, Any] = await (await client.get(f"/api/imports/{job_id}", headers=headers)).json()
+        if job["status"] not in ("pending", "running"):
+            return job
+        assert time.perf_counter() - started < 20, job
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("announce_up_to", [5_000, 1], ids=["entry-by-entry", "reload"])
+async def test_suppression_list_import(
+    client: Any,
+    tokens: dict[Role, str],
+    compliance_db: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    announce_up_to: int,
+) -> None:
+    """A DNC file in mixed formats: valid rows added (duplicates once), bad rows rejected with line and reason,
+    re-importing adds nothing, and every number is enforced in memory (by events, or by a reload when large)."""
+    from crm.compliance import suppression_import
+
+    monkeypatch.setattr(suppression_import, "ANNOUNCE_UP_TO", announce_up_to)
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    csv = (
+        "Phone,Note\r\n(212) 555-0100,a\r\n+1 415 555 0123,b\r\nn/a,c\r\n212.555.0100,dup\r\n,empty\r\n"
+        "+44 20 7946 0958,d\r\n"
+    )
+    url = "/api/suppressions/import?channel=phone&column=Phone&reason=client%20DNC"
+    response = await client.post(url, data=csv.encode(), headers={**manager, "Content-Type": "text/csv"})
+    assert response.status == 202, await response.text()
+    job = await _finished_import(client, manager, (await response.json())["id"])
+    assert job["status"] == "completed", job
+    assert (job["rows_read"], job["rows_inserted"], job["rows_rejected"]) == (6, 3, 2)
+    rejects = await (await client.get(f"/api/imports/{job['id']}/rejects", headers=manager)).text()
+    assert "4,Phone,n/a,not a phone number\r\n" in rejects  # physical lines: the header is line 1
+    assert "6,Phone,,empty" in rejects
+    for number in ("12125550100", "14155550123", "442079460958"):
+        started = time.perf_counter()
+        while True:
+            check_url = f"/api/suppressions/check?channel=phone&value=%2B{number}"
+            check = await (await client.get(check_url, headers=manager)).json()
+            if check["in_memory_scopes"] == ["global"] or time.perf_counter() - started > 2:
+                break
+            await asyncio.sleep(0.01)
+        assert check["in_memory_scopes"] == ["global"], number
+    again = await client.post(url, data=csv.encode(), headers={**manager, "Content-Type": "text/csv"})
+    repeat = await _finished_import(client, manager, (await again.json())["id"])
+    assert (repeat["rows_inserted"], repeat["rows_updated"], repeat["rows_unchanged"]) == (0, 0, 3)
+    plain = await client.post("/api/suppressions/import?channel=email", data=b"Ann@Acme.com\nbob@globex.com\n",
+                              headers={**manager, "Content-Type": "text/plain"})  # fmt: skip
+    listed = await _finished_import(client, manager, (await plain.json())["id"])
+    assert listed["rows_inserted"] == 2, "no header: the first line is a value"
+    refused = await client.post("/api/suppressions/import?channel=phone&scope=campaign", data=b"x",
+                                headers={**manager, "Content-Type": "text/csv"})  # fmt: skip
+    assert refused.status == 422

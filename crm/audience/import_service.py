@@ -26,6 +26,7 @@ from crm.audience.importer import FileLook, inspect_file, plan_import, run_impor
 from crm.audience.lists import ensure_list
 from crm.audience.mapping import suggest_mapping
 from crm.audit import Actor
+from crm.compliance.suppression_import import SuppressionImport, run_suppression_import
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +136,34 @@ class ImportService:
         self.tasks[job_id] = task
         task.add_done_callback(lambda done: self._finished(job_id, done))
         await asyncio.sleep(0)  # let it mark itself running before the caller reads the job
+        return await import_jobs.get_job(self.pool, job_id)
+
+    async def import_suppressions(
+        self, actor: Actor, file_name: str, chunks: AsyncIterator[bytes], options: SuppressionImport
+    ) -> ImportJob:
+        """Store the file and run the import in the background (no mapping step: one value a row)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f"upload-{uuid.uuid4().hex}.part"
+        try:
+            digest = await self._receive(chunks, temporary)
+            settings = {k: v for k, v in vars(options).items() if k != "expires_at"}
+            settings["expires_at"] = options.expires_at.isoformat() if options.expires_at else None
+            job_id, _ = await import_jobs.create_job(
+                self.pool, actor, entity="suppressions", file_name=file_name, file_sha256=digest, mapping={},
+                options=settings,
+            )  # fmt: skip
+            temporary.rename(self.path(job_id))
+        finally:
+            temporary.unlink(missing_ok=True)
+        task = asyncio.create_task(
+            run_suppression_import(
+                self.pool, self.path(job_id), options, job_id=job_id, region=self.region, added_by=actor.user_id
+            ),
+            name=f"import-{job_id}",
+        )
+        self.tasks[job_id] = task
+        task.add_done_callback(lambda done: self._finished(job_id, done))
+        await asyncio.sleep(0)
         return await import_jobs.get_job(self.pool, job_id)
 
     def _finished(self, job_id: int, task: asyncio.Task[object]) -> None:

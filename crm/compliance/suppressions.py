@@ -67,7 +67,8 @@ def normalise_value(channel: str, raw: str, region: str) -> str:
     if channel == "phone":
         phone = normalise_phone(raw, region)
         if phone.e164 is None:
-            raise SuppressionError("value", f"not a phone number: {phone.invalid_reason}")
+            why = phone.invalid_reason or ""
+            raise SuppressionError("value", why if why.startswith("not a") else f"not a phone number: {why}")
         return phone.e164
     if channel == "email":
         email = normalise_email(raw)
