@@ -38,6 +38,9 @@ def _field_problem(exc: SuppressionError | ValueError, field: str = "value") -> 
 class SuppressionIn(Strict):
     channel: Channel
     value: str = Field(min_length=1, max_length=320, description="a number in any format, an address or a domain")
+    country: str | None = Field(
+        None, pattern=r"^[A-Z]{2}$", description="how to read a number without a country code (default: settings)"
+    )
     scope: Literal["global", "campaign"] = "global"
     campaign_id: int | None = Field(None, ge=1)
     reason: str = Field("", max_length=500)
@@ -85,6 +88,7 @@ class LiftIn(Strict):
 class CheckQuery(BaseModel):
     value: str = Field(min_length=1, max_length=320)
     channel: Channel
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="for a number without a country code")
     campaign_id: int | None = Field(None, ge=1)
 
 
@@ -105,7 +109,8 @@ async def add_suppression(req: ApiRequest) -> SuppressionAdded:
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise Problem(422, "expires_at: must be in the future", errors=[{"loc": ["body", "expires_at"], "msg": ""}])
     try:
-        value = suppressions.normalise_value(body.channel, body.value, req.services.default_phone_region)
+        region = body.country or req.services.default_phone_region
+        value = suppressions.normalise_value(body.channel, body.value, region)
         async with req.services.pool.acquire() as conn:
             added, created = await suppressions.add(
                 conn, req.actor, channel=body.channel, value=value, scope=body.scope, campaign_id=body.campaign_id,
@@ -138,7 +143,8 @@ async def list_suppressions(req: ApiRequest) -> SuppressionPage:
 async def check_suppression(req: ApiRequest) -> CheckOut:
     query: CheckQuery = req.query
     try:
-        value = suppressions.normalise_value(query.channel, query.value, req.services.default_phone_region)
+        region = query.country or req.services.default_phone_region
+        value = suppressions.normalise_value(query.channel, query.value, region)
     except SuppressionError as exc:
         raise Problem(422, str(exc), errors=[{"loc": ["query", "value"], "msg": str(exc)}]) from None
     index = req.services.suppressions.index
@@ -167,6 +173,7 @@ class SuppressionImportQuery(BaseModel):
     reason: str = Field("", max_length=500)
     expires_at: datetime | None = None
     column: str | None = Field(None, max_length=200, description="header of the value column; default: the first")
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="for numbers without a country code")
     file_name: str = Field("suppressions.csv", min_length=1, max_length=255)
 
 
@@ -191,7 +198,7 @@ async def import_suppression_list(req: ApiRequest) -> ImportOut:
         raise Problem(422, "expires_at: a future time with a time zone offset",
                       errors=[{"loc": ["query", "expires_at"], "msg": "invalid"}])  # fmt: skip
     options = SuppressionImport(query.channel, query.scope, query.campaign_id, query.reason, query.expires_at,
-                                query.column)  # fmt: skip
+                                query.column, query.country)  # fmt: skip
     try:
         job = await req.services.imports.import_suppressions(
             req.actor, query.file_name, req.request.content.iter_chunked(64 * 1024), options

@@ -313,6 +313,12 @@ async def test_suppression_list_import(
     again = await client.post(url, data=csv.encode(), headers={**manager, "Content-Type": "text/csv"})
     repeat = await _finished_import(client, manager, (await again.json())["id"])
     assert (repeat["rows_inserted"], repeat["rows_updated"], repeat["rows_unchanged"]) == (0, 0, 3)
+    national = await client.post("/api/suppressions/import?channel=phone&country=GB", data=b"020 7946 0959\n",
+                                 headers={**manager, "Content-Type": "text/csv"})  # fmt: skip
+    assert (await _finished_import(client, manager, (await national.json())["id"]))["rows_inserted"] == 1
+    uk = await client.post("/api/suppressions", json={"channel": "phone", "value": "020 7946 0960", "country": "GB"},
+                           headers=manager)  # fmt: skip
+    assert (await uk.json())["value"] == "+442079460960"
     plain = await client.post("/api/suppressions/import?channel=email", data=b"Ann@Acme.com\nbob@globex.com\n",
                               headers={**manager, "Content-Type": "text/plain"})  # fmt: skip
     listed = await _finished_import(client, manager, (await plain.json())["id"])

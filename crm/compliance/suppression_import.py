@@ -39,6 +39,7 @@ class SuppressionImport:
     reason: str = ""
     expires_at: datetime | None = None
     column: str | None = None  # header name; None: the first column
+    country: str | None = None  # how to read numbers without a country code; None: the daemon's default
 
 
 def _values(path: Path, options: SuppressionImport, region: str) -> Iterator[tuple[int, str | None, str, str | None]]:
@@ -78,7 +79,7 @@ async def run_suppression_import(
     """Run the job to its end, keeping its status (completed, or failed with the reason)."""
     await import_jobs.mark_running(pool, job_id)
     try:
-        await _import(pool, path, options, job_id=job_id, region=region, added_by=added_by)
+        await _import(pool, path, options, job_id=job_id, region=options.country or region, added_by=added_by)
     except CsvFormatError as exc:
         await import_jobs.mark_failed(pool, job_id, str(exc))
         raise
