@@ -117,7 +117,9 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
         metrics = app[METRICS]
 
         async def connect() -> asyncpg.Connection:
-            return await asyncpg.connect(app[DATABASE_URL], server_settings={"application_name": "pivotal-feed"})
+            return await asyncpg.connect(
+                app[DATABASE_URL], timeout=5, server_settings={"application_name": "pivotal-suppressions"}
+            )
 
         feed = SuppressionFeed(connect, observe_lag=metrics.suppression_lag.observe)
         await feed.start()

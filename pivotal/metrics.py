@@ -47,13 +47,17 @@ class SuppressionCollector(Collector):
         )
         size = GaugeMetricFamily("pivotal_suppressions_memory_bytes", "Bytes of the in-memory suppression arrays")
         loaded = GaugeMetricFamily("pivotal_suppressions_loaded_timestamp_seconds", "When the index was last loaded")
+        healthy = GaugeMetricFamily(
+            "pivotal_suppressions_feed_healthy", "1 while suppression changes are known to reach this node, else 0"
+        )
         if self.feed is not None:
+            healthy.add_metric([], 1.0 if self.feed.healthy else 0.0)
             index = self.feed.index
             for channel, count in index.sizes().items():
                 entries.add_metric([channel], count)
             size.add_metric([], index.nbytes)
             loaded.add_metric([], index.loaded_at)
-        return [entries, size, loaded]
+        return [entries, size, loaded, healthy]
 
 
 class Metrics:

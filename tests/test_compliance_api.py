@@ -156,6 +156,28 @@ async def test_a_new_suppression_reaches_every_node_within_a_second(
     assert not two_nodes[0].index.blocked("phone", other, 2, now), "another campaign may still call"
 
 
+async def test_changes_reach_the_index_in_force_while_a_reload_runs(
+    compliance_db: asyncpg.Pool, two_nodes: list[SuppressionFeed]
+) -> None:
+    """A reload (after an import, or a reconnect) takes seconds at scale; new entries must not wait for it."""
+    await compliance_db.execute(
+        """INSERT INTO suppressions (channel, scope, value, source)
+           SELECT 'phone', 'global', '+1' || (2012000000 + i)::text, 'import' FROM generate_series(1, 300000) i"""
+    )
+    feed = two_nodes[0]
+    assert feed.healthy
+    await compliance_db.execute("SELECT pg_notify('pivotal_suppressions', '{\"op\": \"reload\"}')")
+    await _until(lambda: feed._buffer is not None, 2.0)  # the reload has started
+    async with compliance_db.acquire() as conn:
+        await suppressions.add(conn, SYSTEM, channel="phone", value="+14155550125", source="manual")
+    key = phone_key("+14155550125")
+    waited = await _until(lambda: feed.index.blocked("phone", key, None, time.time()), 1.0)
+    assert feed._buffer is not None, f"the reload was still running ({waited:.3f} s): the test proves the point"
+    await _until(lambda: feed._buffer is None, 10.0)
+    assert feed.index.blocked("phone", key, None, time.time()), "the new index has it too"
+    assert feed.index.blocked("phone", phone_key("+12012000001"), None, time.time())
+
+
 async def test_a_rolled_back_suppression_reaches_no_node(
     compliance_db: asyncpg.Pool, two_nodes: list[SuppressionFeed]
 ) -> None:

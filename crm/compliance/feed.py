@@ -2,9 +2,12 @@
 
 Order of start-up matters: LISTEN first, then load, buffering events that arrive meanwhile and replaying them
 on the loaded snapshot (each event sets its key's final state, and PostgreSQL delivers them in commit order,
-so replaying ones the snapshot already holds is harmless). A lost connection may have dropped events: after
-reconnecting the index is loaded again. A bulk change (an import) sends one "reload" event instead of
-millions. The old index stays in force while a new one loads.
+so replaying ones the snapshot already holds is harmless). The load runs on a second connection: PostgreSQL
+holds back notifications from a session inside a transaction, so the listening connection stays idle and
+events keep reaching the index in force while a new one loads. A lost connection may have dropped events:
+it is noticed at once (termination listener) or by the periodic check, and after reconnecting the index is
+loaded again. A bulk change (an import) sends one "reload" event instead of millions. ``healthy`` says
+whether the listening connection has been confirmed recently: the dialer stops dialling when it is not.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ NOTIFY_CHANNEL = "pivotal_suppressions"
 #: Reload (folding overlays into the arrays) once this many changes have piled up.
 RELOAD_AFTER_CHANGES = 200_000
 #: How often the listening connection is checked; a dead one is replaced (and the index reloaded).
-HEALTH_CHECK_S = 5.0
+HEALTH_CHECK_S = 2.0
+#: The feed is unhealthy when the listener has not been confirmed for this long.
+STALE_AFTER_S = 3 * HEALTH_CHECK_S
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 #: Called with each event's propagation delay in seconds (commit to applied), for metrics.
@@ -48,6 +53,12 @@ class SuppressionFeed:
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
         self.events_applied = 0
+        self._confirmed_at = 0.0  # monotonic time the listening connection last proved alive
+
+    @property
+    def healthy(self) -> bool:
+        """The listener was confirmed alive within STALE_AFTER_S: changes are reaching this node."""
+        return self._conn is not None and time.monotonic() - self._confirmed_at < STALE_AFTER_S
 
     async def start(self) -> None:
         """Listen and load once (raises if the database is unreachable), then keep current in the background."""
@@ -66,18 +77,26 @@ class SuppressionFeed:
         conn = await self._connect()
         self._conn = conn
         self._buffer = []
+        conn.add_termination_listener(lambda _conn: self._reload_requested.set())  # wake _run at once
         await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+        self._confirmed_at = time.monotonic()
         try:
-            await self._load(conn)
+            await self._load()
         except BaseException:
             await self._drop_connection()
             raise
 
-    async def _load(self, conn: asyncpg.Connection) -> None:
+    async def _load(self) -> None:
+        """Load a new index on a connection of its own (the listener must stay outside transactions)."""
         if self._buffer is None:
             self._buffer = []
         self._reload_requested.clear()
-        index = await load_index(conn)
+        loader = await self._connect()
+        try:
+            index = await load_index(loader)
+        finally:
+            with contextlib.suppress(Exception):
+                await loader.close(timeout=2)
         buffered, self._buffer = self._buffer, None
         for event in buffered:
             self._apply(index, event, replay=True)
@@ -92,6 +111,7 @@ class SuppressionFeed:
         except ValueError:
             log.warning("suppression_event_unreadable", payload=payload[:200])
             return
+        self._confirmed_at = time.monotonic()
         if event["op"] == "reload":
             self._reload_requested.set()
             return
@@ -127,8 +147,9 @@ class SuppressionFeed:
                     raise ConnectionError("listening connection lost")
                 async with asyncio.timeout(HEALTH_CHECK_S):
                     await conn.execute("SELECT 1")
+                self._confirmed_at = time.monotonic()
                 if self._reload_requested.is_set():
-                    await self._load(conn)
+                    await self._load()
                 delay = 0.5
             except asyncio.CancelledError:
                 raise
