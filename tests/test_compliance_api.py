@@ -348,3 +348,35 @@ async def test_suppression_list_import(
     refused = await client.post("/api/suppressions/import?channel=phone&scope=campaign", data=b"x",
                                 headers={**manager, "Content-Type": "text/csv"})  # fmt: skip
     assert refused.status == 422
+
+
+async def test_renewals_never_shorten_an_entry_in_force(
+    client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool
+) -> None:
+    """A permanent unsubscribe stays permanent whatever a later list or request says; expiries only lengthen."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    async with compliance_db.acquire() as conn:
+        await suppressions.add(conn, SYSTEM, channel="email", value="ann@acme.com", source="unsubscribe", reason="link")
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+    renewed = await (await client.post("/api/suppressions", json={"channel": "email", "value": "ann@acme.com",
+                                                                 "expires_at": soon, "reason": "temp"},
+                                       headers=manager)).json()  # fmt: skip
+    assert (renewed["expires_at"], renewed["source"], renewed["reason"]) == (None, "unsubscribe", "link")
+    url = f"/api/suppressions/import?channel=email&expires_at={later.replace('+', '%2B')}"
+    response = await client.post(url, data=b"ann@acme.com\n", headers={**manager, "Content-Type": "text/plain"})
+    job = await _finished_import(client, manager, (await response.json())["id"])
+    assert (job["rows_updated"], job["rows_unchanged"]) == (0, 1)
+    row = await compliance_db.fetchrow("SELECT expires_at, source FROM suppressions WHERE value = 'ann@acme.com'")
+    assert (row["expires_at"], row["source"]) == (None, "unsubscribe")
+
+    async def post(body: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = await (await client.post("/api/suppressions", json=body, headers=manager)).json()
+        return answer
+
+    number = {"channel": "phone", "value": "+14155550126"}
+    first = await post({**number, "expires_at": later})
+    shorter = await post({**number, "expires_at": soon})
+    assert shorter["expires_at"] == first["expires_at"], "the later expiry wins"
+    forever = await post(number)
+    assert forever["expires_at"] is None, "a permanent request makes it permanent"

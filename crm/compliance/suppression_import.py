@@ -23,12 +23,13 @@ import asyncpg
 from crm.audience import import_jobs
 from crm.audience.csv_reader import CsvFormatError, detect_dialect, read_rows
 from crm.compliance.feed import NOTIFY_CHANNEL
-from crm.compliance.suppressions import SuppressionError, normalise_value
+from crm.compliance.suppressions import LAPSED, RENEWED_EXPIRY, SuppressionError, normalise_value
 
 BATCH_ROWS = 5_000
 #: Up to this many changed entries are announced one by one (in events of EVENT_CHANGES); above, nodes reload.
 ANNOUNCE_UP_TO = 5_000
-EVENT_CHANGES = 40  # keeps a NOTIFY payload well under PostgreSQL's 8,000 bytes
+#: Changes per event are packed up to this size: PostgreSQL refuses a NOTIFY payload of 8,000 bytes or more.
+MAX_PAYLOAD_BYTES = 7_000
 
 
 @dataclass(frozen=True)
@@ -119,15 +120,19 @@ async def _import(
             async with conn.transaction():
                 await conn.execute("SET LOCAL statement_timeout = 0")
                 changed = await conn.fetch(
-                    """INSERT INTO suppressions (channel, scope, campaign_id, value, source, reason, import_job_id,
-                                                 added_by, expires_at)
-                       SELECT DISTINCT ON (value) $1, $2, $3, value, 'import', $4, $5, $6, $7
-                         FROM suppression_staging ORDER BY value, line
-                       ON CONFLICT (channel, scope, campaign_id, value) WHERE lifted_at IS NULL
-                       DO UPDATE SET expires_at = EXCLUDED.expires_at, import_job_id = EXCLUDED.import_job_id,
-                                     updated_at = now()
-                        WHERE suppressions.expires_at IS DISTINCT FROM EXCLUDED.expires_at
-                       RETURNING value, (xmax = 0) AS created""",
+                    f"""INSERT INTO suppressions AS s (channel, scope, campaign_id, value, source, reason,
+                                                       import_job_id, added_by, expires_at)
+                        SELECT DISTINCT ON (value) $1, $2, $3, value, 'import', $4, $5, $6, $7
+                          FROM suppression_staging ORDER BY value, line
+                        ON CONFLICT (channel, scope, campaign_id, value) WHERE lifted_at IS NULL
+                        DO UPDATE SET expires_at = {RENEWED_EXPIRY},
+                                      source = CASE WHEN {LAPSED} THEN EXCLUDED.source ELSE s.source END,
+                                      reason = CASE WHEN {LAPSED} THEN EXCLUDED.reason ELSE s.reason END,
+                                      added_at = CASE WHEN {LAPSED} THEN now() ELSE s.added_at END,
+                                      import_job_id = EXCLUDED.import_job_id, updated_at = now()
+                         WHERE s.expires_at IS DISTINCT FROM {RENEWED_EXPIRY}
+                        RETURNING value, (xmax = 0) AS created,
+                                  coalesce(extract(epoch FROM expires_at)::bigint, 0) AS expires""",
                     options.channel, options.scope, options.campaign_id, options.reason, job_id, added_by,
                     options.expires_at,
                 )  # fmt: skip
@@ -139,7 +144,7 @@ async def _import(
                     job_id,
                     options.column,
                 )
-                await _announce(conn, options, [row["value"] for row in changed])
+                await _announce(conn, options, [(row["value"], row["expires"]) for row in changed])
                 await conn.execute(
                     """UPDATE import_jobs SET status = 'completed', finished_at = now(), updated_at = now(),
                               rows_read = $2, rows_inserted = $3, rows_updated = $4, rows_unchanged = $5,
@@ -151,32 +156,29 @@ async def _import(
             await conn.execute("DROP TABLE IF EXISTS suppression_staging, suppression_staged_rejects")
 
 
-async def _announce(conn: asyncpg.Connection, options: SuppressionImport, values: list[str]) -> None:
+async def _announce(conn: asyncpg.Connection, options: SuppressionImport, changed: list[tuple[str, int]]) -> None:
     """Change events go out with the commit, like single additions; a large import asks nodes to reload."""
-    if not values:
+    if not changed:
         return
-    events: list[dict[str, Any]]
-    if len(values) > ANNOUNCE_UP_TO:
-        events = [{"op": "reload"}]
+    if len(changed) > ANNOUNCE_UP_TO:
+        payloads = [json.dumps({"op": "reload"})]
     else:
-        expires = int(options.expires_at.timestamp()) if options.expires_at else 0
-        now = time.time()
-        events = [
-            {
-                "op": "batch",
-                "at": now,
-                "changes": [
-                    {
-                        "op": "add",
-                        "channel": options.channel,
-                        "campaign_id": options.campaign_id,
-                        "value": value,
-                        "expires": expires,
-                    }
-                    for value in values[start : start + EVENT_CHANGES]
-                ],
-            }  # fmt: skip
-            for start in range(0, len(values), EVENT_CHANGES)
-        ]
-    for event in events:
-        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, json.dumps(event, separators=(",", ":")))
+        payloads = []
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for value, expires in changed:
+            change = {"op": "add", "channel": options.channel, "campaign_id": options.campaign_id, "value": value,
+                      "expires": expires}  # fmt: skip
+            length = len(json.dumps(change)) + 1
+            if batch and size + length > MAX_PAYLOAD_BYTES:
+                payloads.append(_batch(batch))
+                batch, size = [], 0
+            batch.append(change)
+            size += length
+        payloads.append(_batch(batch))
+    for payload in payloads:
+        await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+
+
+def _batch(changes: list[dict[str, Any]]) -> str:
+    return json.dumps({"op": "batch", "at": time.time(), "changes": changes}, separators=(",", ":"))

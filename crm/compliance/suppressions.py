@@ -83,6 +83,14 @@ def normalise_value(channel: str, raw: str, region: str) -> str:
     raise SuppressionError("channel", f"expected one of {', '.join(CHANNELS)}")
 
 
+#: An entry that has lapsed (expired, never lifted) is replaced by a renewal as if it were new.
+LAPSED = "(s.expires_at IS NOT NULL AND s.expires_at <= now())"
+#: A renewal never shortens an entry in force: permanent stays permanent, otherwise the later expiry wins.
+RENEWED_EXPIRY = f"""CASE WHEN {LAPSED} THEN EXCLUDED.expires_at
+                          WHEN s.expires_at IS NULL OR EXCLUDED.expires_at IS NULL THEN NULL
+                          ELSE greatest(s.expires_at, EXCLUDED.expires_at) END"""
+
+
 def change_event(op: str, row: Suppression | asyncpg.Record) -> dict[str, Any]:
     get = row.__getitem__ if isinstance(row, asyncpg.Record) else lambda name: getattr(row, name)
     expires = get("expires_at")
@@ -116,6 +124,9 @@ async def add(
 ) -> tuple[Suppression, bool]:
     """Add a suppression, or renew the one in force for the same value; return it and whether it is new.
 
+    A renewal can only lengthen an entry in force (a permanent one stays permanent) and keeps its source and
+    reason (the audit log records the renewal); an entry that has lapsed is replaced.
+
     ``value`` must be normalised (``normalise_value``). Runs in the caller's transaction when there is one:
     a DNC disposition or an unsubscribe commits its suppression with its own writes.
     """
@@ -127,12 +138,16 @@ async def add(
         ):
             raise SuppressionError("campaign_id", f"campaign {campaign_id} does not exist")
         row = await conn.fetchrow(
-            f"""INSERT INTO suppressions (channel, scope, campaign_id, value, source, reason, detail, added_by,
-                                          expires_at)
+            f"""INSERT INTO suppressions AS s (channel, scope, campaign_id, value, source, reason, detail, added_by,
+                                               expires_at)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                 ON CONFLICT (channel, scope, campaign_id, value) WHERE lifted_at IS NULL
-                DO UPDATE SET source = EXCLUDED.source, reason = EXCLUDED.reason, detail = EXCLUDED.detail,
-                              added_by = EXCLUDED.added_by, added_at = now(), expires_at = EXCLUDED.expires_at,
+                DO UPDATE SET expires_at = {RENEWED_EXPIRY},
+                              source = CASE WHEN {LAPSED} THEN EXCLUDED.source ELSE s.source END,
+                              reason = CASE WHEN {LAPSED} THEN EXCLUDED.reason ELSE s.reason END,
+                              detail = CASE WHEN {LAPSED} THEN EXCLUDED.detail ELSE s.detail END,
+                              added_by = CASE WHEN {LAPSED} THEN EXCLUDED.added_by ELSE s.added_by END,
+                              added_at = CASE WHEN {LAPSED} THEN now() ELSE s.added_at END,
                               updated_at = now()
                 RETURNING {_COLUMNS}, (xmax = 0) AS created""",
             channel, scope, campaign_id, value, source, reason, detail or {}, actor.user_id, expires_at,
