@@ -148,13 +148,28 @@ async def _read_body(request: web.Request, model: type[M]) -> M:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise Problem(400, "the body is not acceptable JSON: nested too deeply") from None
+    if b"\\u0000" in raw and _holds_nul(data):
+        raise Problem(422, "the body holds a NUL character (\\u0000), which no field accepts")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc, "body") from None
 
 
+def _holds_nul(data: object) -> bool:
+    """PostgreSQL text cannot store U+0000: refuse it at the edge rather than fail in the database (500)."""
+    if isinstance(data, str):
+        return "\x00" in data
+    if isinstance(data, dict):
+        return any(_holds_nul(key) or _holds_nul(value) for key, value in data.items())
+    if isinstance(data, list):
+        return any(_holds_nul(item) for item in data)
+    return False
+
+
 def _read_query(request: web.Request, model: type[M]) -> M:
+    if any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+        raise Problem(422, "the query holds a NUL character, which no parameter accepts")
     try:
         return model.model_validate(dict(request.query))
     except ValidationError as exc:

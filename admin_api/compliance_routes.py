@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, Field, HttpUrl
 
 from admin_api.api import Api, ApiRequest
 from admin_api.import_routes import UPLOAD_TYPES, ImportOut
 from admin_api.models import ReadModel, Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
+from crm.audience.domains import normalise_domain
 from crm.audience.import_service import ImportRefused
 from crm.compliance import campaign_rules, consent, facts, suppressions
 from crm.compliance.campaign_rules import CampaignCompliance, CampaignNotFound
@@ -28,6 +29,26 @@ ADD = MANAGE | {Role.SUPERVISOR}
 READ = MANAGE | {Role.SUPERVISOR, Role.QUALITY_ANALYST}
 
 Channel = Literal["phone", "email", "domain"]
+#: A database id: PostgreSQL bigint.
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def _storable(moment: datetime | None) -> datetime | None:
+    """A time with an offset that PostgreSQL and Python can both hold once converted to UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("give a time zone offset (e.g. Z or +01:00)")
+    try:
+        year = moment.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not 1900 <= year <= 9000:
+        raise ValueError("out of range: years 1900 to 9000")
+    return moment
+
+
+Moment = Annotated[datetime | None, AfterValidator(_storable)]
 
 
 def _field_problem(exc: SuppressionError | ValueError, field: str = "value") -> Problem:
@@ -42,9 +63,9 @@ class SuppressionIn(Strict):
         None, pattern=r"^[A-Z]{2}$", description="how to read a number without a country code (default: settings)"
     )
     scope: Literal["global", "campaign"] = "global"
-    campaign_id: int | None = Field(None, ge=1)
+    campaign_id: Id | None = None
     reason: str = Field("", max_length=500)
-    expires_at: datetime | None = Field(None, description="in force until then; never when null")
+    expires_at: Moment = Field(None, description="in force until then; never when null")
     detail: dict[str, str] = Field(default_factory=dict, description="evidence (request reference, ticket...)")
 
 
@@ -76,7 +97,7 @@ class SuppressionPage(Page[SuppressionOut]):
 class SuppressionQuery(PageQuery):
     channel: Channel | None = None
     scope: Literal["global", "campaign"] | None = None
-    campaign_id: int | None = Field(None, ge=1)
+    campaign_id: Id | None = None
     value: str | None = Field(None, max_length=320, description="values starting with this (normalised form)")
     include_lifted: bool = False
 
@@ -89,7 +110,7 @@ class CheckQuery(BaseModel):
     value: str = Field(min_length=1, max_length=320)
     channel: Channel
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="for a number without a country code")
-    campaign_id: int | None = Field(None, ge=1)
+    campaign_id: Id | None = None
 
 
 class CheckOut(BaseModel):
@@ -151,11 +172,13 @@ async def check_suppression(req: ApiRequest) -> CheckOut:
     now = req.services.clock()
     scopes = index.scopes(query.channel, key_of(query.channel, value), query.campaign_id, now)
     values: list[tuple[str, str]] = [(query.channel, value)]
-    if query.channel == "email":  # an address is also blocked by its company's domain
-        domain = suppressions.normalise_value("domain", value.rsplit("@", 1)[1], "US")
-        values.append(("domain", domain))
-        for scope in index.scopes("domain", text_key(domain), query.campaign_id, now):
-            scopes.append(f"domain_{scope}")
+    if query.channel == "email":  # an address is also blocked by its company's domain, as the decision does
+        host = normalise_domain(value.rsplit("@", 1)[1])
+        for domain in dict.fromkeys(d for d in (host.domain, host.registrable) if d):
+            values.append(("domain", domain))
+            for scope in index.scopes("domain", text_key(domain), query.campaign_id, now):
+                if f"domain_{scope}" not in scopes:
+                    scopes.append(f"domain_{scope}")
     entries = await suppressions.in_force_for(req.services.pool, values, query.campaign_id)
     return CheckOut(
         channel=query.channel,
@@ -169,9 +192,9 @@ async def check_suppression(req: ApiRequest) -> CheckOut:
 class SuppressionImportQuery(BaseModel):
     channel: Channel
     scope: Literal["global", "campaign"] = "global"
-    campaign_id: int | None = Field(None, ge=1)
+    campaign_id: Id | None = None
     reason: str = Field("", max_length=500)
-    expires_at: datetime | None = None
+    expires_at: Moment = None
     column: str | None = Field(None, max_length=200, description="header of the value column; default: the first")
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="for numbers without a country code")
     file_name: str = Field("suppressions.csv", min_length=1, max_length=255)
@@ -241,7 +264,7 @@ class ConsentIn(Strict):
         | None
     ) = None
     source: Literal["api", "manual", "agent", "import", "system"] = "api"
-    recorded_at: datetime | None = Field(None, description="when it was given or withdrawn (default: now)")
+    recorded_at: Moment = Field(None, description="when it was given or withdrawn (default: now)")
     proof_text: str | None = Field(None, max_length=2000, description="e.g. the words the contact agreed to")
     proof_url: HttpUrl | None = Field(None, description="e.g. the form or recording")
 
@@ -325,8 +348,8 @@ async def put_campaign_compliance(req: ApiRequest) -> CampaignCompliance:
 
 
 class DecisionQuery(BaseModel):
-    contact_id: int = Field(ge=1)
-    campaign_id: int = Field(ge=1)
+    contact_id: Id
+    campaign_id: Id
 
 
 class ReasonOut(BaseModel):

@@ -48,7 +48,7 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         after = data["after"]
-        if not isinstance(after, int) or isinstance(after, bool):
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < 2**63:
             raise TypeError
         return after
     except (ValueError, TypeError, KeyError, binascii.Error):

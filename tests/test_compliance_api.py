@@ -380,3 +380,101 @@ async def test_renewals_never_shorten_an_entry_in_force(
     assert shorter["expires_at"] == first["expires_at"], "the later expiry wins"
     forever = await post(number)
     assert forever["expires_at"] is None, "a permanent request makes it permanent"
+
+
+async def test_rules_that_look_beyond_the_contact_and_campaign(
+    client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool
+) -> None:
+    """A company suppression covers an account-less contact through its address; the multi-line rule looks at the
+    account; the UK abandon lock protects the number whichever campaign abandoned it."""
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    await compliance_db.execute(
+        """INSERT INTO campaigns (id, name, channel, calling_window, abandon_rule) OVERRIDING SYSTEM VALUE
+           VALUES (3, 'UK', 'phone', $1, 'uk_ofcom')""",
+        ALWAYS_OPEN,
+    )
+    await compliance_db.execute(
+        """INSERT INTO contacts (id, account_id, first_name, email, phone_e164, timezone) OVERRIDING SYSTEM VALUE
+           VALUES (3, 1, 'Cy', 'cy@acme.com', '+12125550111', 'America/New_York'),
+                  (4, NULL, 'Di', 'di@mail.initech.io', '+12125550112', 'America/New_York')"""
+    )
+    await client.post("/api/suppressions", json={"channel": "domain", "value": "initech.io"}, headers=manager)
+    check = await (await client.get("/api/suppressions/check?channel=email&value=x@mail.initech.io",
+                                    headers=manager)).json()  # fmt: skip
+    assert check["suppressed"] is True
+    assert [entry["value"] for entry in check["entries"]] == ["initech.io"]
+
+    async def codes(contact_id: int, campaign_id: int) -> list[str]:
+        url = f"/api/compliance/decision?contact_id={contact_id}&campaign_id={campaign_id}"
+        decision = await (await client.get(url, headers=manager)).json()
+        return [reason["code"] for reason in decision["reasons"]]
+
+    started = time.perf_counter()
+    while "suppressed_domain_global" not in await codes(4, 1):
+        assert time.perf_counter() - started < 1
+        await asyncio.sleep(0.01)
+
+    # Ann (contact 1) is on a live call at Acme: Cy, another line of Acme, must wait.
+    await compliance_db.execute(
+        """INSERT INTO call_attempts (campaign_id, contact_id, account_id, attempt_number, to_e164, from_e164,
+                                      dial_command_id, state, answered_at)
+           VALUES (1, 1, 1, 1, '+12125550100', '+12125550199', 'live', 'bridged', now())"""
+    )
+    assert await codes(3, 1) == ["account_line_busy"]
+    settings = await (await client.get("/api/campaigns/1/compliance", headers=manager)).json()
+    relaxed = await client.put("/api/campaigns/1/compliance", json={**settings, "one_call_per_account": False},
+                               headers=manager)  # fmt: skip
+    assert relaxed.status == 200
+    assert await codes(3, 1) == []
+    assert "line_busy" in await codes(1, 1), "never two calls to one number"
+
+    # Campaign 1 abandoned a call to Bob's number yesterday; the UK campaign may not call it for 72 hours.
+    await compliance_db.execute(
+        """INSERT INTO call_attempts (campaign_id, contact_id, attempt_number, to_e164, from_e164, dial_command_id,
+                                      state, answered_at, ended_at, abandoned, created_at)
+           VALUES (1, 2, 1, '+442079460958', '+12125550199', 'abandoned', 'abandoned', now() - interval '1 day',
+                   now() - interval '1 day', true, now() - interval '1 day')"""
+    )
+    assert "abandon_lockout" in await codes(2, 3)
+    assert "abandon_lockout" not in await codes(2, 1), "the US rule has no lock unless switched on"
+
+
+async def test_hostile_input_is_refused_with_422(
+    client: Any, tokens: dict[Role, str], compliance_db: asyncpg.Pool
+) -> None:
+    """Values PostgreSQL cannot hold (NUL, ids past bigint, times past its range) are refused at the edge."""
+    import base64
+    import json
+
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    phone = {"channel": "phone", "value": "+12125550100"}
+    for body in [
+        {**phone, "reason": "a\u0000b"},
+        {**phone, "detail": {"k": "\u0000"}},
+        {**phone, "scope": "campaign", "campaign_id": 2**63},
+        {**phone, "expires_at": "9999-12-31T23:59:59-14:00"},
+        {**phone, "expires_at": "2030-01-01T00:00:00"},
+    ]:
+        response = await client.post("/api/suppressions", json=body, headers=manager)
+        assert response.status == 422, (body, await response.text())
+    cursor = base64.urlsafe_b64encode(json.dumps({"after": 2**70}).encode()).decode()
+    for url in [
+        "/api/suppressions?value=%2B1%00",
+        f"/api/suppressions?campaign_id={2**63}",
+        f"/api/suppressions?cursor={cursor}",
+        f"/api/compliance/decision?contact_id={2**63}&campaign_id=1",
+        "/api/suppressions/check?channel=phone&value=%00",
+    ]:
+        response = await client.get(url, headers=manager)
+        assert response.status == 422, (url, await response.text())
+    consent = {"channel": "phone", "status": "withdrawn", "recorded_at": "0001-01-01T00:00:00+05:00"}
+    assert (await client.post("/api/contacts/1/consents", json=consent, headers=manager)).status == 422
+    nul_proof = {"channel": "phone", "status": "granted", "proof_text": "\u0000"}
+    assert (await client.post("/api/contacts/1/consents", json=nul_proof, headers=manager)).status == 422
+    settings = await (await client.get("/api/campaigns/1/compliance", headers=manager)).json()
+    newline = {**settings, "calling_window": {"mon": [["08:00\n", "09:00"]]}}
+    assert (await client.put("/api/campaigns/1/compliance", json=newline, headers=manager)).status == 422
+    upload = await client.post("/api/suppressions/import?channel=phone&reason=%00", data=b"+12125550100\n",
+                               headers={**manager, "Content-Type": "text/csv"})  # fmt: skip
+    assert upload.status == 422
+    assert await compliance_db.fetchval("SELECT count(*) FROM suppressions") == 0, "nothing stored"

@@ -53,6 +53,9 @@ class CampaignCompliance(BaseModel):
     abandon_rule: Literal["us_fcc", "uk_ofcom"] = "us_fcc"
     abandon_lockout_hours: int = Field(72, ge=0, le=24 * 365)
     abandon_lockout: bool = Field(False, description="apply the lock after an abandoned call under the US rule too")
+    one_call_per_account: bool = Field(
+        True, description="never call two lines of one account at once (US multi-line rule, 47 CFR 64.1200(a)(6))"
+    )
     email_caps: EmailCapsModel = Field(default_factory=EmailCapsModel)
 
     @field_validator("calling_window")
@@ -92,6 +95,7 @@ class CampaignCompliance(BaseModel):
                 self.default_retry_minutes,
                 lockout,
             ),
+            self.one_call_per_account,
         )
 
     def email(self, campaign_id: int) -> EmailCampaign:

@@ -26,6 +26,22 @@ from crm.compliance.suppression_index import SuppressionIndex
 from crm.compliance.windows import CallingWindow, check_window, zone
 
 CONSENT_STATES = ("granted", "withdrawn", "unknown")
+#: A busy line lifts when its call ends; the hopper looks again after this long.
+RECHECK_BUSY = timedelta(minutes=1)
+
+
+def local_day_start(zones: tuple[str, ...], now: datetime) -> datetime:
+    """The earliest local midnight today among the zones: "today" as long as any candidate zone says."""
+    return min(_midnight(now.astimezone(zone(name)), 0) for name in zones)
+
+
+def next_local_midnight(zones: tuple[str, ...], now: datetime) -> datetime:
+    """The latest next local midnight among the zones: a daily limit lifts when it is tomorrow everywhere."""
+    return max(_midnight(now.astimezone(zone(name)), 1) for name in zones)
+
+
+def _midnight(local: datetime, days_ahead: int) -> datetime:
+    return datetime.combine(local.date() + timedelta(days=days_ahead), datetime.min.time(), tzinfo=local.tzinfo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +66,8 @@ class PhoneCampaign:
     window: CallingWindow = field(default_factory=CallingWindow.default)
     consent_required: bool = False
     attempts: AttemptRules = field(default_factory=AttemptRules)
+    #: US 47 CFR 64.1200(a)(6): never engage two lines of a multi-line business at once
+    one_call_per_account: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +76,12 @@ class PhoneTarget:
     phone_key: int | None  # compact_sets.phone_key of the E.164 number
     zones: LocalZones
     phone_invalid_reason: str | None = None
-    domain_keys: tuple[int, ...] = ()  # account domain and registrable domain (text_key)
+    domain_keys: tuple[int, ...] = ()  # account's and e-mail's domains and registrable domains (text_key)
     consent: str = "unknown"
     history: AttemptHistory = field(default_factory=AttemptHistory)
     #: set by the dialer when the account's lead cap is reached (mode and numbers, for the reason)
     lead_cap_reached: str | None = None
+    account_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +133,10 @@ def decide_phone(
     index: SuppressionIndex,
     now: datetime,
     live_numbers: Container[int] = (),
+    live_accounts: Container[int] = (),
 ) -> Decision:
-    """``live_numbers``: phone keys with a call in progress (the multi-line rule: one call per line at a time)."""
+    """``live_numbers``: phone keys with a call in progress (never two calls to one line at a time);
+    ``live_accounts``: accounts with a call in progress (the multi-line rule, when the campaign applies it)."""
     reasons: list[Reason] = []
     epoch = now.timestamp()
     key = target.phone_key
@@ -125,12 +146,15 @@ def decide_phone(
     else:
         _suppressed(reasons, index, "phone", key, campaign.campaign_id, epoch)
         if key in live_numbers:
-            reasons.append(Reason("line_busy", "a call to this number (the account's line) is in progress"))
+            reasons.append(Reason("line_busy", "a call to this number is in progress", now + RECHECK_BUSY))
+    if campaign.one_call_per_account and target.account_id is not None and target.account_id in live_accounts:
+        reasons.append(
+            Reason("account_line_busy", "a call to another line of this account is in progress", now + RECHECK_BUSY)
+        )
     _domains(reasons, index, target.domain_keys, campaign.campaign_id, epoch)
     _consent(reasons, target.consent, campaign.consent_required, "phone")
 
     zones = target.zones.zones
-    next_day = None
     if not zones:
         reasons.append(Reason("local_time_unknown", "no time zone for the contact, the account or the number"))
     else:
@@ -138,8 +162,8 @@ def decide_phone(
         if not window.allowed:
             shown = ", ".join(window.closed_in[:3]) + (" ..." if len(window.closed_in) > 3 else "")
             reasons.append(Reason("outside_calling_window", f"outside the calling window in {shown}", window.next_open))
-        local = now.astimezone(zone(zones[0]))
-        next_day = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=local.tzinfo)
+    daily_limit_reached = target.history.today >= campaign.attempts.max_per_day
+    next_day = next_local_midnight(zones, now) if daily_limit_reached and zones else None
     reasons.extend(check_attempts(campaign.attempts, target.history, now, next_day))
     if target.lead_cap_reached:
         reasons.append(Reason("account_lead_cap", target.lead_cap_reached))

@@ -26,7 +26,7 @@ DAY_MINUTES = 24 * 60
 #: How far ahead next_open() looks: two weeks covers any weekly window plus a run of holidays.
 LOOKAHEAD_DAYS = 14
 MAX_HOLIDAYS = 1000
-_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$|^24:00$")
+_CLOCK = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])|24:00")
 
 Interval = tuple[int, int]  # minutes after local midnight: [start, end)
 
@@ -36,7 +36,7 @@ class WindowError(ValueError):
 
 
 def _minutes(text: object, where: str) -> int:
-    if not isinstance(text, str) or not _CLOCK.match(text):
+    if not isinstance(text, str) or not _CLOCK.fullmatch(text):
         raise WindowError(f"{where}: expected a time of day as HH:MM (00:00 to 24:00), got {text!r}")
     hours, minutes = text.split(":")
     return int(hours) * 60 + int(minutes)
