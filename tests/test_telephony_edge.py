@@ -1,0 +1,137 @@
+"""The telephony edge without I/O: webhook signatures and the per-leg state machine."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from nacl.signing import SigningKey
+from telnyx import Telnyx
+
+from dialer.leg_state import Handling, Leg, LegState
+from dialer.webhook_signature import SignatureRejected, load_public_key, public_key_text, sign, verify
+
+KEY = SigningKey(b"\x07" * 32)
+PUBLIC = public_key_text(KEY)
+NOW = 1_795_000_000
+BODY = json.dumps({"data": {"event_type": "call.hangup", "id": "e1", "payload": {}}}).encode()
+
+
+def test_a_signed_body_verifies_with_ours_and_the_sdks() -> None:
+    """What we sign the SDK accepts, and the reverse: the simulator and the daemon cannot drift from Telnyx."""
+    assert verify(load_public_key(PUBLIC), sign(KEY, BODY, NOW), BODY, NOW + 299) == NOW
+    now = int(time.time())  # the SDK checks against the real clock
+    event = Telnyx(api_key="k", public_key=PUBLIC).webhooks.unwrap(BODY.decode(), headers=sign(KEY, BODY, now))
+    assert getattr(getattr(event, "data", None), "event_type", None) == "call.hangup"
+
+
+def _tamper(headers: dict[str, str], **changes: str) -> dict[str, str]:
+    return {**headers, **changes}
+
+
+OTHER = SigningKey(b"\x08" * 32)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "now", "reason"),
+    [
+        ({}, BODY, NOW, "missing_headers"),
+        (_tamper(sign(KEY, BODY, NOW), **{"telnyx-timestamp": "17950000OO"}), BODY, NOW, "bad_timestamp"),
+        (_tamper(sign(KEY, BODY, NOW), **{"telnyx-timestamp": "-5"}), BODY, NOW, "bad_timestamp"),
+        (sign(KEY, BODY, NOW), BODY, NOW + 301, "stale"),  # replayed five minutes later
+        (sign(KEY, BODY, NOW), BODY, NOW - 301, "stale"),  # from the future
+        (sign(KEY, BODY, NOW), BODY + b" ", NOW, "forged"),  # body changed after signing
+        (sign(KEY, BODY, NOW), BODY[:-5], NOW, "forged"),  # truncated
+        (sign(OTHER, BODY, NOW), BODY, NOW, "forged"),  # someone else's key
+        (_tamper(sign(KEY, BODY, NOW), **{"telnyx-timestamp": str(NOW + 1)}), BODY, NOW, "forged"),
+        (_tamper(sign(KEY, BODY, NOW), **{"telnyx-signature-ed25519": "not base64!"}), BODY, NOW, "bad_signature"),
+        (_tamper(sign(KEY, BODY, NOW), **{"telnyx-signature-ed25519": base64.b64encode(b"x" * 10).decode()}), BODY,
+         NOW, "bad_signature"),
+    ],
+)  # fmt: skip
+def test_refusals_say_why(headers: dict[str, str], body: bytes, now: int, reason: str) -> None:
+    with pytest.raises(SignatureRejected) as caught:
+        verify(load_public_key(PUBLIC), headers, body, now)
+    assert caught.value.reason == reason
+
+
+def test_header_names_are_case_insensitive() -> None:
+    headers = {name.title(): value for name, value in sign(KEY, BODY, NOW).items()}
+    assert verify(load_public_key(PUBLIC), headers, BODY, NOW) == NOW
+
+
+@pytest.mark.parametrize("text", ["", "abc", base64.b64encode(b"x" * 31).decode()])
+def test_bad_public_keys_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="public key"):
+        load_public_key(text)
+
+
+T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def _run(events: list[tuple[str, dict[str, Any], float]]) -> tuple[Leg, list[Handling]]:
+    leg = Leg("v3:x")
+    handled = [leg.apply(event_type, payload, _at(seconds)) for event_type, payload, seconds in events]
+    return leg, handled
+
+
+HUMAN = ("call.machine.premium.detection.ended", {"result": "human_business"})
+MACHINE = ("call.machine.detection.ended", {"result": "machine"})
+
+A, IG, IL = Handling.APPLIED, Handling.IGNORED, Handling.ILLEGAL
+
+
+@pytest.mark.parametrize(
+    ("events", "state", "handled"),
+    [
+        # In order.
+        ([("call.initiated", {}, 0), ("call.answered", {}, 5), (*HUMAN, 7), ("call.bridged", {}, 7.5),
+          ("call.hangup", {"hangup_cause": "normal_clearing"}, 60)], LegState.ENDED, [A, A, A, A, A]),
+        # Out of order: the verdict before the answer, the initiated last.
+        ([(*HUMAN, 7), ("call.answered", {}, 5), ("call.initiated", {}, 0)], LegState.HUMAN, [A, IG, IG]),
+        # The hangup overtakes everything; later events change nothing.
+        ([("call.hangup", {"hangup_cause": "user_busy"}, 3), ("call.initiated", {}, 0), ("call.answered", {}, 2)],
+         LegState.ENDED, [A, IG, IG]),
+        # A machine verdict, then a late "human" from the other detector: contradiction recorded.
+        ([("call.answered", {}, 2), (*MACHINE, 6), (*HUMAN, 6.5)], LegState.MACHINE, [A, A, IL]),
+        ([("call.answered", {}, 2), (*HUMAN, 6), ("call.bridged", {}, 7), (*MACHINE, 8)], LegState.BRIDGED,
+         [A, A, A, IL]),
+        ([(*MACHINE, 6), ("call.bridged", {}, 7)], LegState.MACHINE, [A, IL]),
+        # A bridge on an agent's parked leg, its answer arriving later.
+        ([("call.bridged", {}, 3), ("call.answered", {}, 1)], LegState.BRIDGED, [A, IG]),
+        # not_sure and silence count as human: a person is never hung up on for a shaky verdict.
+        ([("call.machine.detection.ended", {"result": "not_sure"}, 4)], LegState.HUMAN, [A]),
+        # Events that change no state, and unknown ones.
+        ([("call.answered", {}, 1), ("call.speak.started", {}, 2), ("call.recording.saved", {}, 3),
+          ("call.something.new", {}, 4), ("call.machine.detection.ended", {"result": "???"}, 5)],
+         LegState.ANSWERED, [A, IG, IG, IG, IG]),
+    ],
+)  # fmt: skip
+def test_leg_state_machine(
+    events: list[tuple[str, dict[str, Any], float]], state: LegState, handled: list[Handling]
+) -> None:
+    leg, outcome = _run(events)
+    assert leg.state is state
+    assert outcome == handled
+
+
+def test_facts_keep_the_carriers_times_whatever_the_order() -> None:
+    leg, _ = _run([
+        ("call.hangup", {"hangup_cause": "normal_clearing", "hangup_source": "callee", "sip_hangup_cause": "200"}, 90),
+        ("call.bridged", {}, 9.5),
+        ("call.machine.premium.greeting.ended", {"result": "prompt_ended"}, 8),
+        (*HUMAN, 8.8),
+        ("call.answered", {}, 4),
+    ])  # fmt: skip
+    assert (leg.answered_at, leg.greeting_ended_at, leg.bridged_at, leg.ended_at) == (_at(4), _at(8), _at(9.5), _at(90))
+    assert (leg.amd_result, leg.hangup_cause, leg.hangup_source, leg.sip_hangup_cause) == (
+        "human_business", "normal_clearing", "callee", "200",
+    )  # fmt: skip
