@@ -8,6 +8,7 @@ from config.settings import (
     ServerSettings,
     Settings,
     SettingsError,
+    TelephonySettings,
     load_settings,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "ServerSettings",
     "Settings",
     "SettingsError",
+    "TelephonySettings",
     "load_settings",
 ]

@@ -6,6 +6,8 @@ Precedence, highest first: command-line flags, ``PIVOTAL_*`` environment variabl
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import tomllib
 from collections.abc import Mapping
@@ -97,6 +99,26 @@ class AudienceSettings(_Section):
     max_import_bytes: int = Field(2 * 1024**3, ge=1024)
 
 
+class TelephonySettings(_Section):
+    #: Base64 of the carrier's raw 32-byte Ed25519 webhook public key (Telnyx: Mission Control, Keys &
+    #: Credentials). Unset: POST /webhooks/telnyx answers 503.
+    webhook_public_key: str | None = Field(None, min_length=44, max_length=44)
+    #: Largest webhook body accepted, in bytes (Telnyx events are a few KB).
+    max_webhook_bytes: int = Field(65_536, ge=1024, le=10 * 1024 * 1024)
+
+    @field_validator("webhook_public_key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("not Base64") from None
+            if len(raw) != 32:
+                raise ValueError("must be Base64 of 32 raw bytes")
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``auto``: readable lines on a terminal, JSON lines otherwise.
@@ -123,6 +145,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     audience: AudienceSettings = AudienceSettings()
+    telephony: TelephonySettings = TelephonySettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

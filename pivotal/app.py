@@ -38,7 +38,10 @@ from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
 from crm.users import UserStore
-from pivotal import ops_routes
+from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
+from dialer.webhook_ingress import EventLog, Legs, WebhookIngress
+from dialer.webhook_signature import load_public_key
+from pivotal import ops_routes, webhook_routes
 from pivotal.bootstrap import ensure_admin
 from pivotal.database import create_pool, database_url
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
@@ -49,6 +52,7 @@ from pivotal.schema import apply_schema
 log = structlog.get_logger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
+INGRESS = web.AppKey("webhook_ingress", WebhookIngress)
 POOL = web.AppKey("pool", asyncpg.Pool)
 DATABASE_URL = web.AppKey("database_url", str)
 
@@ -71,6 +75,7 @@ def routes() -> Api:
         list_routes.api,
         search_routes.api,
         compliance_routes.api,
+        webhook_routes.api,
     )
 
 
@@ -149,6 +154,20 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
     return services
 
 
+async def _telephony(app: web.Application) -> AsyncIterator[None]:
+    """Webhook ingress: legs, the batched event log, the verifier (503 until a public key is configured)."""
+    settings = app[SETTINGS].telephony
+    key = load_public_key(settings.webhook_public_key) if settings.webhook_public_key else None
+    events = EventLog(app[POOL])
+    app[INGRESS] = ingress = WebhookIngress(key, Legs(), events, max_bytes=settings.max_webhook_bytes)
+    app[WEBHOOK_HANDLER] = webhook_handler(ingress, app[METRICS].observe_webhook)
+    events.start()
+    try:
+        yield
+    finally:
+        await events.close()
+
+
 def build_app(
     settings: Settings, *, extra_routes: Api | None = None, clock: Callable[[], float] = time.time
 ) -> web.Application:
@@ -165,5 +184,5 @@ def build_app(
         api.include(extra_routes)
     api.mount(app)
     app[ops_routes.ENDPOINTS] = api.endpoints
-    app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock)])
+    app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock), _telephony])
     return app

@@ -88,7 +88,24 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.webhooks = Counter(
+            "pivotal_webhooks",
+            "Carrier webhook deliveries by result (applied, ignored, illegal_transition, unmatched, duplicate, "
+            "rejected_<why>)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "pivotal_webhook_handling_seconds",
+            "From a webhook's arrival to its state change and answer",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
+            registry=self.registry,
+        )
         self.http_in_flight = Gauge("pivotal_http_requests_in_flight", "Requests being handled", registry=self.registry)
+
+    def observe_webhook(self, result: str, seconds: float) -> None:
+        self.webhooks.labels(result).inc()
+        self.webhook_latency.observe(seconds)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

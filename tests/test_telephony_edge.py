@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -135,3 +136,93 @@ def test_facts_keep_the_carriers_times_whatever_the_order() -> None:
     assert (leg.amd_result, leg.hangup_cause, leg.hangup_source, leg.sip_hangup_cause) == (
         "human_business", "normal_clearing", "callee", "200",
     )  # fmt: skip
+
+
+def _delivery(event_id: str, event_type: str, payload: dict[str, Any], attempt: int = 1, at: float = 0) -> bytes:
+    occurred = (T0 + timedelta(seconds=at)).isoformat().replace("+00:00", "Z")
+    data = {
+        "record_type": "event",
+        "event_type": event_type,
+        "id": event_id,
+        "occurred_at": occurred,
+        "payload": payload,
+    }
+    envelope = {"data": data, "meta": {"attempt": attempt, "delivered_to": "http://x/webhooks/telnyx"}}
+    return json.dumps(envelope).encode()
+
+
+async def _post(client: Any, body: bytes, *, signed_at: float | None = None, key: SigningKey = KEY) -> Any:
+    headers = {**sign(key, body, int(signed_at if signed_at is not None else time.time())),
+               "Content-Type": "application/json"}  # fmt: skip
+    return await client.post("/webhooks/telnyx", data=body, headers=headers)
+
+
+async def test_webhook_ingress_over_http(make_client: Any, clean_db: Any) -> None:
+    """Verified, de-duplicated, applied in any order, persisted in batches; refusals are problems with reasons."""
+    from pivotal.app import INGRESS
+
+    await clean_db.execute("TRUNCATE call_events")
+    client = await make_client(telephony={"webhook_public_key": PUBLIC})
+    leg = {"call_control_id": "v3:leg1", "call_leg_id": "l1", "call_session_id": "s1"}
+    hangup = _delivery("e3", "call.hangup", {**leg, "hangup_cause": "normal_clearing"}, at=30)
+    for body in [
+        _delivery("e2", "call.machine.premium.detection.ended", {**leg, "result": "human_residence"}, at=6),
+        _delivery("e1", "call.answered", leg, at=4),
+        _delivery("e2", "call.machine.premium.detection.ended", {**leg, "result": "human_residence"}, attempt=2, at=6),
+        hangup,
+        _delivery("e0", "call.initiated", {**leg, "direction": "outgoing", "state": "bridging"}, at=0),
+    ]:
+        response = await _post(client, body)
+        assert response.status == 200, await response.text()
+    answers = []
+    for body in [_delivery("e2", "call.machine.premium.detection.ended", leg, attempt=3)]:
+        answers.append((await (await _post(client, body)).json())["result"])
+    assert answers == ["duplicate"]
+    state = client.app[INGRESS].legs.get("v3:leg1")
+    assert state.state.name == "ENDED"
+    assert (state.answered_at, state.amd_result) == (T0 + timedelta(seconds=4), "human_residence")
+
+    refusals = [
+        (await _post(client, hangup, signed_at=time.time() - 400), 401, "rejected_stale"),
+        (
+            await client.post(
+                "/webhooks/telnyx",
+                data=hangup + b" ",
+                headers={**sign(KEY, hangup, int(time.time())), "Content-Type": "application/json"},
+            ),
+            401,
+            "rejected_forged",
+        ),  # fmt: skip
+        (await _post(client, hangup, key=SigningKey(b"\x09" * 32)), 401, "rejected_forged"),
+        (await client.post("/webhooks/telnyx", data=hangup), 401, "rejected_missing_headers"),
+        (await _post(client, b'{"data": {"id": 1'), 400, "rejected_malformed"),
+        (await _post(client, b'{"data": []}'), 400, "rejected_malformed"),
+        (await _post(client, b"x" * 70_000), 413, "rejected_oversized"),
+    ]
+    for response, status, result in refusals:
+        assert response.status == status, await response.text()
+        assert response.content_type == "application/problem+json"
+        assert (await response.json())["title"] == result
+    unknown = await _post(client, _delivery("e9", "call.something_new", {"call_control_id": "v3:leg1"}))
+    assert (await unknown.json())["result"] == "ignored"
+    no_leg = await _post(client, _delivery("e10", "conference.created", {"conference_id": "c1"}))
+    assert (await no_leg.json())["result"] == "unmatched"
+
+    started = time.perf_counter()
+    while await clean_db.fetchval("SELECT count(*) FROM call_events") < 6:
+        assert time.perf_counter() - started < 2, "written within the batch interval"
+        await asyncio.sleep(0.02)
+    rows = await clean_db.fetch("SELECT event_id, handling, delivery_attempt FROM call_events ORDER BY event_id")
+    assert {r["delivery_attempt"] for r in rows} == {1}, "the first delivery is the one kept"
+    by_id = {r["event_id"]: r["handling"] for r in rows}
+    assert by_id == {"e0": "ignored", "e1": "ignored", "e10": "unmatched", "e2": "applied", "e3": "applied",
+                     "e9": "ignored"}  # fmt: skip
+    metrics = await (await client.get("/metrics")).text()
+    assert 'pivotal_webhooks_total{result="rejected_stale"} 1.0' in metrics
+    assert 'pivotal_webhooks_total{result="duplicate"} 2.0' in metrics
+
+
+async def test_webhooks_are_refused_until_a_key_is_configured(make_client: Any, clean_db: Any) -> None:
+    client = await make_client()
+    response = await _post(client, _delivery("e1", "call.answered", {"call_control_id": "v3:x"}))
+    assert response.status == 503
