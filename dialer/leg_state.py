@@ -86,7 +86,9 @@ class Leg:
         key, verdict = _classify(event_type, payload)
         self._record_facts(event_type, verdict, payload, occurred_at)
         if key is None:
-            return Handling.IGNORED
+            # The end of a greeting changes no state but is a fact the abandon clock starts from.
+            live = self.state is not LegState.ENDED
+            return Handling.APPLIED if event_type in GREETING_EVENTS and live else Handling.IGNORED
         target = _MOVES[key].get(self.state)
         if target is not None:
             self.state = target

@@ -1,9 +1,10 @@
-"""The ``pivotal`` command: ``run``, ``migrate``, ``user create``."""
+"""The ``pivotal`` command: ``run``, ``migrate``, ``import contacts``, ``user create``, ``sim-carrier``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     contacts.add_argument("--encoding", help="file encoding (default: detected)")
     contacts.add_argument("--delimiter", help="field delimiter (default: sniffed)")
     contacts.add_argument("--rejects", type=Path, help="write rejected rows to this CSV file")
+
+    sim = sub.add_parser("sim-carrier", help="run the simulated Telnyx carrier (prints its webhook public key first)")
+    sim.add_argument("--host", dest="sim_host", default="127.0.0.1")
+    sim.add_argument("--port", dest="sim_port", type=int, default=8099)
+    sim.add_argument("--webhook-url", required=True, help="where to send call webhooks (the daemon's /webhooks/telnyx)")
+    sim.add_argument("--seed", type=int, default=1, help="scenario seed: the same seed replays the same calls")
+    sim.add_argument("--speed", type=float, default=1.0, help="time multiplier for call scripts (>= 1 is faster)")
+    sim.add_argument("--api-key", help="the only API key accepted (default: any bearer token)")
+    sim.add_argument("--channel-limit", type=int, default=10, help="concurrent calls before 403 hangups")
 
     user = sub.add_parser("user", help="manage users without a running daemon")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -79,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "user": _user_create,
         "import": _import,
+        "sim-carrier": _sim_carrier,
     }
     try:
         return _asyncio_run(commands[args.command](args, settings))
@@ -96,6 +107,29 @@ def _asyncio_run(coro: Awaitable[int]) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         return asyncio.run(coro)  # type: ignore[arg-type]
     return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+async def _sim_carrier(args: argparse.Namespace, settings: Settings) -> int:
+    import signal
+
+    from sim.carrier import Options, serve
+
+    if args.speed <= 0 or args.channel_limit < 1:
+        print("pivotal: --speed must be positive and --channel-limit at least 1", file=sys.stderr)
+        return 2
+    options = Options(
+        webhook_url=args.webhook_url, seed=args.seed, speed=args.speed, api_key=args.api_key,
+        channel_limit=args.channel_limit,
+    )  # fmt: skip
+    task = asyncio.ensure_future(
+        serve(options, args.sim_host, args.sim_port, announce=lambda key: print(key, flush=True))
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):  # SIGINT or SIGTERM: a clean stop
+        await task
+    return 0
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,529 @@
+"""A loopback Telnyx: the Call Control v2 endpoints the dialer uses, with signed webhooks (reference/telnyx.md s7).
+
+The daemon runs its unchanged code path against it: only the base URL, the webhook URL and the public key
+differ. Each dial plays a seeded per-destination script (``scenarios``) as webhooks, in real time divided by
+``speed``. Requests and responses have the real shapes and error codes; where Telnyx's behaviour is unknown
+(reference s8) the choice is written next to the code. Ground truth (greeting end, bridge) is kept per leg for
+compliance metrics and served at ``GET /_sim/calls``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import random
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import jwt
+from aiohttp import web
+from nacl.signing import SigningKey
+
+from sim.scenarios import FAILURES, Script, script_for
+
+DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
+DIAL_WINDOW_S = 5.0
+COMMAND_MEMORY_S = 60.0
+RETRIES_MS = (1000, 2000, 4000)  # sim choice: Telnyx's voice retry schedule is undocumented (s8.1)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AMD_MODES = ("premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
+             "greeting_end", "disabled")  # fmt: skip
+
+
+@dataclass
+class Options:
+    webhook_url: str | None = None
+    seed: int = 1
+    speed: float = 1.0
+    api_key: str | None = None  # None: any bearer token is accepted
+    channel_limit: int = 10
+    webhook_timeout_s: float = 10.0
+    duplicate_prob: float = 0.0  # chaos: deliver an event twice
+    api_5xx_prob: float = 0.0  # chaos: answer a command with 500 before doing anything
+
+
+@dataclass
+class SimLeg:
+    call_control_id: str
+    call_leg_id: str
+    call_session_id: str
+    connection_id: str
+    from_: str
+    to: str
+    client_state: str | None
+    webhook_url: str | None
+    script: Script
+    amd: str = "disabled"
+    timeout_secs: int = 30
+    state: str = "dialing"  # dialing, answered, bridged, ended
+    started: float = field(default_factory=time.time)
+    answered_at: float | None = None
+    ended_at: float | None = None
+    bridged_with: str | None = None
+    park_after_unbridge: bool = False
+    recording: float | None = None  # start time of a running recording
+    truth: dict[str, float] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+
+    def common(self) -> dict[str, Any]:
+        return {
+            "call_control_id": self.call_control_id, "call_leg_id": self.call_leg_id,
+            "call_session_id": self.call_session_id, "connection_id": self.connection_id,
+            "client_state": self.client_state, "from": self.from_, "to": self.to,
+            "start_time": _iso(self.started),
+        }  # fmt: skip
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _error(status: int, code: str, title: str, detail: str = "", pointer: str | None = None) -> web.Response:
+    error: dict[str, Any] = {"code": code, "title": title, "detail": detail or title}
+    if pointer:
+        error["source"] = {"pointer": pointer}
+    return web.json_response({"errors": [error]}, status=status)
+
+
+class SimCarrier:
+    def __init__(self, options: Options, key: SigningKey | None = None) -> None:
+        self.options = options
+        self.key = key or SigningKey.generate()
+        self.rng = random.Random(options.seed)  # noqa: S311 - simulation
+        self.legs: dict[str, SimLeg] = {}
+        self.scripts: dict[str, Script] = {}
+        self.credentials: dict[str, dict[str, Any]] = {}
+        self.token_secret = secrets.token_bytes(32)
+        self._dial_times: deque[float] = deque()
+        self._commands: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self.deliveries = 0
+        self.delivery_failures = 0
+
+    @property
+    def public_key(self) -> str:
+        return base64.b64encode(bytes(self.key.verify_key)).decode()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_post("/v2/calls", self.dial)
+        app.router.add_get("/v2/calls/{ccid}", self.call_status)
+        app.router.add_post("/v2/calls/{ccid}/actions/{action}", self.action)
+        app.router.add_post("/v2/telephony_credentials", self.create_credential)
+        app.router.add_get("/v2/telephony_credentials/{id}", self.get_credential)
+        app.router.add_delete("/v2/telephony_credentials/{id}", self.delete_credential)
+        app.router.add_post("/v2/telephony_credentials/{id}/token", self.credential_token)
+        app.router.add_get("/_sim/public_key", self.serve_public_key)
+        app.router.add_get("/_sim/calls", self.serve_calls)
+        app.router.add_post("/_sim/scenario", self.set_scenario)
+        app.on_cleanup.append(self._close)
+        return app
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/v2/"):
+            given = request.headers.get("Authorization", "")
+            token = given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
+            if not token or (self.options.api_key is not None and token != self.options.api_key):
+                return _error(401, "10009", "Authentication failed", "The API key is missing or wrong.")
+        return await handler(request)
+
+    async def _close(self, _app: web.Application) -> None:
+        for leg in self.legs.values():
+            for task in leg.tasks:
+                task.cancel()
+        if self._session is not None:
+            await self._session.close()
+
+    def _delay(self, milliseconds: float) -> float:
+        return milliseconds / 1000 / self.options.speed
+
+    def _remembered(self, scope: str, command_id: object) -> dict[str, Any] | None:
+        now = time.monotonic()
+        for key in [k for k, (at, _) in self._commands.items() if now - at > COMMAND_MEMORY_S]:
+            del self._commands[key]
+        if isinstance(command_id, str) and command_id:
+            found = self._commands.get((scope, command_id))
+            return found[1] if found else None
+        return None
+
+    def _remember(self, scope: str, command_id: object, response: dict[str, Any]) -> None:
+        if isinstance(command_id, str) and command_id:
+            self._commands[(scope, command_id)] = (time.monotonic(), response)
+
+    # -- dial ------------------------------------------------------------------------------------------------
+
+    async def dial(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "10015", "Bad Request", "The body is not a JSON object.")
+        remembered = self._remembered("dial", body.get("command_id"))
+        if remembered is not None:  # sim choice (s8.2): the original response, nothing re-executed
+            return web.json_response(remembered)
+        for name in ("connection_id", "from", "to"):
+            value = body.get(name)
+            if name == "to" and isinstance(value, list) and value:
+                value = value[0]
+            if not isinstance(value, str) or not value:
+                return _error(422, "10004", "Missing required parameter", f"{name} is required", f"/{name}")
+        client_state = body.get("client_state")
+        if client_state is not None:
+            try:
+                base64.b64decode(client_state, validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                return _error(422, "10015", "Invalid parameter", "client_state must be Base64", "/client_state")
+        timeout = body.get("timeout_secs", 30)
+        if not isinstance(timeout, int) or not 5 <= timeout <= 600:
+            return _error(422, "10015", "Invalid parameter", "timeout_secs must be 5 to 600", "/timeout_secs")
+        amd = body.get("answering_machine_detection", "disabled")
+        if amd not in AMD_MODES:
+            return _error(
+                422, "10015", "Invalid parameter", "unknown answering_machine_detection", "/answering_machine_detection"
+            )
+        now = time.monotonic()
+        while self._dial_times and now - self._dial_times[0] > DIAL_WINDOW_S:
+            self._dial_times.popleft()
+        if len(self._dial_times) >= DIALS_PER_WINDOW:
+            return _error(429, "90103", "Dials per second limit reached", "30 dials per second over 5 seconds")
+        self._dial_times.append(now)
+        to = body["to"][0] if isinstance(body["to"], list) else body["to"]
+        leg = SimLeg(
+            call_control_id="v3:" + base64.urlsafe_b64encode(secrets.token_bytes(24)).decode().rstrip("="),
+            call_leg_id=str(uuid.uuid1()), call_session_id=str(uuid.uuid1()), connection_id=body["connection_id"],
+            from_=body["from"], to=to, client_state=client_state,
+            webhook_url=body.get("webhook_url") or self.options.webhook_url,
+            script=self.scripts.get(to) or script_for(to, self.options.seed), amd=amd, timeout_secs=timeout,
+        )  # fmt: skip
+        link = body.get("link_to")
+        if isinstance(link, str) and link in self.legs:
+            leg.call_session_id = self.legs[link].call_session_id
+        self.legs[leg.call_control_id] = leg
+        live = sum(1 for other in self.legs.values() if other.state != "ended")
+        leg.tasks.append(asyncio.create_task(self._deliver(leg)))
+        leg.tasks.append(asyncio.create_task(self._play(leg, over_limit=live > self.options.channel_limit)))
+        data = {"call_control_id": leg.call_control_id, "call_leg_id": leg.call_leg_id,
+                "call_session_id": leg.call_session_id, "is_alive": False, "record_type": "call"}  # fmt: skip
+        response = {"data": data}
+        if body.get("record"):
+            response["data"]["recording_id"] = str(uuid.uuid4())
+        self._remember("dial", body.get("command_id"), response)
+        return web.json_response(response)
+
+    async def _play(self, leg: SimLeg, *, over_limit: bool) -> None:
+        """The leg's script, as events; a command (hangup, bridge) may end or change it at any await."""
+        script = leg.script
+        await asyncio.sleep(self._delay(self.rng.randint(50, 250)))
+        self._emit(leg, "call.initiated", {"direction": "outgoing", "state": "bridging", "calling_party_type": "pstn"})
+        if over_limit:  # sim choice (s6, s8.4): the channel limit shows as a 403 hangup
+            self._end(leg, "call_rejected", "callee", "403")
+            return
+        if script.outcome in FAILURES:
+            await asyncio.sleep(self._delay(script.ring_ms))
+            cause, sip = FAILURES[script.outcome]
+            self._end(leg, cause, "callee", sip)
+            return
+        if script.outcome == "no_answer" or script.ring_ms > leg.timeout_secs * 1000:
+            await asyncio.sleep(self._delay(leg.timeout_secs * 1000))
+            self._end(leg, "timeout", "callee", "487")  # sip code for a timeout: UNVERIFIED (s8.4)
+            return
+        await asyncio.sleep(self._delay(script.ring_ms))
+        leg.state, leg.answered_at = "answered", time.time()
+        self._emit(leg, "call.answered", {"state": "answered"})
+        greeting_end = leg.answered_at + self._delay(script.greeting_ms)
+        leg.truth["answered_at"] = leg.answered_at
+        if script.outcome == "human":
+            leg.truth["greeting_end_at"] = greeting_end
+        if leg.amd != "disabled":
+            await self._detect(leg, script)
+        remaining = leg.answered_at + self._delay(script.talk_ms) - time.time()
+        await asyncio.sleep(max(0.0, remaining))
+        self._end(leg, "normal_clearing", "callee", "200")
+
+    async def _detect(self, leg: SimLeg, script: Script) -> None:
+        premium = leg.amd.startswith("premium")
+        if premium:
+            self._emit(leg, "call.machine.premium.detection.started", {})
+        if script.outcome == "human":
+            await asyncio.sleep(self._delay(script.greeting_ms + script.amd_delay_ms))
+            result = script.amd_result or ("human_business" if premium else "human")
+            event = "call.machine.premium.detection.ended" if premium else "call.machine.detection.ended"
+            self._emit(leg, event, {"result": result})
+            return
+        await asyncio.sleep(self._delay(script.amd_delay_ms))
+        event = "call.machine.premium.detection.ended" if premium else "call.machine.detection.ended"
+        self._emit(leg, event, {"result": script.amd_result or "machine"})
+        if leg.amd in ("detect_beep", "detect_words", "greeting_end") or premium:
+            await asyncio.sleep(self._delay(max(0, script.greeting_ms - script.amd_delay_ms)))
+            greeting = "call.machine.premium.greeting.ended" if premium else "call.machine.greeting.ended"
+            self._emit(leg, greeting, {"result": "beep_detected"})
+
+    def _end(self, leg: SimLeg, cause: str, source: str, sip: str) -> None:
+        if leg.state == "ended":
+            return
+        leg.state, leg.ended_at = "ended", time.time()
+        for task in leg.tasks[1:]:  # the script and pending events; the outbox (first) delivers what is queued
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._stop_recording(leg)
+        self._emit(leg, "call.hangup", {
+            "state": "hangup", "hangup_cause": cause, "hangup_source": source, "sip_hangup_cause": sip,
+            "end_time": _iso(leg.ended_at),
+            "call_quality_stats": {"inbound": {"mos": "4.50", "jitter_max_variance": "0.00", "packet_count": "500",
+                                               "skip_packet_count": "0", "jitter_packet_count": "0"},
+                                   "outbound": {"packet_count": "500", "skip_packet_count": "0"}},
+        })  # fmt: skip
+        peer = self.legs.get(leg.bridged_with or "")
+        if peer is not None and peer.state != "ended":
+            peer.bridged_with = None
+            if peer.park_after_unbridge:
+                peer.state = "answered"  # parked again, ready for the next bridge
+            else:
+                self._end(peer, "normal_clearing", "callee" if source == "caller" else "caller", "200")
+
+    def _stop_recording(self, leg: SimLeg) -> None:
+        if leg.recording is None:
+            return
+        started, leg.recording = leg.recording, None
+        recording_id = uuid.uuid4().hex
+        payload = {"channels": "dual", "recording_started_at": _iso(started), "recording_ended_at": _iso(time.time()),
+                   "recording_urls": {"mp3": f"/_sim/rec/{recording_id}.mp3", "wav": None},
+                   "public_recording_urls": {"mp3": None, "wav": None}}  # fmt: skip
+        self._later(leg, self.rng.randint(500, 3000), "call.recording.saved", payload, without_ccid=True)
+
+    def _later(self, leg: SimLeg, ms: int, event: str, payload: dict[str, Any], *, without_ccid: bool = False) -> None:
+        async def fire() -> None:
+            await asyncio.sleep(self._delay(ms))
+            self._emit(leg, event, payload, without_ccid=without_ccid)
+
+        leg.tasks.append(asyncio.create_task(fire()))
+
+    # -- webhooks --------------------------------------------------------------------------------------------
+
+    def _emit(self, leg: SimLeg, event_type: str, extra: dict[str, Any], *, without_ccid: bool = False) -> None:
+        payload = {**leg.common(), **extra}
+        if without_ccid:  # call.recording.saved carries no call_control_id (reference s1.4)
+            payload.pop("call_control_id", None)
+        data = {"record_type": "event", "event_type": event_type, "id": str(uuid.uuid4()),
+                "occurred_at": _iso(time.time()), "payload": payload}  # fmt: skip
+        leg.outbox.put_nowait((event_type, data))
+        if self.rng.random() < self.options.duplicate_prob:
+            leg.outbox.put_nowait((event_type, data))
+
+    async def _deliver(self, leg: SimLeg) -> None:
+        """One task per leg: its events in order, each retried; a slow receiver delays only this leg."""
+        while True:
+            _, data = await leg.outbox.get()
+            if leg.webhook_url:
+                await self._post(leg.webhook_url, data)
+
+    async def _post(self, url: str, data: dict[str, Any]) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.options.webhook_timeout_s))
+        for attempt, pause_ms in enumerate((0, *RETRIES_MS), start=1):
+            await asyncio.sleep(pause_ms / 1000)
+            body = json.dumps({"data": data, "meta": {"attempt": attempt, "delivered_to": url}}).encode()
+            timestamp = str(int(time.time()))
+            signature = self.key.sign(timestamp.encode() + b"|" + body).signature
+            headers = {"Content-Type": "application/json", "telnyx-timestamp": timestamp,
+                       "telnyx-signature-ed25519": base64.b64encode(signature).decode()}  # fmt: skip
+            try:
+                async with self._session.post(url, data=body, headers=headers) as response:
+                    if 200 <= response.status < 300:
+                        self.deliveries += 1
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            self.delivery_failures += 1
+
+    # -- call actions ----------------------------------------------------------------------------------------
+
+    async def call_status(self, request: web.Request) -> web.Response:
+        leg = self.legs.get(request.match_info["ccid"])
+        if leg is None:
+            return _error(404, "10005", "Resource not found", "No call with this call_control_id.")
+        end = leg.ended_at or time.time()
+        return web.json_response({"data": {**leg.common(), "is_alive": leg.state != "ended", "record_type": "call",
+                                           "call_duration": int(end - leg.started),
+                                           "end_time": _iso(leg.ended_at) if leg.ended_at else None}})  # fmt: skip
+
+    async def action(self, request: web.Request) -> web.Response:
+        ccid, action = request.match_info["ccid"], request.match_info["action"]
+        try:
+            body = await request.json() if request.can_read_body else {}
+            if not isinstance(body, dict):
+                raise ValueError
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "10015", "Bad Request", "The body is not a JSON object.")
+        if self.rng.random() < self.options.api_5xx_prob:
+            return _error(500, "10007", "Unexpected error", "Simulated failure: retry with the same command_id.")
+        leg = self.legs.get(ccid)
+        if leg is None:  # sim choice (s8.3): 404 for an unknown call_control_id
+            return _error(404, "10005", "Resource not found", "No call with this call_control_id.")
+        remembered = self._remembered(ccid, body.get("command_id"))
+        if remembered is not None:
+            return web.json_response(remembered)
+        if leg.state == "ended":
+            return _error(422, "90018", "Call has already ended", "This call is no longer active.")
+        handler = self._actions.get(action)
+        if handler is None:
+            if action not in _ACKNOWLEDGED:
+                return _error(404, "10005", "Resource not found", f"Unknown action {action}.")
+        else:
+            refusal = handler(self, leg, body)
+            if refusal is not None:
+                return refusal
+        ok = {"data": {"result": "ok"}}
+        self._remember(ccid, body.get("command_id"), ok)
+        return web.json_response(ok)
+
+    def _hangup(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
+        if leg.state == "dialing":
+            self._end(leg, "originator_cancel", "caller", "487")
+        else:
+            self._end(leg, "normal_clearing", "caller", "200")
+        return None
+
+    def _bridge(self, leg: SimLeg, body: dict[str, Any]) -> web.Response | None:
+        other = self.legs.get(str(body.get("call_control_id", "")))
+        if other is None:
+            return _error(
+                422, "10015", "Invalid parameter", "call_control_id to bridge with is unknown", "/call_control_id"
+            )
+        if "dialing" in (leg.state, other.state) or "ended" in (leg.state, other.state):
+            return _error(422, "90018", "Call has already ended" if "ended" in (leg.state, other.state)
+                          else "Call is not answered", "Both legs must be answered and alive.")  # fmt: skip
+        if body.get("prevent_double_bridge") and other.state == "bridged":
+            return _error(422, "90034", "Call is already bridged", "prevent_double_bridge was set.")
+        leg.park_after_unbridge = body.get("park_after_unbridge") == "self"
+        leg.state = other.state = "bridged"
+        leg.bridged_with, other.bridged_with = other.call_control_id, leg.call_control_id
+        now = time.time()
+        for one in (leg, other):
+            one.truth.setdefault("bridged_at", now)
+        delay = self.rng.randint(30, 150)
+        first, second = (leg, other) if self.rng.random() < 0.5 else (other, leg)
+        self._later(first, delay, "call.bridged", {})
+        self._later(second, delay, "call.bridged", {})
+        return None
+
+    def _play_media(self, leg: SimLeg, body: dict[str, Any], kind: str) -> web.Response | None:
+        text = str(body.get("payload", ""))
+        duration = 70 * len(text) if kind == "speak" else 3000
+        started, ended = f"call.{kind}.started", f"call.{kind}.ended"
+        self._emit(leg, started, {"media_url": body.get("audio_url")} if kind == "playback" else {})
+        self._later(leg, max(duration, 200), ended, {"status": "completed"})
+        return None
+
+    def _record_start(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
+        leg.recording = leg.recording or time.time()
+        return None
+
+    def _record_stop(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
+        self._stop_recording(leg)
+        return None
+
+    _actions: dict[str, Callable[[SimCarrier, SimLeg, dict[str, Any]], web.Response | None]] = {
+        "hangup": _hangup,
+        "bridge": _bridge,
+        "speak": lambda self, leg, body: self._play_media(leg, body, "speak"),
+        "playback_start": lambda self, leg, body: self._play_media(leg, body, "playback"),
+        "record_start": _record_start,
+        "record_stop": _record_stop,
+    }
+
+    # -- credentials -----------------------------------------------------------------------------------------
+
+    async def create_credential(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            connection_id = body["connection_id"]
+            if not isinstance(connection_id, str) or not connection_id:
+                raise ValueError
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            return _error(422, "10004", "Missing required parameter", "connection_id is required", "/connection_id")
+        now = _iso(time.time())
+        credential = {
+            "id": str(uuid.uuid4()), "name": body.get("name"), "tag": body.get("tag"),
+            "sip_username": "gencred" + secrets.token_hex(10), "sip_password": secrets.token_hex(16),
+            "resource_id": f"connection:{connection_id}", "expired": False, "expires_at": body.get("expires_at"),
+            "created_at": now, "updated_at": now, "record_type": "credential",
+        }  # fmt: skip
+        self.credentials[credential["id"]] = credential
+        return web.json_response({"data": credential})
+
+    async def get_credential(self, request: web.Request) -> web.Response:
+        credential = self.credentials.get(request.match_info["id"])
+        if credential is None:
+            return _error(404, "10005", "Resource not found", "No such credential.")
+        return web.json_response({"data": credential})
+
+    async def delete_credential(self, request: web.Request) -> web.Response:
+        credential = self.credentials.pop(request.match_info["id"], None)
+        if credential is None:
+            return _error(404, "10005", "Resource not found", "No such credential.")
+        return web.json_response({"data": credential})
+
+    async def credential_token(self, request: web.Request) -> web.Response:
+        credential = self.credentials.get(request.match_info["id"])
+        if credential is None:
+            return _error(404, "10005", "Resource not found", "No such credential.")
+        now = int(time.time())
+        token = jwt.encode({"sub": credential["sip_username"], "iat": now, "exp": now + 86_400}, self.token_secret)
+        return web.Response(text=token, content_type="text/plain")
+
+    # -- simulator controls (not Telnyx) ---------------------------------------------------------------------
+
+    async def serve_public_key(self, _request: web.Request) -> web.Response:
+        return web.Response(text=self.public_key)
+
+    async def serve_calls(self, _request: web.Request) -> web.Response:
+        calls = [{"call_control_id": leg.call_control_id, "to": leg.to, "outcome": leg.script.outcome,
+                  "state": leg.state, "truth": leg.truth} for leg in self.legs.values()]  # fmt: skip
+        return web.json_response({"calls": calls})
+
+    async def set_scenario(self, request: web.Request) -> web.Response:
+        """``{"to": "+1...", "outcome": "human", "ring_ms": ..., ...}``: the script for that number from now on."""
+        try:
+            body = await request.json()
+            to = body.pop("to")
+            self.scripts[to] = Script(**body)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=422)
+        return web.json_response({"to": to, "script": vars(self.scripts[to])})
+
+
+#: Actions the sim acknowledges without modelling them further.
+_ACKNOWLEDGED = frozenset({"answer", "reject", "transfer", "playback_stop", "enqueue", "leave_queue", "send_dtmf",
+                           "client_state_update", "suppression_start", "suppression_stop", "record_pause",
+                           "record_resume"})  # fmt: skip
+
+
+async def serve(options: Options, host: str, port: int, *, announce: Callable[[str], None] = print) -> None:
+    """Run until cancelled; the first thing printed is the webhook public key (Base64, 32 raw bytes)."""
+    carrier = SimCarrier(options)
+    runner = web.AppRunner(carrier.app())
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    announce(carrier.public_key)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()

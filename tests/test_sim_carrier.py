@@ -1,0 +1,223 @@
+"""Conformance: the real telnyx SDK drives the simulated carrier; its webhooks pass the SDK's verifier and ours."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+import telnyx
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from telnyx import AsyncTelnyx
+
+from sim.carrier import Options, SimCarrier
+from sim.scenarios import Script, script_for
+
+
+def fast(outcome: str) -> Script:
+    return Script(outcome, ring_ms=150, greeting_ms=200, amd_delay_ms=100, talk_ms=30_000)
+
+
+class Receiver:
+    """A webhook endpoint that verifies every delivery with the SDK (telnyx.webhooks.unwrap) and keeps it."""
+
+    def __init__(self, public_key: str) -> None:
+        self.client = telnyx.Telnyx(api_key="unused", public_key=public_key)
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.failures: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.text()
+        try:
+            event = self.client.webhooks.unwrap(body, headers=dict(request.headers))
+        except Exception as exc:  # any verification failure is a test failure
+            self.failures.append(str(exc))
+            return web.Response(status=401)
+        data = getattr(event, "data", None)
+        payload = getattr(data, "payload", None)
+        self.events.append((str(getattr(data, "event_type", "")), payload.model_dump() if payload else {}))
+        return web.Response(text="ok")
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[SimCarrier, AsyncTelnyx, Receiver]]:
+    carrier = SimCarrier(Options(seed=3))
+    receiver = Receiver(carrier.public_key)
+    hook_app = web.Application()
+    hook_app.router.add_post("/hook", receiver.handle)
+    hooks = TestServer(hook_app, host="127.0.0.1")
+    await hooks.start_server()
+    carrier.options.webhook_url = str(hooks.make_url("/hook"))
+    server = TestServer(carrier.app(), host="127.0.0.1")
+    await server.start_server()
+    client = AsyncTelnyx(api_key="key", base_url=str(server.make_url("/v2")), max_retries=0)
+    yield carrier, client, receiver
+    await client.close()
+    await server.close()
+    await hooks.close()
+
+
+async def _events_of(receiver: Receiver, ccid: str, until: str, timeout: float = 5.0) -> list[str]:
+    started = time.perf_counter()
+    while True:
+        kinds = [kind for kind, payload in receiver.events if payload.get("call_control_id") == ccid]
+        if until in kinds:
+            return kinds
+        assert time.perf_counter() - started < timeout, kinds
+        await asyncio.sleep(0.01)
+
+
+async def test_a_human_answer_with_premium_amd_then_bridge_and_hangup(
+    world: tuple[SimCarrier, AsyncTelnyx, Receiver],
+) -> None:
+    carrier, client, receiver = world
+    for number in ("+15550100011", "+15550100012"):
+        carrier.scripts[number] = fast("human")
+    state = base64.b64encode(b'{"campaign": 1}').decode()
+    first = await client.calls.dial(
+        connection_id="conn", from_="+15550100001", to="+15550100011", answering_machine_detection="premium",
+        timeout_secs=20, client_state=state, command_id=str(uuid.uuid4()),
+    )  # fmt: skip
+    second = await client.calls.dial(connection_id="conn", from_="+15550100001", to="+15550100012", timeout_secs=20)
+    assert first.data is not None
+    assert second.data is not None
+    a, b = first.data.call_control_id, second.data.call_control_id
+    assert a is not None
+    assert b is not None
+    assert a.startswith("v3:")
+    assert first.data.is_alive is False
+    kinds = await _events_of(receiver, a, "call.machine.premium.detection.ended")
+    assert kinds[:3] == ["call.initiated", "call.answered", "call.machine.premium.detection.started"]
+    await _events_of(receiver, b, "call.answered")
+    spoken = await client.calls.actions.speak(a, payload="Hello", voice="female")
+    assert spoken.data is not None
+    assert spoken.data.result == "ok"
+    await client.calls.actions.bridge(a, call_control_id_to_bridge_with=b, park_after_unbridge="self")
+    await _events_of(receiver, a, "call.bridged")
+    await _events_of(receiver, b, "call.bridged")
+    await client.calls.actions.hangup(b)
+    kinds_b = await _events_of(receiver, b, "call.hangup")
+    assert kinds_b[-1] == "call.hangup"
+    assert not any(kind == "call.hangup" for kind, p in receiver.events if p.get("call_control_id") == a), (
+        "park_after_unbridge: the other leg stays up"
+    )
+    with pytest.raises(telnyx.UnprocessableEntityError) as ended:
+        await client.calls.actions.hangup(b)
+    assert "90018" in str(ended.value.body)
+    truth = {call["call_control_id"]: call["truth"] for call in (await _sim_calls(carrier))}
+    assert truth[a]["greeting_end_at"] <= truth[a]["bridged_at"]
+    assert not receiver.failures, receiver.failures
+    payload = next(p for kind, p in receiver.events if kind == "call.initiated" and p.get("call_control_id") == a)
+    assert payload["client_state"] == state
+
+
+async def _sim_calls(carrier: SimCarrier) -> list[dict[str, Any]]:
+    return [{"call_control_id": leg.call_control_id, "truth": leg.truth} for leg in carrier.legs.values()]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "cause", "sip"),
+    [("busy", "user_busy", "486"), ("rejected", "call_rejected", "603"), ("invalid", "not_found", "404")],
+)
+async def test_failures_end_with_their_causes(
+    world: tuple[SimCarrier, AsyncTelnyx, Receiver], outcome: str, cause: str, sip: str
+) -> None:
+    carrier, client, receiver = world
+    carrier.scripts["+15550100020"] = fast(outcome)
+    dialed = await client.calls.dial(connection_id="conn", from_="+15550100001", to="+15550100020")
+    assert dialed.data is not None
+    ccid = dialed.data.call_control_id
+    assert ccid is not None
+    assert await _events_of(receiver, ccid, "call.hangup") == ["call.initiated", "call.hangup"]
+    hangup = next(p for kind, p in receiver.events if kind == "call.hangup" and p.get("call_control_id") == ccid)
+    assert (hangup["hangup_cause"], hangup["sip_hangup_cause"]) == (cause, sip)
+
+
+async def test_command_ids_limits_errors_and_credentials(world: tuple[SimCarrier, AsyncTelnyx, Receiver]) -> None:
+    carrier, client, _ = world
+    command = str(uuid.uuid4())
+    once = await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100030", command_id=command)
+    again = await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100030", command_id=command)
+    assert once.data is not None
+    assert again.data is not None
+    assert once.data.call_control_id == again.data.call_control_id, "a repeated command_id is not dialled again"
+    with pytest.raises(telnyx.UnprocessableEntityError):
+        await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100031", client_state="not base64!")
+    for _ in range(149):  # 150 dials in 5 s is the limit; one was made (the repeat and the refusal do not count)
+        await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100032")
+    with pytest.raises(telnyx.RateLimitError) as limited:
+        await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100033")
+    assert "90103" in str(limited.value.body)
+    carrier.options.api_key = "the-real-key"
+    with pytest.raises(telnyx.AuthenticationError):
+        await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100034")
+    carrier.options.api_key = None
+    credential = await client.telephony_credentials.create(connection_id="creds", name="agent-7")
+    assert credential.data is not None
+    assert credential.data.sip_username
+    token = await client.telephony_credentials.create_token(str(credential.data.id))
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == credential.data.sip_username
+    with pytest.raises(telnyx.NotFoundError):
+        await client.calls.actions.hangup("v3:nope")
+
+
+def test_scripts_are_seeded_per_number() -> None:
+    assert script_for("+15550100040", 1) == script_for("+15550100040", 1)
+    outcomes = {script_for(f"+1555010{i:04d}", 1).outcome for i in range(200)}
+    assert {"human", "machine", "no_answer", "busy"} <= outcomes
+    with pytest.raises(ValueError, match="outcome"):
+        Script("abducted")
+
+
+async def test_the_daemon_verifies_and_applies_the_simulators_webhooks(make_client: Any, clean_db: Any) -> None:
+    """Sim -> daemon with our verifier, the simulator duplicating half its deliveries: every event once."""
+    from pivotal.app import INGRESS
+
+    await clean_db.execute("TRUNCATE call_events")
+    carrier = SimCarrier(Options(seed=5, duplicate_prob=0.5))
+    daemon = await make_client(telephony={"webhook_public_key": carrier.public_key})
+    carrier.options.webhook_url = str(daemon.make_url("/webhooks/telnyx"))
+    server = TestServer(carrier.app(), host="127.0.0.1")
+    await server.start_server()
+    client = AsyncTelnyx(api_key="key", base_url=str(server.make_url("/v2")), max_retries=0)
+    try:
+        carrier.scripts["+15550100050"] = fast("machine")
+        dialed = await client.calls.dial(connection_id="conn", from_="+15550100001", to="+15550100050",
+                                         answering_machine_detection="detect_beep")  # fmt: skip
+        assert dialed.data is not None
+        ccid = str(dialed.data.call_control_id)
+        legs = daemon.app[INGRESS].legs
+        started = time.perf_counter()
+        while (leg := legs.get(ccid)) is None or leg.state.name != "MACHINE" or leg.greeting_ended_at is None:
+            assert time.perf_counter() - started < 5
+            await asyncio.sleep(0.01)
+        await client.calls.actions.hangup(ccid)
+        while leg.state.name != "ENDED":
+            assert time.perf_counter() - started < 5
+            await asyncio.sleep(0.01)
+        assert (leg.amd_result, leg.greeting_result, leg.hangup_cause) == (
+            "machine",
+            "beep_detected",
+            "normal_clearing",
+        )
+        expected = ["call.initiated", "call.answered", "call.machine.detection.ended", "call.machine.greeting.ended",
+                    "call.hangup"]  # fmt: skip
+        while await clean_db.fetchval("SELECT count(*) FROM call_events WHERE call_control_id = $1", ccid) < 5:
+            assert time.perf_counter() - started < 5
+            await asyncio.sleep(0.02)
+        rows = await clean_db.fetch(
+            "SELECT event_type, handling FROM call_events WHERE call_control_id = $1 ORDER BY occurred_at, id", ccid
+        )
+        assert [row["event_type"] for row in rows] == expected
+        assert {row["handling"] for row in rows} == {"applied"}
+        metrics = await (await daemon.get("/metrics")).text()
+        assert 'pivotal_webhooks_total{result="applied"} 5.0' in metrics
+    finally:
+        await client.close()
+        await server.close()
