@@ -50,6 +50,7 @@ class Options:
     webhook_timeout_s: float = 10.0
     duplicate_prob: float = 0.0  # chaos: deliver an event twice
     api_5xx_prob: float = 0.0  # chaos: answer a command with 500 before doing anything
+    fail_next_commands: int = 0  # chaos, deterministic: the next N call commands answer 500
 
 
 @dataclass
@@ -370,7 +371,8 @@ class SimCarrier:
                 raise ValueError
         except (ValueError, UnicodeDecodeError):
             return _error(400, "10015", "Bad Request", "The body is not a JSON object.")
-        if self.rng.random() < self.options.api_5xx_prob:
+        if self.options.fail_next_commands > 0 or self.rng.random() < self.options.api_5xx_prob:
+            self.options.fail_next_commands = max(0, self.options.fail_next_commands - 1)
             return _error(500, "10007", "Unexpected error", "Simulated failure: retry with the same command_id.")
         leg = self.legs.get(ccid)
         if leg is None:  # sim choice (s8.3): 404 for an unknown call_control_id

@@ -221,3 +221,68 @@ async def test_the_daemon_verifies_and_applies_the_simulators_webhooks(make_clie
     finally:
         await client.close()
         await server.close()
+
+
+@pytest.fixture
+async def sim_url() -> AsyncIterator[tuple[SimCarrier, str]]:
+    carrier = SimCarrier(Options(seed=9))
+    server = TestServer(carrier.app(), host="127.0.0.1")
+    await server.start_server()
+    yield carrier, str(server.make_url("/v2"))
+    await server.close()
+
+
+async def test_the_adapter_retries_only_what_is_safe(sim_url: tuple[SimCarrier, str]) -> None:
+    """5xx answers are retried with the same command_id (executed once); an ended call is CallEnded, not a retry."""
+    from dialer.carrier import CallEnded, Carrier
+
+    carrier, url = sim_url
+    adapter = Carrier("key", url)
+    try:
+        carrier.scripts["+15550100060"] = fast("human")
+        leg = await adapter.dial(connection_id="c", from_="+15550100001", to="+15550100060", amd="premium",
+                                 client_state=b'{"attempt": 7}')  # fmt: skip
+        sim_leg = carrier.legs[leg.call_control_id]
+        assert base64.b64decode(sim_leg.client_state or "") == b'{"attempt": 7}'
+        carrier.options.fail_next_commands = 2
+        await adapter.hangup(leg.call_control_id)
+        assert adapter.retries == 2
+        assert sim_leg.state == "ended"
+        with pytest.raises(CallEnded):
+            await adapter.hangup(leg.call_control_id)
+        credential = await adapter.create_credential("creds", "agent-1")
+        token = await adapter.login_token(credential.id)
+        assert jwt.decode(token, options={"verify_signature": False})["sub"] == credential.sip_username
+    finally:
+        await adapter.close()
+
+
+async def test_the_adapter_keeps_dials_under_the_carrier_limit(sim_url: tuple[SimCarrier, str]) -> None:
+    from dialer.carrier import Carrier
+
+    carrier, url = sim_url
+    adapter = Carrier("key", url, dials_per_window=5, window_s=0.5)
+    try:
+        started = time.perf_counter()
+        for i in range(12):
+            await adapter.dial(connection_id="c", from_="+15550100001", to=f"+1555010{i + 100:04d}")
+        assert time.perf_counter() - started >= 1.0, "12 dials at 5 per 0.5 s need two waits"
+        assert adapter.retries == 0, "never refused by the carrier"
+    finally:
+        await adapter.close()
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        ([0.0, 0.1, 0.2], [0.0, 0.0, 0.0]),
+        ([0.0, 0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 0.7]),  # the fourth waits until the first leaves the window
+        ([0.0, 0.1, 0.2, 1.0], [0.0, 0.0, 0.0, 0.0]),  # a full window later
+        ([0.0, 0.0, 0.0, 0.99], [0.0, 0.0, 0.0, 0.01]),
+    ],
+)
+def test_sliding_window(times: list[float], expected: list[float]) -> None:
+    from pacing.sliding_window import SlidingWindow
+
+    window = SlidingWindow(3, 1.0)
+    assert [round(window.acquire(now), 6) for now in times] == expected

@@ -1,0 +1,244 @@
+"""The carrier adapter: Telnyx Call Control through the official SDK (``AsyncTelnyx``), with our own retries.
+
+The SDK's retries are switched off (``max_retries=0``): it would repeat a POST without an idempotency key.
+Every call command carries a ``command_id`` (Telnyx ignores a repeat within 60 s), so a command is retried -
+with the same id - after a timeout, a dropped connection, a 5xx or a 429; nothing else is retried. Creating a
+credential has no idempotency and is never retried; its token request carries an idempotency key. Dials pass a
+carrier-wide limiter (default 30 a second over a rolling 5 s, Telnyx's own rule) before they are sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+import telnyx
+from telnyx import AsyncTelnyx
+
+from pacing.sliding_window import SlidingWindow
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
+CALL_ENDED_CODE = "90018"
+DIAL_LIMIT_CODE = "90103"
+
+
+class CarrierError(Exception):
+    """The carrier refused a command (after any retries); ``code`` is Telnyx's error code when it gave one."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class CallEnded(CarrierError):
+    """The call had already ended (422, code 90018): usually a race with the callee's hangup, not a fault."""
+
+
+@dataclass(frozen=True)
+class DialedLeg:
+    call_control_id: str
+    call_leg_id: str | None
+    call_session_id: str | None
+    command_id: str
+
+
+@dataclass(frozen=True)
+class Credential:
+    id: str
+    sip_username: str
+
+
+def _error_code(exc: telnyx.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            code = errors[0].get("code")
+            return str(code) if code is not None else None
+    return None
+
+
+class Carrier:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        dials_per_window: int = 150,
+        window_s: float = 5.0,
+        timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = AsyncTelnyx(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
+        self.dials = SlidingWindow(dials_per_window, window_s)
+        self._clock = clock
+        self._sleep = sleep
+        self.retries = 0
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def _with_retries(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
+        """Send, retrying (the caller's command is idempotent) on timeouts, connection errors, 5xx and 429."""
+        for attempt in range(len(BACKOFF_S) + 1):
+            try:
+                return await send()
+            except telnyx.APIStatusError as exc:
+                code = _error_code(exc)
+                if exc.status_code == 422 and code == CALL_ENDED_CODE:
+                    raise CallEnded(f"{name}: the call has already ended", status=422, code=code) from None
+                retryable = exc.status_code >= 500 or exc.status_code == 429
+                if not retryable or attempt == len(BACKOFF_S):
+                    raise CarrierError(f"{name}: {exc.status_code} {code or ''} {exc.message}".strip(),
+                                       status=exc.status_code, code=code) from None  # fmt: skip
+                reason = f"{exc.status_code} {code or ''}".strip()
+            except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
+                if attempt == len(BACKOFF_S):
+                    raise CarrierError(f"{name}: {type(exc).__name__} after {attempt + 1} attempts") from None
+                reason = type(exc).__name__
+            self.retries += 1
+            pause = BACKOFF_S[attempt] * (1 + random.random() / 4)  # noqa: S311 - jitter
+            log.info("carrier_retry", command=name, reason=reason, attempt=attempt + 1, in_s=round(pause, 2))
+            await self._sleep(pause)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def dial(
+        self,
+        *,
+        connection_id: str,
+        from_: str,
+        to: str,
+        client_state: bytes | None = None,
+        timeout_secs: int = 25,
+        amd: str = "disabled",
+        amd_config: dict[str, Any] | None = None,
+        webhook_url: str | None = None,
+        link_to: str | None = None,
+        park_after_unbridge: bool = False,
+        prevent_double_bridge: bool = False,
+        record: bool = False,
+        command_id: str | None = None,
+    ) -> DialedLeg:
+        """Dial within the carrier-wide limit. ``command_id``: reuse it to retry a dial that may have been sent."""
+        while (wait := self.dials.acquire(self._clock())) > 0:
+            await self._sleep(wait)
+        command_id = command_id or str(uuid.uuid4())
+        extra: dict[str, Any] = {}
+        if client_state is not None:
+            extra["client_state"] = base64.b64encode(client_state).decode()
+        if amd_config:
+            extra["answering_machine_detection_config"] = amd_config
+        if webhook_url:
+            extra["webhook_url"] = webhook_url
+        if link_to:
+            extra["link_to"] = link_to
+            if park_after_unbridge:
+                extra["park_after_unbridge"] = "self"
+            if prevent_double_bridge:
+                extra["prevent_double_bridge"] = True
+        if record:
+            extra["record"] = "record-from-answer"
+
+        async def send() -> Any:
+            return await self.client.calls.dial(
+                connection_id=connection_id, from_=from_, to=to, timeout_secs=timeout_secs,
+                answering_machine_detection=amd,  # type: ignore[arg-type]
+                command_id=command_id, **extra,
+            )  # fmt: skip
+
+        response = await self._with_retries("dial", send)
+        data = response.data
+        if data is None or not data.call_control_id:
+            raise CarrierError("dial: the carrier answered without a call_control_id")
+        return DialedLeg(data.call_control_id, data.call_leg_id, data.call_session_id, command_id)
+
+    async def _action(self, name: str, call: Callable[[str], Awaitable[Any]], command_id: str | None) -> str:
+        command_id = command_id or str(uuid.uuid4())
+        await self._with_retries(name, lambda: call(command_id))
+        return command_id
+
+    async def answer(self, ccid: str, *, command_id: str | None = None) -> str:
+        actions = self.client.calls.actions
+        return await self._action("answer", lambda cid: actions.answer(ccid, command_id=cid), command_id)
+
+    async def hangup(self, ccid: str, *, command_id: str | None = None) -> str:
+        actions = self.client.calls.actions
+        return await self._action("hangup", lambda cid: actions.hangup(ccid, command_id=cid), command_id)
+
+    async def bridge(
+        self,
+        ccid: str,
+        other: str,
+        *,
+        park_after_unbridge: bool = False,
+        prevent_double_bridge: bool = True,
+        command_id: str | None = None,
+    ) -> str:
+        actions = self.client.calls.actions
+        extra: dict[str, Any] = {"park_after_unbridge": "self"} if park_after_unbridge else {}
+
+        def send(cid: str) -> Awaitable[Any]:
+            return actions.bridge(ccid, call_control_id_to_bridge_with=other, command_id=cid,
+                                  prevent_double_bridge=prevent_double_bridge, **extra)  # fmt: skip
+
+        return await self._action("bridge", send, command_id)
+
+    async def speak(self, ccid: str, text: str, *, voice: str = "female", command_id: str | None = None) -> str:
+        actions = self.client.calls.actions
+        return await self._action(
+            "speak", lambda cid: actions.speak(ccid, payload=text, voice=voice, command_id=cid), command_id
+        )
+
+    async def playback(self, ccid: str, audio_url: str, *, command_id: str | None = None) -> str:
+        actions = self.client.calls.actions
+        return await self._action(
+            "playback_start", lambda cid: actions.start_playback(ccid, audio_url=audio_url, command_id=cid), command_id
+        )
+
+    async def start_recording(self, ccid: str, *, command_id: str | None = None) -> str:
+        actions = self.client.calls.actions
+
+        def send(cid: str) -> Awaitable[Any]:
+            return actions.start_recording(ccid, channels="dual", format="mp3", command_id=cid)
+
+        return await self._action("record_start", send, command_id)
+
+    async def stop_recording(self, ccid: str, *, command_id: str | None = None) -> str:
+        actions = self.client.calls.actions
+        return await self._action("record_stop", lambda cid: actions.stop_recording(ccid, command_id=cid), command_id)
+
+    async def create_credential(self, connection_id: str, name: str) -> Credential:
+        """Never retried: creating a credential twice would leave an orphan."""
+        try:
+            response = await self.client.telephony_credentials.create(connection_id=connection_id, name=name)
+        except telnyx.APIStatusError as exc:
+            raise CarrierError(f"create credential: {exc.status_code} {exc.message}", status=exc.status_code,
+                               code=_error_code(exc)) from None  # fmt: skip
+        except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
+            raise CarrierError(f"create credential: {type(exc).__name__}") from None
+        data = response.data
+        if data is None or not data.id or not data.sip_username:
+            raise CarrierError("create credential: the carrier answered without an id")
+        return Credential(str(data.id), str(data.sip_username))
+
+    async def login_token(self, credential_id: str) -> str:
+        """A fresh WebRTC login token (JWT) for an agent's softphone."""
+        key = str(uuid.uuid4())
+
+        async def send() -> str:
+            token: str = await self.client.telephony_credentials.create_token(credential_id, idempotency_key=key)
+            return token
+
+        return await self._with_retries("create_token", send)
