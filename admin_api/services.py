@@ -14,6 +14,8 @@ from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
 from crm.users import UserStore
+from dialer.connections import Sealer
+from dialer.softphone import Softphones
 
 
 @dataclass
@@ -27,6 +29,9 @@ class Services:
     imports: ImportService
     #: The in-memory suppression index, kept current from PostgreSQL (``feed.index``).
     suppressions: SuppressionFeed
+    #: Seals carrier secrets (telephony.secrets_key) and serves agents' softphone tokens.
+    sealer: Sealer
+    softphones: Softphones
     #: Country for phone numbers written without a country code (settings.audience.default_phone_region).
     default_phone_region: str = "US"
     #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).

@@ -105,6 +105,23 @@ class TelephonySettings(_Section):
     webhook_public_key: str | None = Field(None, min_length=44, max_length=44)
     #: Largest webhook body accepted, in bytes (Telnyx events are a few KB).
     max_webhook_bytes: int = Field(65_536, ge=1024, le=10 * 1024 * 1024)
+    #: Base64 of 32 random bytes that encrypt carrier API keys and SIP secrets in the database. Unset: generated
+    #: once into <data_dir>/secrets_key. Several nodes must share one key: set it explicitly there.
+    secrets_key: SecretStr | None = None
+    #: Telnyx API base URL, with its /v2 (the simulated carrier: http://127.0.0.1:PORT/v2).
+    api_base_url: str = Field("https://api.telnyx.com/v2", pattern=r"^https?://")
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                raw = base64.b64decode(value.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("not Base64") from None
+            if len(raw) != 32:
+                raise ValueError("must be Base64 of 32 random bytes")
+        return value
 
     @field_validator("webhook_public_key")
     @classmethod

@@ -57,6 +57,7 @@ class DialedLeg:
 class Credential:
     id: str
     sip_username: str
+    sip_password: str = ""
 
 
 def _error_code(exc: telnyx.APIStatusError) -> str | None:
@@ -231,7 +232,7 @@ class Carrier:
         data = response.data
         if data is None or not data.id or not data.sip_username:
             raise CarrierError("create credential: the carrier answered without an id")
-        return Credential(str(data.id), str(data.sip_username))
+        return Credential(str(data.id), str(data.sip_username), str(data.sip_password or ""))
 
     async def login_token(self, credential_id: str) -> str:
         """A fresh WebRTC login token (JWT) for an agent's softphone."""

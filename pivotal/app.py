@@ -26,6 +26,7 @@ from admin_api import (
     record_routes,
     search_routes,
     segment_routes,
+    telephony_routes,
     user_routes,
 )
 from admin_api.api import Api
@@ -38,6 +39,8 @@ from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
 from crm.users import UserStore
+from dialer.connections import Sealer
+from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
 from dialer.webhook_ingress import EventLog, Legs, WebhookIngress
 from dialer.webhook_signature import load_public_key
@@ -45,7 +48,7 @@ from pivotal import ops_routes, webhook_routes
 from pivotal.bootstrap import ensure_admin
 from pivotal.database import create_pool, database_url
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
-from pivotal.local_state import jwt_secret
+from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
 from pivotal.schema import apply_schema
 
@@ -76,6 +79,7 @@ def routes() -> Api:
         search_routes.api,
         compliance_routes.api,
         webhook_routes.api,
+        telephony_routes.api,
     )
 
 
@@ -126,6 +130,8 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
                 app[DATABASE_URL], timeout=5, server_settings={"application_name": "pivotal-suppressions"}
             )
 
+        sealer = Sealer(secrets_key(settings))
+        softphones = Softphones(app[POOL], sealer, settings.telephony.api_base_url)
         feed = SuppressionFeed(connect, observe_lag=metrics.suppression_lag.observe)
         await feed.start()
         metrics.suppressions.feed = feed
@@ -140,6 +146,8 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             clock=clock,
             imports=imports,
             suppressions=feed,
+            sealer=sealer,
+            softphones=softphones,
             default_phone_region=settings.audience.default_phone_region,
             trust_forwarded_for=settings.server.trust_forwarded_for,
         )
@@ -150,6 +158,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             await imports.close()
             metrics.suppressions.feed = None
             await feed.close()
+            await softphones.close()
 
     return services
 

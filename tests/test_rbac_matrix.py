@@ -25,6 +25,7 @@ PLACEHOLDER = {
     "domain": "example.com",
     "suppressionId": "999999",
     "campaignId": "999999",
+    "connectionId": "999999",
 }
 
 PUBLIC = {

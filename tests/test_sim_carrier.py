@@ -286,3 +286,50 @@ def test_sliding_window(times: list[float], expected: list[float]) -> None:
 
     window = SlidingWindow(3, 1.0)
     assert [round(window.acquire(now), 6) for now in times] == expected
+
+
+async def test_connections_admin_and_the_agents_softphone(
+    make_client: Any, role_users: Any, pool: Any, sim_url: tuple[SimCarrier, str]
+) -> None:
+    """Admin-only CRUD with one default; the API key is write-only and sealed in the database; an agent gets
+    its SIP identity (made once at the carrier) and a fresh login token every time."""
+    from crm.roles import Role
+    from tests.conftest import bearer, login
+
+    carrier, url = sim_url
+    client = await make_client(telephony={"api_base_url": url})
+    admin = bearer(await login(client, f"{Role.ADMIN}@test.example"))
+    agent = bearer(await login(client, f"{Role.AGENT}@test.example"))
+    api = "/api/telephony/connections"
+    assert (await client.get(api, headers=agent)).status == 403
+    no_phone = await client.get("/api/telephony/softphone", headers=agent)
+    assert no_phone.status == 503, "no connection yet"
+    main = await client.post(api, json={"name": "Main", "connection_id": "cc-1", "api_key": "KEY-SECRET-1",
+                                        "credential_connection_id": "cred-1"}, headers=admin)  # fmt: skip
+    assert main.status == 201, await main.text()
+    body = await main.json()
+    assert body["is_default"] is True, "the first connection is the default"
+    assert body["has_api_key"] is True
+    assert "KEY-SECRET-1" not in await main.text()
+    second = await (await client.post(api, json={"name": "Backup", "connection_id": "cc-2"}, headers=admin)).json()
+    assert second["is_default"] is False
+    duplicate = await client.post(api, json={"name": "main", "connection_id": "cc-3"}, headers=admin)
+    assert duplicate.status == 409
+    refused = await client.delete(f"{api}/{body['id']}", headers=admin)
+    assert refused.status == 409, "the default cannot be deleted"
+    switched = await client.patch(f"{api}/{second['id']}", json={"is_default": True}, headers=admin)
+    assert (await switched.json())["is_default"] is True
+    listed = await (await client.get(api, headers=admin)).json()
+    assert [(c["name"], c["is_default"]) for c in listed["items"]] == [("Main", False), ("Backup", True)]
+    await client.patch(f"{api}/{body['id']}", json={"is_default": True}, headers=admin)
+
+    sealed = await pool.fetchval("SELECT api_key_encrypted FROM telephony_connections WHERE name = 'Main'")
+    assert b"KEY-SECRET-1" not in sealed, "sealed at rest"
+    secret = await pool.fetchval("SELECT secret_encrypted FROM telephony_credentials")
+    assert secret is None or b"gencred" not in secret
+    first = await (await client.get("/api/telephony/softphone", headers=agent)).json()
+    again = await (await client.get("/api/telephony/softphone", headers=agent)).json()
+    assert first["sip_username"] == again["sip_username"], "one credential per agent and connection"
+    assert first["sip_username"].startswith("gencred")
+    assert jwt.decode(first["login_token"], options={"verify_signature": False})["sub"] == first["sip_username"]
+    assert len(carrier.credentials) == 1
