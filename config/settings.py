@@ -100,6 +100,9 @@ class AudienceSettings(_Section):
 
 
 class TelephonySettings(_Section):
+    #: Run against the simulated carrier started in-process (no real calls; its key and URL are used, and a
+    #: "Sandbox" connection is created if there is none). Set false to use Telnyx.
+    sandbox: bool = True
     #: Base64 of the carrier's raw 32-byte Ed25519 webhook public key (Telnyx: Mission Control, Keys &
     #: Credentials). Unset: POST /webhooks/telnyx answers 503.
     webhook_public_key: str | None = Field(None, min_length=44, max_length=44)

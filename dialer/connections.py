@@ -40,7 +40,10 @@ class Sealer:
         try:
             return self._box.decrypt(sealed).decode()
         except CryptoError:
-            raise RuntimeError("a stored secret cannot be decrypted: telephony.secrets_key changed?") from None
+            raise TelephonyError(
+                503,
+                "a stored carrier secret cannot be decrypted: was telephony.secrets_key changed? Set the API key again",
+            ) from None
 
 
 @dataclass(frozen=True)

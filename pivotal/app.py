@@ -34,11 +34,13 @@ from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
 from config import Settings
 from crm.audience.import_service import ImportService
+from crm.audit import SYSTEM
 from crm.compliance.feed import SuppressionFeed
 from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
 from crm.users import UserStore
+from dialer import connections
 from dialer.connections import Sealer
 from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
@@ -51,6 +53,7 @@ from pivotal.http_middleware import METRICS, add_request_id_header, observe_midd
 from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
 from pivotal.schema import apply_schema
+from pivotal.server import ON_LISTENING
 
 log = structlog.get_logger(__name__)
 
@@ -164,9 +167,17 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
 
 
 async def _telephony(app: web.Application) -> AsyncIterator[None]:
-    """Webhook ingress: legs, the batched event log, the verifier (503 until a public key is configured)."""
+    """Webhook ingress (legs, the batched event log, the verifier: 503 until a key is known); in sandbox mode
+    the simulated carrier, started here, provides the key and the API and receives the daemon's URL."""
     settings = app[SETTINGS].telephony
     key = load_public_key(settings.webhook_public_key) if settings.webhook_public_key else None
+    sandbox: web.AppRunner | None = None
+    if settings.sandbox:
+        sandbox, sim_key, base_url, point_webhooks = await _start_sandbox_carrier()
+        key = load_public_key(sim_key)
+        app[SERVICES].softphones.base_url = base_url
+        app.setdefault(ON_LISTENING, []).append(point_webhooks)
+        await _ensure_sandbox_connection(app)
     events = EventLog(app[POOL])
     app[INGRESS] = ingress = WebhookIngress(key, Legs(), events, max_bytes=settings.max_webhook_bytes)
     app[WEBHOOK_HANDLER] = webhook_handler(ingress, app[METRICS].observe_webhook)
@@ -175,6 +186,41 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await events.close()
+        if sandbox is not None:
+            await sandbox.cleanup()
+
+
+async def _start_sandbox_carrier() -> tuple[web.AppRunner, str, str, Callable[[int], None]]:
+    from sim.carrier import Options, SimCarrier  # sandbox only: production never imports the simulator
+
+    carrier = SimCarrier(Options(seed=1))
+    runner = web.AppRunner(carrier.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = _first_port(runner)
+    base_url = f"http://127.0.0.1:{port}/v2"
+
+    def point_webhooks(daemon_port: int) -> None:
+        carrier.options.webhook_url = f"http://127.0.0.1:{daemon_port}/webhooks/telnyx"
+
+    log.info("sandbox_carrier_started", api=base_url)
+    return runner, carrier.public_key, base_url, point_webhooks
+
+
+def _first_port(runner: web.AppRunner) -> int:
+    address = runner.addresses[0]
+    return int(address[1])
+
+
+async def _ensure_sandbox_connection(app: web.Application) -> None:
+    """A default "Sandbox" connection, so agents' softphones work out of the box (only if none exists)."""
+    services = app[SERVICES]
+    if not await services.pool.fetchval("SELECT 1 FROM telephony_connections WHERE deleted_at IS NULL LIMIT 1"):
+        await connections.create(
+            services.pool, SYSTEM, services.sealer,
+            {"name": "Sandbox", "connection_id": "sandbox", "credential_connection_id": "sandbox-agents",
+             "api_key": "sandbox", "is_default": True},
+        )  # fmt: skip
 
 
 def build_app(

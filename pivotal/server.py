@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 
 import structlog
 from aiohttp import web
@@ -54,6 +55,8 @@ class Server:
                 await site.start()
                 self.port = _bound_port(runner)
                 log.info("listening", host=server.host, port=self.port, url=f"http://{server.host}:{self.port}")
+                for listener in self.app.get(ON_LISTENING, []):
+                    listener(self.port)
                 notify("READY=1")
                 await self.should_exit.wait()
             notify("STOPPING=1")
@@ -65,6 +68,10 @@ class Server:
             for sig in HANDLED_SIGNALS:
                 loop.remove_signal_handler(sig)
         log.info("stopped")
+
+
+#: Called with the bound port once the daemon listens (sandbox mode points the simulated carrier's webhooks at it).
+ON_LISTENING: web.AppKey[list[Callable[[int], None]]] = web.AppKey("on_listening")
 
 
 def _bound_port(runner: web.AppRunner) -> int:

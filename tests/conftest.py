@@ -84,6 +84,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "database": {"url": database_url, "pool_min": 1, "pool_max": 5},
         "auth": {"jwt_secret": JWT_SECRET, "bcrypt_rounds": 4},
         "logging": {"format": "json"},
+        "telephony": {"sandbox": False},  # tests start their own simulator where they need one
     }
     for key, value in overrides.items():
         values[key] = {**values[key], **value} if isinstance(value, dict) and key in values else value

@@ -297,6 +297,7 @@ async def test_connections_admin_and_the_agents_softphone(
     from tests.conftest import bearer, login
 
     carrier, url = sim_url
+    await pool.execute("TRUNCATE telephony_credentials, telephony_connections CASCADE")
     client = await make_client(telephony={"api_base_url": url})
     admin = bearer(await login(client, f"{Role.ADMIN}@test.example"))
     agent = bearer(await login(client, f"{Role.AGENT}@test.example"))
@@ -333,3 +334,47 @@ async def test_connections_admin_and_the_agents_softphone(
     assert first["sip_username"].startswith("gencred")
     assert jwt.decode(first["login_token"], options={"verify_signature": False})["sub"] == first["sip_username"]
     assert len(carrier.credentials) == 1
+
+
+async def test_sandbox_mode_runs_the_simulator_in_the_daemon(
+    database_url: str, pool: Any, role_users: Any, tmp_path: Any
+) -> None:
+    """By default the daemon starts the simulated carrier, trusts its key, points its webhooks at itself and
+    creates a Sandbox connection: softphones and calls work out of the box."""
+    import aiohttp
+
+    from tests.conftest import PASSWORD
+    from tests.daemon import PIVOTAL, Daemon, clean_environment, free_port
+
+    await pool.execute("TRUNCATE telephony_credentials, telephony_connections, call_events CASCADE")
+    port = free_port()
+    env = clean_environment(PIVOTAL_DATABASE_URL=database_url, PIVOTAL_LOGGING__FORMAT="json")
+    daemon = Daemon([PIVOTAL, "--data-dir", str(tmp_path), "run", "--port", str(port)], env)
+    await daemon.start()
+    try:
+        sandbox = await daemon.wait_for_log("sandbox_carrier_started", timeout=60)
+        await daemon.wait_for_log("listening", timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            login = await session.post(
+                f"{base}/api/auth/login", json={"email": "agent@test.example", "password": PASSWORD}
+            )
+            token = (await login.json())["access_token"]
+            phone = await session.get(f"{base}/api/telephony/softphone", headers={"Authorization": f"Bearer {token}"})
+            assert phone.status == 200, await phone.text()
+            assert (await phone.json())["sip_username"].startswith("gencred")
+            client = AsyncTelnyx(api_key="sandbox", base_url=sandbox["api"], max_retries=0)
+            try:
+                for i in range(5):
+                    await client.calls.dial(connection_id="sandbox", from_="+15550100001", to=f"+1555030{i:04d}")
+            finally:
+                await client.close()
+            started = time.perf_counter()
+            while True:
+                metrics = await (await session.get(f"{base}/metrics")).text()
+                if 'pivotal_webhooks_total{result="applied"}' in metrics:
+                    break
+                assert time.perf_counter() - started < 10, "the simulator's signed webhooks reach the daemon"
+                await asyncio.sleep(0.1)
+    finally:
+        await daemon.stop()

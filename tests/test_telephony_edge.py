@@ -229,12 +229,12 @@ async def test_webhooks_are_refused_until_a_key_is_configured(make_client: Any, 
 
 
 def test_secrets_are_sealed_with_a_fresh_nonce_and_need_the_key() -> None:
-    from dialer.connections import Sealer
+    from dialer.connections import Sealer, TelephonyError
 
     sealer = Sealer(b"k" * 32)
     one, two = sealer.seal("api-key"), sealer.seal("api-key")
     assert one != two, "a random nonce each time"
     assert b"api-key" not in one
     assert sealer.open(one) == "api-key"
-    with pytest.raises(RuntimeError, match="secrets_key"):
+    with pytest.raises(TelephonyError, match="secrets_key"):
         Sealer(b"j" * 32).open(one)
