@@ -175,8 +175,12 @@ class Carrier:
         return await self._action("answer", lambda cid: actions.answer(ccid, command_id=cid), command_id)
 
     async def hangup(self, ccid: str, *, command_id: str | None = None) -> str:
+        """Hang up; a call that has already ended counts as done (the callee got there first)."""
         actions = self.client.calls.actions
-        return await self._action("hangup", lambda cid: actions.hangup(ccid, command_id=cid), command_id)
+        try:
+            return await self._action("hangup", lambda cid: actions.hangup(ccid, command_id=cid), command_id)
+        except CallEnded:
+            return command_id or ""
 
     async def bridge(
         self,

@@ -84,6 +84,10 @@ class Leg:
     def apply(self, event_type: str, payload: dict[str, Any], occurred_at: datetime) -> Handling:
         """Apply one (already de-duplicated) event; say how it was handled."""
         key, verdict = _classify(event_type, payload)
+        if event_type in GREETING_EVENTS and payload.get("result") == "beep_detected" and self.amd_result is None:
+            # Premium AMD sends only the greeting's end when the beep comes before its verdict: a machine.
+            key, verdict = ("verdict", "machine"), "machine"
+            payload = {**payload, "result": "machine"}
         self._record_facts(event_type, verdict, payload, occurred_at)
         if key is None:
             # The end of a greeting changes no state but is a fact the abandon clock starts from.
@@ -106,7 +110,7 @@ class Leg:
             self.amd_result = str(payload.get("result"))
         if event_type in GREETING_EVENTS:
             self.greeting_ended_at = _earliest(self.greeting_ended_at, at)
-            self.greeting_result = str(payload.get("result"))
+            self.greeting_result = "beep_detected" if verdict == "machine" else str(payload.get("result"))
         if event_type == "call.bridged":
             self.bridged_at = _earliest(self.bridged_at, at)
         if event_type == "call.hangup" and self.ended_at is None:

@@ -3,9 +3,10 @@
 The order of checks is the order of cost: size, signature and timestamp (nothing is parsed before the
 delivery is proven to come from the carrier), JSON, then the event id against those seen recently. The
 answer (200) does not wait for PostgreSQL: events are written by ``EventLog`` in batches, with the event id
-unique in the table as the backstop of the in-memory de-duplication (after a restart, a redelivery is
-dropped there). Nothing a carrier sends can crash the daemon: every refusal is a status, a log line and a
-metric.
+unique in the table as the backstop of the in-memory de-duplication (after a restart a redelivery's log row is
+dropped there; applying an event to its leg twice changes nothing). When the database falls behind by
+MAX_QUEUED_EVENTS, deliveries are answered 503 before they are taken, so Telnyx keeps them. Nothing a carrier
+sends can crash the daemon: every refusal is a status, a log line and a metric.
 """
 
 from __future__ import annotations
@@ -29,10 +30,19 @@ from dialer.webhook_signature import SignatureRejected, verify
 
 log = structlog.get_logger(__name__)
 
-#: Event ids remembered for de-duplication (Telnyx retries within about a minute; this covers hours at 1,000/s).
-REMEMBERED_EVENTS = 200_000
-#: Legs kept after they ended, for late or duplicated deliveries (the dialer drops live ones itself).
+#: Event ids are remembered this long (the +-300 s signature window plus Telnyx's retries) ...
+REMEMBER_EVENTS_S = 900.0
+#: ... up to this many (~200 MB; 1,100 events/s for the whole span). Past it the oldest go first: a replay of
+#: one of those would reach its leg again, where it is harmless (applying an event twice changes nothing: the
+#: state has moved on and facts keep their earliest time), and the log row is still unique in PostgreSQL.
+REMEMBERED_EVENTS = 1_000_000
+#: Ended legs kept for late or duplicated deliveries; then only their ids, so a late event cannot revive them.
 ENDED_LEGS_KEPT = 50_000
+FORGOTTEN_LEGS_KEPT = 500_000
+#: A leg with no event for this long is forgotten (Telnyx ends every call by 4 h: time_limit_secs).
+LEG_IDLE_S = 5 * 3600.0
+#: Above this many events waiting for PostgreSQL, deliveries get 503 (Telnyx retries) instead of being taken.
+MAX_QUEUED_EVENTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -43,36 +53,43 @@ class Outcome:
 
 
 class RecentIds:
-    """A bounded set of recently seen ids (oldest forgotten first)."""
+    """Ids seen in the last ``span_s`` seconds, at most ``capacity`` of them (oldest forgotten first)."""
 
-    def __init__(self, capacity: int) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
+    def __init__(self, capacity: int, span_s: float = REMEMBER_EVENTS_S) -> None:
+        self._ids: OrderedDict[str, float] = OrderedDict()
         self._capacity = capacity
+        self._span_s = span_s
 
-    def seen(self, event_id: str) -> bool:
+    def seen(self, event_id: str, now: float) -> bool:
         """True if already seen; otherwise remember it."""
         if event_id in self._ids:
             return True
-        self._ids[event_id] = None
-        if len(self._ids) > self._capacity:
+        self._ids[event_id] = now
+        while self._ids and (len(self._ids) > self._capacity or now - next(iter(self._ids.values())) > self._span_s):
             self._ids.popitem(last=False)
         return False
 
-    def forget(self, event_id: str) -> None:
-        self._ids.pop(event_id, None)
-
 
 class Legs:
-    """The legs the carrier tells us about, by call_control_id. The dialer registers the ones it dials."""
+    """The legs the carrier tells us about, by call_control_id, bounded: ended and idle legs are forgotten, and
+    a late event for a forgotten leg is ignored rather than bringing it back."""
 
     def __init__(self) -> None:
         self._legs: dict[str, Leg] = {}
+        self._seen: OrderedDict[str, float] = OrderedDict()  # leg -> last event (monotonic), oldest first
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._forgotten: OrderedDict[str, None] = OrderedDict()
 
-    def get_or_create(self, call_control_id: str) -> Leg:
+    def get_or_create(self, call_control_id: str, now: float) -> Leg | None:
+        """The leg (created on its first event), or None if it was forgotten."""
+        if call_control_id in self._forgotten:
+            return None
         leg = self._legs.get(call_control_id)
         if leg is None:
             leg = self._legs[call_control_id] = Leg(call_control_id)
+        self._seen[call_control_id] = now
+        self._seen.move_to_end(call_control_id)
+        self._sweep(now)
         return leg
 
     def get(self, call_control_id: str) -> Leg | None:
@@ -82,7 +99,26 @@ class Legs:
         self._ended[call_control_id] = None
         while len(self._ended) > ENDED_LEGS_KEPT:
             old, _ = self._ended.popitem(last=False)
-            self._legs.pop(old, None)
+            self._forget(old)
+
+    def drop(self, call_control_id: str) -> None:
+        """The dialer is done with a leg."""
+        self._forget(call_control_id)
+
+    def _sweep(self, now: float) -> None:
+        while self._seen:
+            oldest, at = next(iter(self._seen.items()))
+            if now - at <= LEG_IDLE_S:
+                return
+            self._forget(oldest)
+
+    def _forget(self, call_control_id: str) -> None:
+        self._legs.pop(call_control_id, None)
+        self._seen.pop(call_control_id, None)
+        self._ended.pop(call_control_id, None)
+        self._forgotten[call_control_id] = None
+        while len(self._forgotten) > FORGOTTEN_LEGS_KEPT:
+            self._forgotten.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -92,7 +128,11 @@ Row = tuple[str, str, str | None, datetime, datetime, int | None, str, str]
 
 
 class EventLog:
-    """Writes received events to ``call_events`` in batches (every ``interval_s`` or ``batch_size`` events)."""
+    """Writes received events to ``call_events`` in batches (every ``interval_s`` or ``batch_size`` events).
+
+    A failed write keeps its batch and is retried with backoff; a row PostgreSQL refuses is set aside (logged,
+    counted) so it can never block the rows behind it. ``close`` writes what is queued before returning.
+    """
 
     def __init__(self, pool: asyncpg.Pool, *, batch_size: int = 1000, interval_s: float = 0.1) -> None:
         self._pool = pool
@@ -100,9 +140,15 @@ class EventLog:
         self._interval_s = interval_s
         self._queue: list[Row] = []
         self._wake = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.written = 0
         self.failures = 0
+        self.refused_rows = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._queue)
 
     def append(self, row: Row) -> None:
         self._queue.append(row)
@@ -112,33 +158,55 @@ class EventLog:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="call-event-log")
 
-    async def close(self) -> None:
-        """Write what is queued, then stop."""
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Write what is queued (within ``timeout_s``), then stop."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self.flush()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._queue:
+            log.warning("call_events_unwritten_at_shutdown", events=len(self._queue))
 
     async def _run(self) -> None:
+        failures = 0
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._interval_s):
+                async with asyncio.timeout(self._interval_s * (2 ** min(failures, 6))):
                     await self._wake.wait()
             self._wake.clear()
-            await self.flush()
+            failures = 0 if await self.flush() else failures + 1
+            if self._stopping and (not self._queue or failures >= 3):
+                return
 
-    async def flush(self) -> None:
+    async def flush(self) -> bool:
+        """Write everything queued; False if PostgreSQL could not be reached (the rows stay queued)."""
         while self._queue:
             batch, self._queue = self._queue[: self._batch_size], self._queue[self._batch_size :]
             try:
                 await self._write(batch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # Keep the events and try again next round; the carrier has been answered already.
+            except asyncpg.DataError:
+                await self._write_one_by_one(batch)
+            except BaseException as exc:
+                self._queue[:0] = batch  # never lose a taken batch, even when cancelled mid-write
+                if not isinstance(exc, Exception):
+                    raise
                 self.failures += 1
-                self._queue[:0] = batch
-                log.warning("call_events_write_failed", error=str(exc), queued=len(self._queue))
-                return
+                log.warning("call_events_write_failed", error=str(exc) or type(exc).__name__, queued=len(self._queue))
+                return False
+        return True
+
+    async def _write_one_by_one(self, batch: list[Row]) -> None:
+        for row in batch:
+            try:
+                await self._write([row])
+            except asyncpg.DataError as exc:
+                self.refused_rows += 1
+                log.error("call_event_refused_by_database", event_id=row[0], event_type=row[1], error=str(exc))
 
     async def _write(self, batch: list[Row]) -> None:
         columns = list(zip(*batch, strict=True))
@@ -149,6 +217,7 @@ class EventLog:
                                     $6::int[], $7::text[], $8::text[]::jsonb[])
                ON CONFLICT (event_id) DO NOTHING""",
             *columns,
+            timeout=10,
         )
         self.written += int(status.rsplit(" ", 1)[-1])
 
@@ -169,6 +238,7 @@ class WebhookIngress:
         self.max_bytes = max_bytes
         self.clock = clock
         self.recent = RecentIds(REMEMBERED_EVENTS)
+        self._monotonic = time.monotonic
 
     def handle(self, headers: Any, body: bytes) -> Outcome:
         """Everything synchronous: the event is applied before the answer, written shortly after."""
@@ -182,7 +252,7 @@ class WebhookIngress:
         except SignatureRejected as exc:
             return Outcome(401, f"rejected_{exc.reason}", str(exc))
         try:
-            envelope = json.loads(body)
+            envelope = json.loads(body, parse_constant=_no_constants)
             data = envelope["data"]
             event_id, event_type, payload = data["id"], data["event_type"], data.get("payload") or {}
             if not (isinstance(event_id, str) and isinstance(event_type, str) and isinstance(payload, dict)):
@@ -190,18 +260,20 @@ class WebhookIngress:
             if not 0 < len(event_id) <= 100 or not 0 < len(event_type) <= 100:
                 raise ValueError("id or event_type of an unreasonable length")
             occurred_at = _timestamp(data.get("occurred_at"), now)
-        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+        except (ValueError, TypeError, KeyError, RecursionError, OverflowError) as exc:
             return Outcome(400, "rejected_malformed", f"not a Telnyx event: {type(exc).__name__}: {exc}")
-        if self.recent.seen(event_id):
+        if self.events.backlog >= MAX_QUEUED_EVENTS:  # PostgreSQL is not keeping up: let Telnyx retry later
+            return Outcome(503, "deferred_backlog", "events are waiting for the database; retry")
+        if self.recent.seen(event_id, now):
             return Outcome(200, "duplicate")
         meta = envelope.get("meta") if isinstance(envelope, dict) else None
         attempt = meta.get("attempt") if isinstance(meta, dict) else None
         call_control_id = payload.get("call_control_id")
         handling = Handling.UNMATCHED
         if isinstance(call_control_id, str) and call_control_id:
-            leg = self.legs.get_or_create(call_control_id)
-            handling = leg.apply(event_type, payload, occurred_at)
-            if event_type == "call.hangup":
+            leg = self.legs.get_or_create(call_control_id, self._monotonic())
+            handling = leg.apply(event_type, payload, occurred_at) if leg is not None else Handling.IGNORED
+            if leg is not None and event_type == "call.hangup":
                 self.legs.ended(call_control_id)
         else:
             call_control_id = None
@@ -214,7 +286,7 @@ class WebhookIngress:
                 datetime.fromtimestamp(now, UTC),
                 attempt if isinstance(attempt, int) and 1 <= attempt < 2**31 else None,
                 handling.value,
-                body.decode("utf-8", "replace").replace("\\u0000", ""),
+                json.dumps(_storable(envelope)),
             )
         )
         return Outcome(200, handling.value)
@@ -227,6 +299,21 @@ def _plausible_event_type(event_type: str) -> bool:
         and event_type[0].islower()
         and all((c.isascii() and (c.islower() or c.isdigit())) or c in "._" for c in event_type)
     )
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not JSON a database can store")
+
+
+def _storable(value: Any) -> Any:
+    """The parsed event as PostgreSQL's jsonb accepts it: no NUL characters, no lone surrogates."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _timestamp(text: object, now: float) -> datetime:

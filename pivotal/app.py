@@ -173,6 +173,8 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
     key = load_public_key(settings.webhook_public_key) if settings.webhook_public_key else None
     sandbox: web.AppRunner | None = None
     if settings.sandbox:
+        if settings.webhook_public_key:
+            log.warning("sandbox_ignores_webhook_public_key", hint="set telephony.sandbox = false to take real calls")
         sandbox, sim_key, base_url, point_webhooks = await _start_sandbox_carrier()
         key = load_public_key(sim_key)
         app[SERVICES].softphones.base_url = base_url

@@ -238,3 +238,84 @@ def test_secrets_are_sealed_with_a_fresh_nonce_and_need_the_key() -> None:
     assert sealer.open(one) == "api-key"
     with pytest.raises(TelephonyError, match="secrets_key"):
         Sealer(b"j" * 32).open(one)
+
+
+def test_a_premium_beep_without_a_verdict_is_a_machine() -> None:
+    leg, handled = _run(
+        [("call.answered", {}, 2), ("call.machine.premium.greeting.ended", {"result": "beep_detected"}, 9)]
+    )
+    assert (leg.state, leg.amd_result, leg.greeting_result) == (LegState.MACHINE, "machine", "beep_detected")
+    assert handled == [A, A]
+
+
+def test_forgotten_legs_stay_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialer import webhook_ingress
+    from dialer.webhook_ingress import Legs
+
+    monkeypatch.setattr(webhook_ingress, "ENDED_LEGS_KEPT", 1)
+    legs = Legs()
+    for ccid in ("a", "b"):
+        leg = legs.get_or_create(ccid, 0.0)
+        assert leg is not None
+        leg.apply("call.hangup", {}, T0)
+        legs.ended(ccid)
+    assert legs.get("a") is None, "the oldest ended leg is forgotten"
+    assert legs.get_or_create("a", 1.0) is None, "a late event does not bring it back"
+    assert legs.get_or_create("idle", 2.0) is not None
+    legs.get_or_create("later", 2.0 + webhook_ingress.LEG_IDLE_S + 1)
+    assert legs.get("idle") is None, "idle legs are swept"
+
+
+async def test_awkward_but_signed_bodies_are_read_whole_and_stored(make_client: Any, clean_db: Any) -> None:
+    """A body in several chunks verifies; text PostgreSQL cannot hold is cleaned, never blocking the log."""
+    await clean_db.execute("TRUNCATE call_events")
+    client = await make_client(telephony={"webhook_public_key": PUBLIC})
+    body = _delivery("chunked", "call.answered", {"call_control_id": "v3:c", "note": "x" * 3000})
+
+    async def pieces() -> Any:
+        for start in range(0, len(body), 700):
+            yield body[start : start + 700]
+            await asyncio.sleep(0.01)
+
+    headers = {**sign(KEY, body, int(time.time())), "Content-Type": "application/json"}
+    chunked = await client.post("/webhooks/telnyx", data=pieces(), headers=headers)
+    assert chunked.status == 200, await chunked.text()
+    awkward = [
+        _delivery("nul", "call.answered", {"call_control_id": "v3:d", "caller": "a\u0000b"}),
+        _delivery("surrogate", "call.answered", {"call_control_id": "v3:e", "caller": "\ud800"}),
+        b'{"data": {"id": "minimal", "event_type": "call.answered", "payload": {"call_control_id": "v3:f"}}}',
+    ]
+    for raw in awkward:
+        assert (await _post(client, raw)).status == 200
+    nan = b'{"data": {"id": "nan", "event_type": "call.answered", "payload": {"x": NaN}}}'
+    assert (await _post(client, nan)).status == 400
+    started = time.perf_counter()
+    while await clean_db.fetchval("SELECT count(*) FROM call_events") < 4:
+        assert time.perf_counter() - started < 3
+        await asyncio.sleep(0.02)
+    caller = await clean_db.fetchval(
+        "SELECT payload->'data'->'payload'->>'caller' FROM call_events WHERE event_id = 'nul'"
+    )
+    assert caller == "ab"
+
+
+async def test_the_event_log_writes_its_queue_before_closing(clean_db: Any) -> None:
+    from dialer.webhook_ingress import EventLog
+
+    await clean_db.execute("TRUNCATE call_events")
+    events = EventLog(clean_db, interval_s=60)  # no timed flush: only close() can write them
+    events.start()
+    now = datetime.now(UTC)
+    for i in range(25):
+        events.append((f"q{i}", "call.answered", None, now, now, 1, "unmatched", "{}"))
+    await events.close()
+    assert await clean_db.fetchval("SELECT count(*) FROM call_events") == 25
+
+
+async def test_a_backlog_defers_deliveries(make_client: Any, clean_db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dialer import webhook_ingress
+
+    monkeypatch.setattr(webhook_ingress, "MAX_QUEUED_EVENTS", 0)
+    client = await make_client(telephony={"webhook_public_key": PUBLIC})
+    response = await _post(client, _delivery("later", "call.answered", {"call_control_id": "v3:g"}))
+    assert response.status == 503, "Telnyx keeps it and retries"
