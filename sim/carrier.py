@@ -34,6 +34,7 @@ from sim.scenarios import FAILURES, Script, script_for
 DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
 DIAL_WINDOW_S = 5.0
 COMMAND_MEMORY_S = 60.0
+ENDED_LEG_KEPT_S = 300.0  # an ended leg still answers 422 90018 this long, then is forgotten (404)
 RETRIES_MS = (1000, 2000, 4000)  # sim choice: Telnyx's voice retry schedule is undocumented (s8.1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AMD_MODES = ("premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
@@ -111,6 +112,7 @@ class SimCarrier:
         self._session: aiohttp.ClientSession | None = None
         self.deliveries = 0
         self.delivery_failures = 0
+        self.live = 0  # legs not ended (the channel limit)
 
     @property
     def public_key(self) -> str:
@@ -215,9 +217,9 @@ class SimCarrier:
         if isinstance(link, str) and link in self.legs:
             leg.call_session_id = self.legs[link].call_session_id
         self.legs[leg.call_control_id] = leg
-        live = sum(1 for other in self.legs.values() if other.state != "ended")
+        self.live += 1
         leg.tasks.append(asyncio.create_task(self._deliver(leg)))
-        leg.tasks.append(asyncio.create_task(self._play(leg, over_limit=live > self.options.channel_limit)))
+        leg.tasks.append(asyncio.create_task(self._play(leg, over_limit=self.live > self.options.channel_limit)))
         data = {"call_control_id": leg.call_control_id, "call_leg_id": leg.call_leg_id,
                 "call_session_id": leg.call_session_id, "is_alive": False, "record_type": "call"}  # fmt: skip
         response = {"data": data}
@@ -278,6 +280,7 @@ class SimCarrier:
         if leg.state == "ended":
             return
         leg.state, leg.ended_at = "ended", time.time()
+        self.live -= 1
         for task in leg.tasks[1:]:  # the script and pending events; the outbox (first) delivers what is queued
             if task is not asyncio.current_task():
                 task.cancel()
@@ -327,11 +330,18 @@ class SimCarrier:
             leg.outbox.put_nowait((event_type, data))
 
     async def _deliver(self, leg: SimLeg) -> None:
-        """One task per leg: its events in order, each retried; a slow receiver delays only this leg."""
+        """One task per leg: its events in order, each retried; a slow receiver delays only this leg. After the
+        hangup it waits a little for a late recording, then forgets the leg (long sandbox runs stay bounded)."""
         while True:
-            _, data = await leg.outbox.get()
+            try:
+                async with asyncio.timeout(None if leg.state != "ended" else 10 / self.options.speed):
+                    _, data = await leg.outbox.get()
+            except TimeoutError:
+                break
             if leg.webhook_url:
                 await self._post(leg.webhook_url, data)
+        await asyncio.sleep(ENDED_LEG_KEPT_S)
+        self.legs.pop(leg.call_control_id, None)
 
     async def _post(self, url: str, data: dict[str, Any]) -> None:
         if self._session is None:

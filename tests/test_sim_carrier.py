@@ -379,3 +379,24 @@ async def test_sandbox_mode_runs_the_simulator_in_the_daemon(
                 await asyncio.sleep(0.1)
     finally:
         await daemon.stop()
+
+
+async def test_finished_legs_are_forgotten(
+    world: tuple[SimCarrier, AsyncTelnyx, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sandbox runs for months: the simulator keeps no ended call for long."""
+    import sim.carrier
+
+    monkeypatch.setattr(sim.carrier, "ENDED_LEG_KEPT_S", 0.05)
+    carrier, client, receiver = world
+    carrier.options.speed = 100.0  # the post-hangup wait for late recordings shrinks too
+    carrier.scripts["+15550100070"] = fast("busy")
+    dialed = await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100070")
+    assert dialed.data is not None
+    ccid = str(dialed.data.call_control_id)
+    await _events_of(receiver, ccid, "call.hangup")
+    assert carrier.live == 0
+    started = time.perf_counter()
+    while ccid in carrier.legs:
+        assert time.perf_counter() - started < 3
+        await asyncio.sleep(0.02)
