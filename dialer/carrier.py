@@ -70,6 +70,16 @@ def _error_code(exc: telnyx.APIStatusError) -> str | None:
     return None
 
 
+def warm_up() -> None:
+    """Import the SDK's resource modules now (about 1 s, lazily done on first use otherwise, which would stall
+    the event loop inside the first dial or softphone request). Run it in a thread at start."""
+    client = telnyx.Telnyx(api_key="warm-up", base_url="http://127.0.0.1:9/v2")
+    try:
+        _ = client.calls.actions, client.telephony_credentials
+    finally:
+        client.close()
+
+
 class Carrier:
     def __init__(
         self,

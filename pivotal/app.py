@@ -41,6 +41,7 @@ from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
 from crm.users import UserStore
 from dialer import connections
+from dialer.carrier import warm_up as carrier_warm_up
 from dialer.connections import Sealer
 from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
@@ -171,6 +172,7 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
     the simulated carrier, started here, provides the key and the API and receives the daemon's URL."""
     settings = app[SETTINGS].telephony
     key = load_public_key(settings.webhook_public_key) if settings.webhook_public_key else None
+    await asyncio.to_thread(carrier_warm_up)
     sandbox: web.AppRunner | None = None
     if settings.sandbox:
         if settings.webhook_public_key:
