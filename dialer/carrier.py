@@ -60,6 +60,18 @@ class Credential:
     sip_password: str = ""
 
 
+#: The longest Retry-After we wait for in-line; a carrier asking for more is treated as down.
+MAX_RETRY_AFTER_S = 5.0
+
+
+def _retry_after(exc: telnyx.APIStatusError) -> float:
+    """Seconds the carrier asked us to wait (Retry-After), capped; 0 when it did not say."""
+    try:
+        return min(float(exc.response.headers.get("retry-after", "0")), MAX_RETRY_AFTER_S)
+    except ValueError:
+        return 0.0
+
+
 def _error_code(exc: telnyx.APIStatusError) -> str | None:
     body = exc.body
     if isinstance(body, dict):
@@ -89,10 +101,14 @@ class Carrier:
         dials_per_window: int = 150,
         window_s: float = 5.0,
         timeout_s: float = 5.0,
+        command_timeout_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.client = AsyncTelnyx(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
+        # Call actions wait at most this long before resending with the same command_id: Telnyx advises a resend
+        # after 500 ms, and a bridge must land within the 2-second abandon rule (dials and credentials: timeout_s).
+        self._commands = self.client.with_options(timeout=command_timeout_s)
         self.dials = SlidingWindow(dials_per_window, window_s)
         self._clock = clock
         self._sleep = sleep
@@ -115,12 +131,13 @@ class Carrier:
                     raise CarrierError(f"{name}: {exc.status_code} {code or ''} {exc.message}".strip(),
                                        status=exc.status_code, code=code) from None  # fmt: skip
                 reason = f"{exc.status_code} {code or ''}".strip()
+                asked = _retry_after(exc)
             except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
                 if attempt == len(BACKOFF_S):
                     raise CarrierError(f"{name}: {type(exc).__name__} after {attempt + 1} attempts") from None
-                reason = type(exc).__name__
+                reason, asked = type(exc).__name__, 0.0
             self.retries += 1
-            pause = BACKOFF_S[attempt] * (1 + random.random() / 4)  # noqa: S311 - jitter
+            pause = max(BACKOFF_S[attempt] * (1 + random.random() / 4), asked)  # noqa: S311 - jitter
             log.info("carrier_retry", command=name, reason=reason, attempt=attempt + 1, in_s=round(pause, 2))
             await self._sleep(pause)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -181,12 +198,12 @@ class Carrier:
         return command_id
 
     async def answer(self, ccid: str, *, command_id: str | None = None) -> str:
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
         return await self._action("answer", lambda cid: actions.answer(ccid, command_id=cid), command_id)
 
     async def hangup(self, ccid: str, *, command_id: str | None = None) -> str:
         """Hang up; a call that has already ended counts as done (the callee got there first)."""
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
         try:
             return await self._action("hangup", lambda cid: actions.hangup(ccid, command_id=cid), command_id)
         except CallEnded:
@@ -201,7 +218,7 @@ class Carrier:
         prevent_double_bridge: bool = True,
         command_id: str | None = None,
     ) -> str:
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
         extra: dict[str, Any] = {"park_after_unbridge": "self"} if park_after_unbridge else {}
 
         def send(cid: str) -> Awaitable[Any]:
@@ -211,19 +228,19 @@ class Carrier:
         return await self._action("bridge", send, command_id)
 
     async def speak(self, ccid: str, text: str, *, voice: str = "female", command_id: str | None = None) -> str:
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
         return await self._action(
             "speak", lambda cid: actions.speak(ccid, payload=text, voice=voice, command_id=cid), command_id
         )
 
     async def playback(self, ccid: str, audio_url: str, *, command_id: str | None = None) -> str:
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
         return await self._action(
             "playback_start", lambda cid: actions.start_playback(ccid, audio_url=audio_url, command_id=cid), command_id
         )
 
     async def start_recording(self, ccid: str, *, command_id: str | None = None) -> str:
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
 
         def send(cid: str) -> Awaitable[Any]:
             return actions.start_recording(ccid, channels="dual", format="mp3", command_id=cid)
@@ -231,7 +248,7 @@ class Carrier:
         return await self._action("record_start", send, command_id)
 
     async def stop_recording(self, ccid: str, *, command_id: str | None = None) -> str:
-        actions = self.client.calls.actions
+        actions = self._commands.calls.actions
         return await self._action("record_stop", lambda cid: actions.stop_recording(ccid, command_id=cid), command_id)
 
     async def create_credential(self, connection_id: str, name: str) -> Credential:

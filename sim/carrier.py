@@ -52,6 +52,8 @@ class Options:
     duplicate_prob: float = 0.0  # chaos: deliver an event twice
     api_5xx_prob: float = 0.0  # chaos: answer a command with 500 before doing anything
     fail_next_commands: int = 0  # chaos, deterministic: the next N call commands answer 500
+    slow_next_commands: int = 0  # chaos, deterministic: the next N call commands answer after slow_command_ms
+    slow_command_ms: int = 1500  # (the command runs after the wait: a sender that gave up must resend)
 
 
 @dataclass
@@ -381,6 +383,9 @@ class SimCarrier:
                 raise ValueError
         except (ValueError, UnicodeDecodeError):
             return _error(400, "10015", "Bad Request", "The body is not a JSON object.")
+        if self.options.slow_next_commands > 0:
+            self.options.slow_next_commands -= 1
+            await asyncio.sleep(self.options.slow_command_ms / 1000)
         if self.options.fail_next_commands > 0 or self.rng.random() < self.options.api_5xx_prob:
             self.options.fail_next_commands = max(0, self.options.fail_next_commands - 1)
             return _error(500, "10007", "Unexpected error", "Simulated failure: retry with the same command_id.")

@@ -258,6 +258,28 @@ async def test_the_adapter_retries_only_what_is_safe(sim_url: tuple[SimCarrier, 
         await adapter.close()
 
 
+async def test_a_slow_command_is_resent_with_its_id_and_runs_once(sim_url: tuple[SimCarrier, str]) -> None:
+    """The carrier takes too long to answer: the adapter resends after its short command timeout with the same
+    command_id; the first request still runs later, and the repeat is recognised, so the call is hung up once."""
+    from dialer.carrier import Carrier
+
+    carrier, url = sim_url
+    adapter = Carrier("key", url, command_timeout_s=0.3)
+    try:
+        carrier.scripts["+15550100080"] = fast("human")
+        leg = await adapter.dial(connection_id="c", from_="+15550100001", to="+15550100080")
+        await asyncio.sleep(0.3)  # answered
+        carrier.options.slow_next_commands, carrier.options.slow_command_ms = 1, 600
+        started = time.perf_counter()
+        command_id = await adapter.hangup(leg.call_control_id)
+        assert time.perf_counter() - started < 0.6 + 0.5, "did not wait for the slow answer"
+        assert adapter.retries == 1
+        assert carrier.legs[leg.call_control_id].state == "ended"
+        assert carrier._remembered(leg.call_control_id, command_id) == {"data": {"result": "ok"}}
+    finally:
+        await adapter.close()
+
+
 async def test_the_adapter_keeps_dials_under_the_carrier_limit(sim_url: tuple[SimCarrier, str]) -> None:
     from dialer.carrier import Carrier
 
