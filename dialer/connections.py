@@ -90,6 +90,8 @@ async def create(pool: asyncpg.Pool, actor: Actor, sealer: Sealer, fields_: dict
             )
         values = {key: fields_[key] for key in EDITABLE if key in fields_}
         values["is_default"] = bool(fields_.get("is_default")) or first
+        if values["is_default"] and fields_.get("is_active") is False:
+            raise TelephonyError(409, "an inactive connection cannot be the default")
         if fields_.get("api_key"):
             values["api_key_encrypted"] = sealer.seal(fields_["api_key"])
         names = list(values)
@@ -114,6 +116,9 @@ async def update(
         values = {key: fields_[key] for key in EDITABLE if key in fields_}
         if "api_key" in fields_:
             values["api_key_encrypted"] = sealer.seal(fields_["api_key"]) if fields_["api_key"] else None
+        will_be_active = values.get("is_active", current.is_active)
+        if fields_.get("is_default") is True and not will_be_active:
+            raise TelephonyError(409, "an inactive connection cannot be the default; activate it too")
         if fields_.get("is_default") is True and not current.is_default:
             await conn.execute(
                 "UPDATE telephony_connections SET is_default = false, updated_at = now() WHERE is_default"

@@ -346,6 +346,11 @@ async def test_connections_admin_and_the_agents_softphone(
     listed = await (await client.get(api, headers=admin)).json()
     assert [(c["name"], c["is_default"]) for c in listed["items"]] == [("Main", False), ("Backup", True)]
     await client.patch(f"{api}/{body['id']}", json={"is_default": True}, headers=admin)
+    parked = await client.patch(f"{api}/{second['id']}", json={"is_active": False}, headers=admin)
+    assert parked.status == 200
+    inactive_default = await client.patch(f"{api}/{second['id']}", json={"is_default": True}, headers=admin)
+    assert inactive_default.status == 409, "an inactive connection cannot be the default"
+    assert (await client.patch(f"{api}/{body['id']}", json={"is_active": False}, headers=admin)).status == 409
 
     sealed = await pool.fetchval("SELECT api_key_encrypted FROM telephony_connections WHERE name = 'Main'")
     assert b"KEY-SECRET-1" not in sealed, "sealed at rest"
