@@ -1,22 +1,20 @@
-"""Suppressions, consent, campaign compliance settings, and "why is (or isn't) this contact reached?"."""
+"""Suppressions: add or renew, list, check, lift, import."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, HttpUrl
+from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
 from admin_api.import_routes import UPLOAD_TYPES, ImportOut
-from admin_api.models import ReadModel, Strict
+from admin_api.models import Id, Moment, ReadModel, Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.audience.domains import normalise_domain
 from crm.audience.import_service import ImportRefused
-from crm.compliance import campaign_rules, consent, facts, suppressions
-from crm.compliance.campaign_rules import CampaignCompliance, CampaignNotFound
+from crm.compliance import suppressions
 from crm.compliance.compact_sets import text_key
 from crm.compliance.suppression_import import SuppressionImport
 from crm.compliance.suppression_index import key_of
@@ -29,26 +27,6 @@ ADD = MANAGE | {Role.SUPERVISOR}
 READ = MANAGE | {Role.SUPERVISOR, Role.QUALITY_ANALYST}
 
 Channel = Literal["phone", "email", "domain"]
-#: A database id: PostgreSQL bigint.
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
-
-
-def _storable(moment: datetime | None) -> datetime | None:
-    """A time with an offset that PostgreSQL and Python can both hold once converted to UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        raise ValueError("give a time zone offset (e.g. Z or +01:00)")
-    try:
-        year = moment.astimezone(UTC).year
-    except OverflowError:
-        year = 0
-    if not 1900 <= year <= 9000:
-        raise ValueError("out of range: years 1900 to 9000")
-    return moment
-
-
-Moment = Annotated[datetime | None, AfterValidator(_storable)]
 
 
 def _field_problem(exc: SuppressionError | ValueError, field: str = "value") -> Problem:
@@ -125,8 +103,6 @@ class CheckOut(BaseModel):
            tag="compliance", roles=ADD, body=SuppressionIn, response=SuppressionAdded, status=201)  # fmt: skip
 async def add_suppression(req: ApiRequest) -> SuppressionAdded:
     body: SuppressionIn = req.body
-    if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise Problem(422, "expires_at: give a time zone offset", errors=[{"loc": ["body", "expires_at"], "msg": ""}])
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise Problem(422, "expires_at: must be in the future", errors=[{"loc": ["body", "expires_at"], "msg": ""}])
     try:
@@ -217,8 +193,8 @@ async def import_suppression_list(req: ApiRequest) -> ImportOut:
     ):
         raise Problem(422, f"campaign_id: campaign {query.campaign_id} does not exist",
                       errors=[{"loc": ["query", "campaign_id"], "msg": "no such campaign"}])  # fmt: skip
-    if query.expires_at is not None and (query.expires_at.tzinfo is None or query.expires_at <= datetime.now(UTC)):
-        raise Problem(422, "expires_at: a future time with a time zone offset",
+    if query.expires_at is not None and query.expires_at <= datetime.now(UTC):
+        raise Problem(422, "expires_at: must be in the future",
                       errors=[{"loc": ["query", "expires_at"], "msg": "invalid"}])  # fmt: skip
     options = SuppressionImport(query.channel, query.scope, query.campaign_id, query.reason, query.expires_at,
                                 query.column, query.country)  # fmt: skip
@@ -251,152 +227,3 @@ async def lift_suppression(req: ApiRequest) -> SuppressionOut:
     except SuppressionError as exc:
         raise Problem(409, str(exc)) from None
     return SuppressionOut.model_validate(vars_of(lifted))
-
-
-# -- consent ---------------------------------------------------------------------------------------------------
-
-
-class ConsentIn(Strict):
-    channel: Literal["phone", "email"]
-    status: Literal["granted", "withdrawn", "unknown"]
-    lawful_basis: (
-        Literal["consent", "contract", "legal_obligation", "vital_interests", "public_task", "legitimate_interests"]
-        | None
-    ) = None
-    source: Literal["api", "manual", "agent", "import", "system"] = "api"
-    recorded_at: Moment = Field(None, description="when it was given or withdrawn (default: now)")
-    proof_text: str | None = Field(None, max_length=2000, description="e.g. the words the contact agreed to")
-    proof_url: HttpUrl | None = Field(None, description="e.g. the form or recording")
-
-
-class ConsentOut(ReadModel):
-    id: int
-    contact_id: int
-    channel: str
-    status: str
-    lawful_basis: str | None
-    source: str
-    proof: dict[str, Any]
-    recorded_at: datetime
-    recorded_by: int | None
-    created_at: datetime
-
-
-class ConsentHistory(BaseModel):
-    current: dict[str, str] = Field(description="status per channel: the latest entry, else unknown")
-    history: list[ConsentOut] = Field(description="newest first; entries are never changed or removed")
-
-
-@api.route("POST", "/api/contacts/{contactId}/consents", summary="Record consent given or withdrawn (append-only)",
-           tag="compliance", roles=MANAGE | {Role.SUPERVISOR}, body=ConsentIn, response=ConsentOut,
-           status=201)  # fmt: skip
-async def record_consent(req: ApiRequest) -> ConsentOut:
-    body: ConsentIn = req.body
-    if body.recorded_at is not None and (body.recorded_at.tzinfo is None or body.recorded_at > datetime.now(UTC)):
-        raise Problem(
-            422, "recorded_at: a past time with a time zone offset", errors=[{"loc": ["body", "recorded_at"]}]
-        )
-    if body.status == "granted" and not (body.proof_text or body.proof_url):
-        raise Problem(422, "proof: granted consent needs proof (proof_text or proof_url)",
-                      errors=[{"loc": ["body", "proof_text"], "msg": "required when status is granted"}])  # fmt: skip
-    proof = {k: v for k, v in (("text", body.proof_text), ("url", str(body.proof_url or "") or None)) if v}
-    try:
-        async with req.services.pool.acquire() as conn:
-            entry = await consent.record(
-                conn, req.actor, contact_id=req.path_int("contactId"), channel=body.channel, status=body.status,
-                lawful_basis=body.lawful_basis, source=body.source, proof=proof, recorded_at=body.recorded_at,
-            )  # fmt: skip
-    except consent.ContactNotFound as exc:
-        raise Problem(404, str(exc)) from None
-    return ConsentOut.model_validate(entry, from_attributes=True)
-
-
-@api.route("GET", "/api/contacts/{contactId}/consents", summary="Consent state and history of a contact",
-           tag="compliance", roles=READ, response=ConsentHistory)  # fmt: skip
-async def consent_history(req: ApiRequest) -> ConsentHistory:
-    try:
-        entries = await consent.history(req.services.pool, req.path_int("contactId"))
-    except consent.ContactNotFound as exc:
-        raise Problem(404, str(exc)) from None
-    return ConsentHistory(
-        current=consent.current(entries),
-        history=[ConsentOut.model_validate(entry, from_attributes=True) for entry in entries],
-    )
-
-
-# -- campaign settings and decisions ---------------------------------------------------------------------------
-
-
-@api.route("GET", "/api/campaigns/{campaignId}/compliance", summary="A campaign's compliance settings",
-           tag="compliance", roles=READ, response=CampaignCompliance)  # fmt: skip
-async def get_campaign_compliance(req: ApiRequest) -> CampaignCompliance:
-    try:
-        _, rules = await campaign_rules.load(req.services.pool, req.path_int("campaignId"))
-    except CampaignNotFound as exc:
-        raise Problem(404, str(exc)) from None
-    return rules
-
-
-@api.route("PUT", "/api/campaigns/{campaignId}/compliance", summary="Set a campaign's compliance settings",
-           tag="compliance", roles=MANAGE, body=CampaignCompliance, response=CampaignCompliance)  # fmt: skip
-async def put_campaign_compliance(req: ApiRequest) -> CampaignCompliance:
-    try:
-        await campaign_rules.save(req.services.pool, req.actor, req.path_int("campaignId"), req.body)
-    except CampaignNotFound as exc:
-        raise Problem(404, str(exc)) from None
-    return req.body  # type: ignore[no-any-return]
-
-
-class DecisionQuery(BaseModel):
-    contact_id: Id
-    campaign_id: Id
-
-
-class ReasonOut(BaseModel):
-    code: str
-    message: str
-    until: datetime | None = Field(description="when this reason stops applying; null if it does not by itself")
-
-
-class DecisionOut(BaseModel):
-    contact_id: int
-    campaign_id: int
-    channel: str
-    allowed: bool
-    reasons: list[ReasonOut]
-    next_possible: datetime | None = Field(description="when every reason has lifted; null while one is permanent")
-    local_time_zones: list[str] | None
-    local_time_source: str | None = Field(description="contact, account_office, account_country, phone_number, ...")
-    facts: dict[str, Any]
-
-
-@api.route("GET", "/api/compliance/decision", summary="May this campaign reach this contact now? Every reason if not",
-           tag="compliance", roles=READ, query=DecisionQuery, response=DecisionOut)  # fmt: skip
-async def explain_decision(req: ApiRequest) -> DecisionOut:
-    query: DecisionQuery = req.query
-    now = datetime.fromtimestamp(req.services.clock(), UTC)
-    try:
-        found = await facts.explain(req.services.pool, req.services.suppressions.index, query.contact_id,
-                                    query.campaign_id, now)  # fmt: skip
-    except (facts.ContactNotFound, CampaignNotFound) as exc:
-        raise Problem(404, str(exc)) from None
-    decision = found.decision
-
-    def utc(moment: datetime | None) -> datetime | None:
-        return moment.astimezone(UTC) if moment is not None else None
-
-    shown = {
-        key: asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
-        for key, value in found.facts.items()
-    }
-    return DecisionOut(
-        contact_id=query.contact_id,
-        campaign_id=query.campaign_id,
-        channel=found.channel,
-        allowed=decision.allowed,
-        reasons=[ReasonOut(code=r.code, message=r.message, until=utc(r.until)) for r in decision.reasons],
-        next_possible=utc(decision.next_possible),
-        local_time_zones=list(found.zones.zones) if found.zones else None,
-        local_time_source=found.zones.source if found.zones else None,
-        facts=shown,
-    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -84,3 +84,25 @@ class Selection(Strict):
         if (self.contact_ids is None) == (self.filter is None):
             raise ValueError("give exactly one of contact_ids or filter")
         return self
+
+
+#: A database id: PostgreSQL bigint.
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+def _storable(moment: datetime | None) -> datetime | None:
+    """A time with an offset that PostgreSQL and Python can both hold once converted to UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValueError("give a time zone offset (e.g. Z or +01:00)")
+    try:
+        year = moment.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not 1900 <= year <= 9000:
+        raise ValueError("out of range: years 1900 to 9000")
+    return moment
+
+
+Moment = Annotated[datetime | None, AfterValidator(_storable)]

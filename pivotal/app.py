@@ -18,7 +18,9 @@ from admin_api import (
     audit_routes,
     auth_routes,
     compliance_routes,
+    consent_routes,
     contact_routes,
+    decision_routes,
     domain_set_routes,
     export_routes,
     import_routes,
@@ -82,6 +84,8 @@ def routes() -> Api:
         list_routes.api,
         search_routes.api,
         compliance_routes.api,
+        consent_routes.api,
+        decision_routes.api,
         webhook_routes.api,
         telephony_routes.api,
     )

@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import json
 import random
 import secrets
 import time
@@ -21,21 +20,20 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-import jwt
 from aiohttp import web
 from nacl.signing import SigningKey
 
+from sim.credentials import Credentials
 from sim.scenarios import FAILURES, Script, script_for
+from sim.webhooks import WebhookSender
+from sim.wire import error, iso
 
 DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
 DIAL_WINDOW_S = 5.0
 COMMAND_MEMORY_S = 60.0
 ENDED_LEG_KEPT_S = 300.0  # an ended leg still answers 422 90018 this long, then is forgotten (404)
-RETRIES_MS = (1000, 2000, 4000)  # sim choice: Telnyx's voice retry schedule is undocumented (s8.1)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AMD_MODES = ("premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
              "greeting_end", "disabled")  # fmt: skip
@@ -85,19 +83,8 @@ class SimLeg:
             "call_control_id": self.call_control_id, "call_leg_id": self.call_leg_id,
             "call_session_id": self.call_session_id, "connection_id": self.connection_id,
             "client_state": self.client_state, "from": self.from_, "to": self.to,
-            "start_time": _iso(self.started),
+            "start_time": iso(self.started),
         }  # fmt: skip
-
-
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _error(status: int, code: str, title: str, detail: str = "", pointer: str | None = None) -> web.Response:
-    error: dict[str, Any] = {"code": code, "title": title, "detail": detail or title}
-    if pointer:
-        error["source"] = {"pointer": pointer}
-    return web.json_response({"errors": [error]}, status=status)
 
 
 class SimCarrier:
@@ -107,13 +94,10 @@ class SimCarrier:
         self.rng = random.Random(options.seed)  # noqa: S311 - simulation
         self.legs: dict[str, SimLeg] = {}
         self.scripts: dict[str, Script] = {}
-        self.credentials: dict[str, dict[str, Any]] = {}
-        self.token_secret = secrets.token_bytes(32)
+        self.credentials = Credentials()
         self._dial_times: deque[float] = deque()
         self._commands: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
-        self._session: aiohttp.ClientSession | None = None
-        self.deliveries = 0
-        self.delivery_failures = 0
+        self.webhooks = WebhookSender(self.key, options)
         self.live = 0  # legs not ended (the channel limit)
 
     @property
@@ -125,10 +109,7 @@ class SimCarrier:
         app.router.add_post("/v2/calls", self.dial)
         app.router.add_get("/v2/calls/{ccid}", self.call_status)
         app.router.add_post("/v2/calls/{ccid}/actions/{action}", self.action)
-        app.router.add_post("/v2/telephony_credentials", self.create_credential)
-        app.router.add_get("/v2/telephony_credentials/{id}", self.get_credential)
-        app.router.add_delete("/v2/telephony_credentials/{id}", self.delete_credential)
-        app.router.add_post("/v2/telephony_credentials/{id}/token", self.credential_token)
+        self.credentials.mount(app)
         app.router.add_get("/_sim/public_key", self.serve_public_key)
         app.router.add_get("/_sim/calls", self.serve_calls)
         app.router.add_post("/_sim/scenario", self.set_scenario)
@@ -143,15 +124,14 @@ class SimCarrier:
             given = request.headers.get("Authorization", "")
             token = given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
             if not token or (self.options.api_key is not None and token != self.options.api_key):
-                return _error(401, "10009", "Authentication failed", "The API key is missing or wrong.")
+                return error(401, "10009", "Authentication failed", "The API key is missing or wrong.")
         return await handler(request)
 
     async def _close(self, _app: web.Application) -> None:
         for leg in self.legs.values():
             for task in leg.tasks:
                 task.cancel()
-        if self._session is not None:
-            await self._session.close()
+        await self.webhooks.close()
 
     def _delay(self, milliseconds: float) -> float:
         return milliseconds / 1000 / self.options.speed
@@ -177,7 +157,7 @@ class SimCarrier:
             if not isinstance(body, dict):
                 raise ValueError
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "10015", "Bad Request", "The body is not a JSON object.")
+            return error(400, "10015", "Bad Request", "The body is not a JSON object.")
         remembered = self._remembered("dial", body.get("command_id"))
         if remembered is not None:  # sim choice (s8.2): the original response, nothing re-executed
             return web.json_response(remembered)
@@ -186,26 +166,26 @@ class SimCarrier:
             if name == "to" and isinstance(value, list) and value:
                 value = value[0]
             if not isinstance(value, str) or not value:
-                return _error(422, "10004", "Missing required parameter", f"{name} is required", f"/{name}")
+                return error(422, "10004", "Missing required parameter", f"{name} is required", f"/{name}")
         client_state = body.get("client_state")
         if client_state is not None:
             try:
                 base64.b64decode(client_state, validate=True)
             except (binascii.Error, ValueError, TypeError):
-                return _error(422, "10015", "Invalid parameter", "client_state must be Base64", "/client_state")
+                return error(422, "10015", "Invalid parameter", "client_state must be Base64", "/client_state")
         timeout = body.get("timeout_secs", 30)
         if not isinstance(timeout, int) or not 5 <= timeout <= 600:
-            return _error(422, "10015", "Invalid parameter", "timeout_secs must be 5 to 600", "/timeout_secs")
+            return error(422, "10015", "Invalid parameter", "timeout_secs must be 5 to 600", "/timeout_secs")
         amd = body.get("answering_machine_detection", "disabled")
         if amd not in AMD_MODES:
-            return _error(
+            return error(
                 422, "10015", "Invalid parameter", "unknown answering_machine_detection", "/answering_machine_detection"
             )
         now = time.monotonic()
         while self._dial_times and now - self._dial_times[0] > DIAL_WINDOW_S:
             self._dial_times.popleft()
         if len(self._dial_times) >= DIALS_PER_WINDOW:
-            return _error(429, "90103", "Dials per second limit reached", "30 dials per second over 5 seconds")
+            return error(429, "90103", "Dials per second limit reached", "30 dials per second over 5 seconds")
         self._dial_times.append(now)
         to = body["to"][0] if isinstance(body["to"], list) else body["to"]
         leg = SimLeg(
@@ -289,7 +269,7 @@ class SimCarrier:
         self._stop_recording(leg)
         self._emit(leg, "call.hangup", {
             "state": "hangup", "hangup_cause": cause, "hangup_source": source, "sip_hangup_cause": sip,
-            "end_time": _iso(leg.ended_at),
+            "end_time": iso(leg.ended_at),
             "call_quality_stats": {"inbound": {"mos": "4.50", "jitter_max_variance": "0.00", "packet_count": "500",
                                                "skip_packet_count": "0", "jitter_packet_count": "0"},
                                    "outbound": {"packet_count": "500", "skip_packet_count": "0"}},
@@ -307,7 +287,7 @@ class SimCarrier:
             return
         started, leg.recording = leg.recording, None
         recording_id = uuid.uuid4().hex
-        payload = {"channels": "dual", "recording_started_at": _iso(started), "recording_ended_at": _iso(time.time()),
+        payload = {"channels": "dual", "recording_started_at": iso(started), "recording_ended_at": iso(time.time()),
                    "recording_urls": {"mp3": f"/_sim/rec/{recording_id}.mp3", "wav": None},
                    "public_recording_urls": {"mp3": None, "wav": None}}  # fmt: skip
         self._later(leg, self.rng.randint(500, 3000), "call.recording.saved", payload, without_ccid=True)
@@ -326,7 +306,7 @@ class SimCarrier:
         if without_ccid:  # call.recording.saved carries no call_control_id (reference s1.4)
             payload.pop("call_control_id", None)
         data = {"record_type": "event", "event_type": event_type, "id": str(uuid.uuid4()),
-                "occurred_at": _iso(time.time()), "payload": payload}  # fmt: skip
+                "occurred_at": iso(time.time()), "payload": payload}  # fmt: skip
         leg.outbox.put_nowait((event_type, data))
         if self.rng.random() < self.options.duplicate_prob:
             leg.outbox.put_nowait((event_type, data))
@@ -341,39 +321,20 @@ class SimCarrier:
             except TimeoutError:
                 break
             if leg.webhook_url:
-                await self._post(leg.webhook_url, data)
+                await self.webhooks.post(leg.webhook_url, data)
         await asyncio.sleep(ENDED_LEG_KEPT_S)
         self.legs.pop(leg.call_control_id, None)
-
-    async def _post(self, url: str, data: dict[str, Any]) -> None:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.options.webhook_timeout_s))
-        for attempt, pause_ms in enumerate((0, *RETRIES_MS), start=1):
-            await asyncio.sleep(pause_ms / 1000)
-            body = json.dumps({"data": data, "meta": {"attempt": attempt, "delivered_to": url}}).encode()
-            timestamp = str(int(time.time()))
-            signature = self.key.sign(timestamp.encode() + b"|" + body).signature
-            headers = {"Content-Type": "application/json", "telnyx-timestamp": timestamp,
-                       "telnyx-signature-ed25519": base64.b64encode(signature).decode()}  # fmt: skip
-            try:
-                async with self._session.post(url, data=body, headers=headers) as response:
-                    if 200 <= response.status < 300:
-                        self.deliveries += 1
-                        return
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            self.delivery_failures += 1
 
     # -- call actions ----------------------------------------------------------------------------------------
 
     async def call_status(self, request: web.Request) -> web.Response:
         leg = self.legs.get(request.match_info["ccid"])
         if leg is None:
-            return _error(404, "10005", "Resource not found", "No call with this call_control_id.")
+            return error(404, "10005", "Resource not found", "No call with this call_control_id.")
         end = leg.ended_at or time.time()
         return web.json_response({"data": {**leg.common(), "is_alive": leg.state != "ended", "record_type": "call",
                                            "call_duration": int(end - leg.started),
-                                           "end_time": _iso(leg.ended_at) if leg.ended_at else None}})  # fmt: skip
+                                           "end_time": iso(leg.ended_at) if leg.ended_at else None}})  # fmt: skip
 
     async def action(self, request: web.Request) -> web.Response:
         ccid, action = request.match_info["ccid"], request.match_info["action"]
@@ -382,25 +343,25 @@ class SimCarrier:
             if not isinstance(body, dict):
                 raise ValueError
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "10015", "Bad Request", "The body is not a JSON object.")
+            return error(400, "10015", "Bad Request", "The body is not a JSON object.")
         if self.options.slow_next_commands > 0:
             self.options.slow_next_commands -= 1
             await asyncio.sleep(self.options.slow_command_ms / 1000)
         if self.options.fail_next_commands > 0 or self.rng.random() < self.options.api_5xx_prob:
             self.options.fail_next_commands = max(0, self.options.fail_next_commands - 1)
-            return _error(500, "10007", "Unexpected error", "Simulated failure: retry with the same command_id.")
+            return error(500, "10007", "Unexpected error", "Simulated failure: retry with the same command_id.")
         leg = self.legs.get(ccid)
         if leg is None:  # sim choice (s8.3): 404 for an unknown call_control_id
-            return _error(404, "10005", "Resource not found", "No call with this call_control_id.")
+            return error(404, "10005", "Resource not found", "No call with this call_control_id.")
         remembered = self._remembered(ccid, body.get("command_id"))
         if remembered is not None:
             return web.json_response(remembered)
         if leg.state == "ended":
-            return _error(422, "90018", "Call has already ended", "This call is no longer active.")
+            return error(422, "90018", "Call has already ended", "This call is no longer active.")
         handler = self._actions.get(action)
         if handler is None:
             if action not in _ACKNOWLEDGED:
-                return _error(404, "10005", "Resource not found", f"Unknown action {action}.")
+                return error(404, "10005", "Resource not found", f"Unknown action {action}.")
         else:
             refusal = handler(self, leg, body)
             if refusal is not None:
@@ -419,14 +380,14 @@ class SimCarrier:
     def _bridge(self, leg: SimLeg, body: dict[str, Any]) -> web.Response | None:
         other = self.legs.get(str(body.get("call_control_id", "")))
         if other is None:
-            return _error(
+            return error(
                 422, "10015", "Invalid parameter", "call_control_id to bridge with is unknown", "/call_control_id"
             )
         if "dialing" in (leg.state, other.state) or "ended" in (leg.state, other.state):
-            return _error(422, "90018", "Call has already ended" if "ended" in (leg.state, other.state)
+            return error(422, "90018", "Call has already ended" if "ended" in (leg.state, other.state)
                           else "Call is not answered", "Both legs must be answered and alive.")  # fmt: skip
         if body.get("prevent_double_bridge") and other.state == "bridged":
-            return _error(422, "90034", "Call is already bridged", "prevent_double_bridge was set.")
+            return error(422, "90034", "Call is already bridged", "prevent_double_bridge was set.")
         leg.park_after_unbridge = body.get("park_after_unbridge") == "self"
         leg.state = other.state = "bridged"
         leg.bridged_with, other.bridged_with = other.call_control_id, leg.call_control_id
@@ -463,46 +424,6 @@ class SimCarrier:
         "record_start": _record_start,
         "record_stop": _record_stop,
     }
-
-    # -- credentials -----------------------------------------------------------------------------------------
-
-    async def create_credential(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            connection_id = body["connection_id"]
-            if not isinstance(connection_id, str) or not connection_id:
-                raise ValueError
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            return _error(422, "10004", "Missing required parameter", "connection_id is required", "/connection_id")
-        now = _iso(time.time())
-        credential = {
-            "id": str(uuid.uuid4()), "name": body.get("name"), "tag": body.get("tag"),
-            "sip_username": "gencred" + secrets.token_hex(10), "sip_password": secrets.token_hex(16),
-            "resource_id": f"connection:{connection_id}", "expired": False, "expires_at": body.get("expires_at"),
-            "created_at": now, "updated_at": now, "record_type": "credential",
-        }  # fmt: skip
-        self.credentials[credential["id"]] = credential
-        return web.json_response({"data": credential})
-
-    async def get_credential(self, request: web.Request) -> web.Response:
-        credential = self.credentials.get(request.match_info["id"])
-        if credential is None:
-            return _error(404, "10005", "Resource not found", "No such credential.")
-        return web.json_response({"data": credential})
-
-    async def delete_credential(self, request: web.Request) -> web.Response:
-        credential = self.credentials.pop(request.match_info["id"], None)
-        if credential is None:
-            return _error(404, "10005", "Resource not found", "No such credential.")
-        return web.json_response({"data": credential})
-
-    async def credential_token(self, request: web.Request) -> web.Response:
-        credential = self.credentials.get(request.match_info["id"])
-        if credential is None:
-            return _error(404, "10005", "Resource not found", "No such credential.")
-        now = int(time.time())
-        token = jwt.encode({"sub": credential["sip_username"], "iat": now, "exp": now + 86_400}, self.token_secret)
-        return web.Response(text=token, content_type="text/plain")
 
     # -- simulator controls (not Telnyx) ---------------------------------------------------------------------
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
 from crm import audit
+from crm.audience.csv_reader import CsvFormatError
 from crm.audit import Actor
+
+T = TypeVar("T")
 
 
 class ImportJobNotFound(LookupError):
@@ -130,3 +135,20 @@ async def rejects(pool: asyncpg.Pool, job_id: int) -> list[asyncpg.Record]:
         job_id,
     )
     return rows
+
+
+async def tracked(pool: asyncpg.Pool, job_id: int, work: Awaitable[T]) -> T:
+    """Run an import job's work with its status kept: running, then completed (by the work itself), failed or
+    cancelled. The outcome is written even while being cancelled (shutdown): a job never stays "running"."""
+    await mark_running(pool, job_id)
+    try:
+        return await work
+    except CsvFormatError as exc:
+        await mark_failed(pool, job_id, str(exc))
+        raise
+    except asyncio.CancelledError:
+        await asyncio.shield(mark_failed(pool, job_id, "cancelled before it finished", cancelled=True))
+        raise
+    except Exception as exc:
+        await mark_failed(pool, job_id, f"{type(exc).__name__}: {exc}")
+        raise

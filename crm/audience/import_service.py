@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -60,10 +61,7 @@ class ImportService:
         delimiter: str | None,
     ) -> tuple[ImportJob, FileLook]:
         """Store the file, read its header and create a pending job with a suggested mapping."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f"upload-{uuid.uuid4().hex}.part"
-        try:
-            digest = await self._receive(chunks, temporary)
+        async with self._received(chunks) as (temporary, digest):
             try:
                 look = await asyncio.to_thread(inspect_file, temporary, encoding=encoding, delimiter=delimiter)
             except CsvFormatError as exc:
@@ -74,9 +72,17 @@ class ImportService:
                 mapping=suggest_mapping(look.header), options=options,
             )  # fmt: skip
             temporary.rename(self.path(job_id))
+        return await import_jobs.get_job(self.pool, job_id), look
+
+    @contextlib.asynccontextmanager
+    async def _received(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[Path, str]]:
+        """The upload streamed to a temporary file (bounded), with its SHA-256; gone afterwards unless renamed."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        temporary = self.directory / f"upload-{uuid.uuid4().hex}.part"
+        try:
+            yield temporary, await self._receive(chunks, temporary)
         finally:
             temporary.unlink(missing_ok=True)
-        return await import_jobs.get_job(self.pool, job_id), look
 
     async def _receive(self, chunks: AsyncIterator[bytes], target: Path) -> str:
         digest = hashlib.sha256()
@@ -121,18 +127,15 @@ class ImportService:
             raise ImportRefused(409, f"import {job_id} was started already")
         list_id = await ensure_list(self.pool, actor, list_name) if list_name else None
         source_id = await self.pool.fetchval("SELECT id FROM record_sources WHERE import_job_id = $1", job_id)
-        task = asyncio.create_task(
-            run_import_job(
-                self.pool,
-                plan,
-                job_id=job_id,
-                source_id=source_id,
-                region=self.region,
-                list_id=list_id,
-                added_by=actor.user_id,
-            ),  # fmt: skip
-            name=f"import-{job_id}",
-        )
+        work = run_import_job(
+            self.pool, plan, job_id=job_id, source_id=source_id, region=self.region, list_id=list_id,
+            added_by=actor.user_id,
+        )  # fmt: skip
+        return await self._launch(job_id, work)
+
+    async def _launch(self, job_id: int, work: Coroutine[Any, Any, object]) -> ImportJob:
+        """Run a job's work as a task kept by job id (shutdown cancels it); answer once it marked itself running."""
+        task = asyncio.create_task(work, name=f"import-{job_id}")
         self.tasks[job_id] = task
         task.add_done_callback(lambda done: self._finished(job_id, done))
         await asyncio.sleep(0)  # let it mark itself running before the caller reads the job
@@ -142,29 +145,18 @@ class ImportService:
         self, actor: Actor, file_name: str, chunks: AsyncIterator[bytes], options: SuppressionImport
     ) -> ImportJob:
         """Store the file and run the import in the background (no mapping step: one value a row)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        temporary = self.directory / f"upload-{uuid.uuid4().hex}.part"
-        try:
-            digest = await self._receive(chunks, temporary)
-            settings = {k: v for k, v in vars(options).items() if k != "expires_at"}
-            settings["expires_at"] = options.expires_at.isoformat() if options.expires_at else None
+        settings = {k: v for k, v in vars(options).items() if k != "expires_at"}
+        settings["expires_at"] = options.expires_at.isoformat() if options.expires_at else None
+        async with self._received(chunks) as (temporary, digest):
             job_id, _ = await import_jobs.create_job(
                 self.pool, actor, entity="suppressions", file_name=file_name, file_sha256=digest, mapping={},
                 options=settings,
             )  # fmt: skip
             temporary.rename(self.path(job_id))
-        finally:
-            temporary.unlink(missing_ok=True)
-        task = asyncio.create_task(
-            run_suppression_import(
-                self.pool, self.path(job_id), options, job_id=job_id, region=self.region, added_by=actor.user_id
-            ),
-            name=f"import-{job_id}",
+        work = run_suppression_import(
+            self.pool, self.path(job_id), options, job_id=job_id, region=self.region, added_by=actor.user_id
         )
-        self.tasks[job_id] = task
-        task.add_done_callback(lambda done: self._finished(job_id, done))
-        await asyncio.sleep(0)
-        return await import_jobs.get_job(self.pool, job_id)
+        return await self._launch(job_id, work)
 
     def _finished(self, job_id: int, task: asyncio.Task[object]) -> None:
         self.tasks.pop(job_id, None)

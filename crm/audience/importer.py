@@ -304,32 +304,14 @@ async def run_import_job(
     workers: int | None = None,
 ) -> ImportCounts:
     """:func:`import_contacts` with the job's status kept: running, then completed, failed or cancelled."""
-    await import_jobs.mark_running(pool, job_id)
 
     async def report(counts: ImportCounts) -> None:
         await import_jobs.report_progress(pool, job_id, counts.rows_read, counts.rows_rejected)
         if progress is not None:
             await progress(counts)
 
-    try:
-        return await import_contacts(
-            pool,
-            plan,
-            job_id=job_id,
-            source_id=source_id,
-            region=region,
-            list_id=list_id,
-            added_by=added_by,
-            progress=report,
-            workers=workers,
-        )
-    except CsvFormatError as exc:
-        await import_jobs.mark_failed(pool, job_id, str(exc))
-        raise
-    except asyncio.CancelledError:
-        # The outcome is written even while being cancelled (shutdown): a job never stays "running".
-        await asyncio.shield(import_jobs.mark_failed(pool, job_id, "cancelled before it finished", cancelled=True))
-        raise
-    except Exception as exc:
-        await import_jobs.mark_failed(pool, job_id, f"{type(exc).__name__}: {exc}")
-        raise
+    work = import_contacts(
+        pool, plan, job_id=job_id, source_id=source_id, region=region, list_id=list_id, added_by=added_by,
+        progress=report, workers=workers,
+    )  # fmt: skip
+    return await import_jobs.tracked(pool, job_id, work)

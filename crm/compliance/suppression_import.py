@@ -78,18 +78,10 @@ async def run_suppression_import(
     pool: asyncpg.Pool, path: Path, options: SuppressionImport, *, job_id: int, region: str, added_by: int | None
 ) -> None:
     """Run the job to its end, keeping its status (completed, or failed with the reason)."""
-    await import_jobs.mark_running(pool, job_id)
-    try:
-        await _import(pool, path, options, job_id=job_id, region=options.country or region, added_by=added_by)
-    except CsvFormatError as exc:
-        await import_jobs.mark_failed(pool, job_id, str(exc))
-        raise
-    except asyncio.CancelledError:
-        await asyncio.shield(import_jobs.mark_failed(pool, job_id, "cancelled before it finished", cancelled=True))
-        raise
-    except Exception as exc:
-        await import_jobs.mark_failed(pool, job_id, f"{type(exc).__name__}: {exc}")
-        raise
+    region = options.country or region
+    await import_jobs.tracked(
+        pool, job_id, _import(pool, path, options, job_id=job_id, region=region, added_by=added_by)
+    )
 
 
 async def _import(

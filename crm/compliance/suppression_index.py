@@ -75,10 +75,12 @@ class SuppressionIndex:
             found = sets[campaign_id] = KeySet()
         return found
 
+    def _every_set(self) -> list[KeySet]:
+        return [*self.global_sets.values(), *(s for sets in self.campaign_sets.values() for s in sets.values())]
+
     @property
     def changes(self) -> int:
-        every = [*self.global_sets.values(), *(s for sets in self.campaign_sets.values() for s in sets.values())]
-        return sum(keys.changes for keys in every)
+        return sum(keys.changes for keys in self._every_set())
 
     def sizes(self) -> dict[str, int]:
         return {channel: len(keys) for channel, keys in self.global_sets.items()} | {
@@ -88,8 +90,7 @@ class SuppressionIndex:
 
     @property
     def nbytes(self) -> int:
-        every = [*self.global_sets.values(), *(s for sets in self.campaign_sets.values() for s in sets.values())]
-        return sum(keys.nbytes for keys in every)
+        return sum(keys.nbytes for keys in self._every_set())
 
 
 class _KeyReader:
