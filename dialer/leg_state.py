@@ -4,8 +4,14 @@ States advance along created -> initiated -> answered -> human | machine -> brid
 implies a later stage moves the leg there even if the events in between have not arrived yet (Telnyx does not
 order deliveries); one that belongs to a stage already passed is stale and ignored; one that contradicts what
 is known (a machine verdict on a leg already judged human) is illegal: recorded, never applied, never a crash.
-``ended`` is final. Facts (answer, greeting end, verdict, bridge, hangup) are kept with the carrier's times,
-whatever order they arrive in, because abandon-rate accounting needs them.
+``ended`` is final.
+
+An agent's leg (its softphone's call, parked until we bridge customers to it) has its own, smaller table: it
+goes initiated -> answered -> bridged, and back to answered each time a customer leaves (``unbridged``, told
+by the dialer: the carrier sends no event for it), as many times as the agent takes calls.
+
+Facts (answer, greeting end, verdict, bridge, hangup) are kept with the carrier's times, whatever order they
+arrive in, because abandon-rate accounting needs them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,17 @@ class LegState(enum.IntEnum):
     MACHINE = 4
     BRIDGED = 5
     ENDED = 6
+
+
+class LegKind(enum.StrEnum):
+    CUSTOMER = "customer"  # a call we dialled to a person or business
+    AGENT = "agent"  # an agent's softphone (a SIP address at either end)
+
+    @classmethod
+    def of(cls, payload: dict[str, Any]) -> LegKind:
+        ends = (payload.get("from"), payload.get("to"))
+        sip_end = any(isinstance(end, str) and end.startswith("sip:") for end in ends)
+        return cls.AGENT if sip_end or payload.get("calling_party_type") == "sip" else cls.CUSTOMER
 
 
 class Handling(enum.StrEnum):
@@ -58,6 +75,13 @@ _MOVES: dict[tuple[str, str | None], dict[LegState, LegState]] = {
     ("call.bridged", None): {state: S.BRIDGED for state in (S.CREATED, S.INITIATED, S.ANSWERED, S.HUMAN)},
     ("call.hangup", None): {state: S.ENDED for state in _ANY_LIVE},
 }
+#: An agent's leg: no verdicts; bridged again and again (each call.bridged event is a new bridge).
+_AGENT_MOVES: dict[tuple[str, str | None], dict[LegState, LegState]] = {
+    ("call.initiated", None): {S.CREATED: S.INITIATED},
+    ("call.answered", None): {S.CREATED: S.ANSWERED, S.INITIATED: S.ANSWERED},
+    ("call.bridged", None): {state: S.BRIDGED for state in (S.CREATED, S.INITIATED, S.ANSWERED, S.BRIDGED)},
+    ("call.hangup", None): {state: S.ENDED for state in _ANY_LIVE},
+}
 #: Contradictions: recorded as illegal transitions.
 _ILLEGAL: dict[tuple[str, str | None], frozenset[LegState]] = {
     ("verdict", "human"): frozenset({S.MACHINE}),
@@ -69,7 +93,9 @@ _ILLEGAL: dict[tuple[str, str | None], frozenset[LegState]] = {
 @dataclass
 class Leg:
     call_control_id: str
+    kind: LegKind = LegKind.CUSTOMER
     state: LegState = LegState.CREATED
+    bridges: int = 0
     answered_at: datetime | None = None
     amd_result: str | None = None
     greeting_ended_at: datetime | None = None
@@ -88,19 +114,32 @@ class Leg:
             # Premium AMD sends only the greeting's end when the beep comes before its verdict: a machine.
             key, verdict = ("verdict", "machine"), "machine"
             payload = {**payload, "result": "machine"}
+        agent = self.kind is LegKind.AGENT
+        if agent and verdict is not None:
+            return Handling.IGNORED  # nobody runs AMD on an agent's softphone
         self._record_facts(event_type, verdict, payload, occurred_at)
         if key is None:
             # The end of a greeting changes no state but is a fact the abandon clock starts from.
             live = self.state is not LegState.ENDED
             return Handling.APPLIED if event_type in GREETING_EVENTS and live else Handling.IGNORED
-        target = _MOVES[key].get(self.state)
+        target = (_AGENT_MOVES if agent else _MOVES).get(key, {}).get(self.state)
         if target is not None:
             self.state = target
+            if event_type == "call.bridged":
+                self.bridges += 1
             return Handling.APPLIED
         if self.state in _ILLEGAL.get(key, frozenset()):
             self.illegal.append(f"{event_type} ({verdict or 'no verdict'}) while {self.state.name.lower()}")
             return Handling.ILLEGAL
         return Handling.IGNORED
+
+    def unbridged(self) -> bool:
+        """An agent's customer left (its leg ended) and the agent's leg is parked again; False if it was not
+        bridged (already unbridged, or ended)."""
+        if self.kind is LegKind.AGENT and self.state is LegState.BRIDGED:
+            self.state = LegState.ANSWERED
+            return True
+        return False
 
     def _record_facts(self, event_type: str, verdict: str | None, payload: dict[str, Any], at: datetime) -> None:
         # Facts are kept whatever the state: a late call.answered still tells when the callee answered.

@@ -25,7 +25,7 @@ import asyncpg
 import structlog
 from nacl.signing import VerifyKey
 
-from dialer.leg_state import Handling, Leg
+from dialer.leg_state import Handling, Leg, LegKind
 from dialer.webhook_signature import SignatureRejected, verify
 
 log = structlog.get_logger(__name__)
@@ -80,13 +80,13 @@ class Legs:
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._forgotten: OrderedDict[str, None] = OrderedDict()
 
-    def get_or_create(self, call_control_id: str, now: float) -> Leg | None:
-        """The leg (created on its first event), or None if it was forgotten."""
+    def get_or_create(self, call_control_id: str, now: float, kind: LegKind = LegKind.CUSTOMER) -> Leg | None:
+        """The leg (created on its first event, of the kind that event shows), or None if it was forgotten."""
         if call_control_id in self._forgotten:
             return None
         leg = self._legs.get(call_control_id)
         if leg is None:
-            leg = self._legs[call_control_id] = Leg(call_control_id)
+            leg = self._legs[call_control_id] = Leg(call_control_id, kind)
         self._seen[call_control_id] = now
         self._seen.move_to_end(call_control_id)
         self._sweep(now)
@@ -271,7 +271,7 @@ class WebhookIngress:
         call_control_id = payload.get("call_control_id")
         handling = Handling.UNMATCHED
         if isinstance(call_control_id, str) and call_control_id:
-            leg = self.legs.get_or_create(call_control_id, self._monotonic())
+            leg = self.legs.get_or_create(call_control_id, self._monotonic(), LegKind.of(payload))
             handling = leg.apply(event_type, payload, occurred_at) if leg is not None else Handling.IGNORED
             if leg is not None and event_type == "call.hangup":
                 self.legs.ended(call_control_id)

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import math
 import random
 import secrets
 import time
@@ -25,6 +26,7 @@ from typing import Any
 from aiohttp import web
 from nacl.signing import SigningKey
 
+from sim.agents import FakeAgent, FakeSoftphones, sip_user
 from sim.credentials import Credentials
 from sim.scenarios import FAILURES, Script, script_for
 from sim.webhooks import WebhookSender
@@ -33,6 +35,7 @@ from sim.wire import error, iso
 DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
 DIAL_WINDOW_S = 5.0
 COMMAND_MEMORY_S = 60.0
+EMITTED_KEPT = 1_000_000
 ENDED_LEG_KEPT_S = 300.0  # an ended leg still answers 422 90018 this long, then is forgotten (404)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AMD_MODES = ("premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
@@ -52,6 +55,11 @@ class Options:
     fail_next_commands: int = 0  # chaos, deterministic: the next N call commands answer 500
     slow_next_commands: int = 0  # chaos, deterministic: the next N call commands answer after slow_command_ms
     slow_command_ms: int = 1500  # (the command runs after the wait: a sender that gave up must resend)
+    api_latency_ms: float = 0.0  # chaos: median API latency; log-normal, p99 about 6x the median (80 -> 500 ms)
+    reorder_window_ms: int = 0  # chaos: each delivery waits 0..N ms on its own, so later events can overtake
+    delivery_jitter_ms: int = 0  # chaos: each delivery waits 0..N ms, a leg's events staying in order
+    drop_prob: float = 0.0  # chaos: a delivery's first attempt is lost (the retry, 1 s later, carries it)
+    agent_answer_ms: tuple[int, int] = (300, 1500)  # a fake softphone's auto-answer (WebRTC setup) delay
 
 
 @dataclass
@@ -67,7 +75,11 @@ class SimLeg:
     script: Script
     amd: str = "disabled"
     timeout_secs: int = 30
-    state: str = "dialing"  # dialing, answered, bridged, ended
+    state: str = "dialing"  # dialing, parked (incoming, not answered yet), answered, bridged, ended
+    direction: str = "outgoing"
+    agent: str | None = None  # the fake softphone (sip_username) at the far end of this leg
+    agent_call_id: str | None = None  # that softphone's id for the call
+    bridge_on_answer_with: str | None = None  # link_to + bridge_on_answer: bridge to this leg at answer
     started: float = field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None
@@ -95,10 +107,15 @@ class SimCarrier:
         self.legs: dict[str, SimLeg] = {}
         self.scripts: dict[str, Script] = {}
         self.credentials = Credentials()
+        self.softphones = FakeSoftphones(self)
         self._dial_times: deque[float] = deque()
         self._commands: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
         self.webhooks = WebhookSender(self.key, options)
         self.live = 0  # legs not ended (the channel limit)
+        #: Every event sent (id, type, call_control_id), newest last: the ground truth tests compare against.
+        self.emitted: deque[tuple[str, str, str]] = deque(maxlen=EMITTED_KEPT)
+        self.duplicated = 0
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     @property
     def public_key(self) -> str:
@@ -110,6 +127,7 @@ class SimCarrier:
         app.router.add_get("/v2/calls/{ccid}", self.call_status)
         app.router.add_post("/v2/calls/{ccid}/actions/{action}", self.action)
         self.credentials.mount(app)
+        self.softphones.mount(app)
         app.router.add_get("/_sim/public_key", self.serve_public_key)
         app.router.add_get("/_sim/calls", self.serve_calls)
         app.router.add_post("/_sim/scenario", self.set_scenario)
@@ -125,13 +143,24 @@ class SimCarrier:
             token = given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
             if not token or (self.options.api_key is not None and token != self.options.api_key):
                 return error(401, "10009", "Authentication failed", "The API key is missing or wrong.")
+            if self.options.api_latency_ms > 0:
+                # Log-normal: sigma 0.787 puts p99 at 6.25x the median (reference s7.4: p50 ~80 ms, p99 ~500 ms).
+                await asyncio.sleep(self.rng.lognormvariate(math.log(self.options.api_latency_ms), 0.787) / 1000)
         return await handler(request)
 
     async def _close(self, _app: web.Application) -> None:
         for leg in self.legs.values():
             for task in leg.tasks:
                 task.cancel()
+        for task in list(self._in_flight):
+            task.cancel()
+        await self.softphones.close()
         await self.webhooks.close()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keep a fire-and-forget task referenced until it is done (and cancelled at close)."""
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     def _delay(self, milliseconds: float) -> float:
         return milliseconds / 1000 / self.options.speed
@@ -198,6 +227,9 @@ class SimCarrier:
         link = body.get("link_to")
         if isinstance(link, str) and link in self.legs:
             leg.call_session_id = self.legs[link].call_session_id
+            if body.get("bridge_on_answer"):
+                leg.bridge_on_answer_with = link
+                leg.park_after_unbridge = body.get("park_after_unbridge") == "self"
         self.legs[leg.call_control_id] = leg
         self.live += 1
         leg.tasks.append(asyncio.create_task(self._deliver(leg)))
@@ -217,6 +249,9 @@ class SimCarrier:
         self._emit(leg, "call.initiated", {"direction": "outgoing", "state": "bridging", "calling_party_type": "pstn"})
         if over_limit:  # sim choice (s6, s8.4): the channel limit shows as a 403 hangup
             self._end(leg, "call_rejected", "callee", "403")
+            return
+        if sip_user(leg.to) is not None:
+            await self._ring_agent(leg)
             return
         if script.outcome in FAILURES:
             await asyncio.sleep(self._delay(script.ring_ms))
@@ -258,11 +293,78 @@ class SimCarrier:
             greeting = "call.machine.premium.greeting.ended" if premium else "call.machine.greeting.ended"
             self._emit(leg, greeting, {"result": "beep_detected"})
 
+    # -- agent legs (fake softphones) ------------------------------------------------------------------------
+
+    async def _ring_agent(self, leg: SimLeg) -> None:
+        """Pattern 1: a dial to an agent's SIP URI rings its softphone, which answers (auto, or by its user)."""
+        agent = self.softphones.agents.get(sip_user(leg.to) or "")
+        if agent is None:
+            await asyncio.sleep(self._delay(100))
+            self._end(leg, "not_found", "callee", "404")
+            return
+        leg.agent, leg.agent_call_id = agent.sip_username, str(uuid.uuid4())
+        agent.calls[leg.agent_call_id] = leg.call_control_id
+        self.softphones.notify(leg, "ringing")
+        low, high = self.options.agent_answer_ms
+        answer_ms = self.rng.randint(low, high) if agent.auto_answer else None
+        if answer_ms is not None and answer_ms < leg.timeout_secs * 1000:
+            await asyncio.sleep(self._delay(answer_ms))
+            self.agent_answer(leg.call_control_id)
+            return
+        await asyncio.sleep(self._delay(leg.timeout_secs * 1000))  # unless its user answers first
+        if leg.state == "dialing":
+            self._end(leg, "timeout", "callee", "487")
+
+    def park_agent_call(self, agent: FakeAgent, call_id: str, destination: str, headers: list[Any]) -> SimLeg:
+        """Pattern 2: the softphone's call, parked by the credential connection until the daemon answers it."""
+        leg = SimLeg(
+            call_control_id="v3:" + base64.urlsafe_b64encode(secrets.token_bytes(24)).decode().rstrip("="),
+            call_leg_id=str(uuid.uuid1()), call_session_id=str(uuid.uuid1()), connection_id=agent.connection_id,
+            from_=agent.address, to=destination, client_state=None, webhook_url=self.options.webhook_url,
+            script=Script("human"), state="parked", direction="incoming", agent=agent.sip_username,
+            agent_call_id=call_id,
+        )  # fmt: skip
+        self.legs[leg.call_control_id] = leg
+        leg.tasks.append(asyncio.create_task(self._deliver(leg)))
+        custom = [{"name": "X-RTC-CALLID", "value": call_id}] + [
+            {"name": str(h.get("name", ""))[:64], "value": str(h.get("value", ""))[:256]} for h in headers[:10]
+        ]
+        self._emit(leg, "call.initiated", {"direction": "incoming", "state": "parked", "calling_party_type": "sip",
+                                           "custom_headers": custom})  # fmt: skip
+        self.softphones.notify(leg, "trying")
+        return leg
+
+    def agent_answer(self, ccid: str) -> None:
+        """The softphone answers the call ringing it (pattern 1)."""
+        leg = self.legs.get(ccid)
+        if leg is None or leg.state != "dialing" or leg.direction != "outgoing":
+            return
+        leg.state, leg.answered_at = "answered", time.time()
+        leg.truth["answered_at"] = leg.answered_at
+        self._emit(leg, "call.answered", {"state": "answered"})
+        self.softphones.notify(leg, "active")
+        linked = self.legs.get(leg.bridge_on_answer_with or "")
+        if linked is not None and linked.state in ("answered", "bridged"):
+            self._join(leg, linked)
+
+    def agent_hangup(self, ccid: str) -> None:
+        leg = self.legs.get(ccid)
+        if leg is not None:  # the agent is the caller on a parked leg, the callee on a leg that rang it
+            self._end(leg, "normal_clearing", "caller" if leg.direction == "incoming" else "callee", "200")
+
+    def agent_dtmf(self, ccid: str, digits: str) -> None:
+        leg = self.legs.get(ccid)
+        if leg is not None and leg.state in ("answered", "bridged"):
+            for digit in digits:
+                self._emit(leg, "call.dtmf.received", {"digit": digit})
+
     def _end(self, leg: SimLeg, cause: str, source: str, sip: str) -> None:
         if leg.state == "ended":
             return
         leg.state, leg.ended_at = "ended", time.time()
-        self.live -= 1
+        if leg.direction == "outgoing":
+            self.live -= 1
+        self.softphones.notify(leg, "hangup", cause=cause)
         for task in leg.tasks[1:]:  # the script and pending events; the outbox (first) delivers what is queued
             if task is not asyncio.current_task():
                 task.cancel()
@@ -279,6 +381,7 @@ class SimCarrier:
             peer.bridged_with = None
             if peer.park_after_unbridge:
                 peer.state = "answered"  # parked again, ready for the next bridge
+                self.softphones.notify(peer, "active")
             else:
                 self._end(peer, "normal_clearing", "callee" if source == "caller" else "caller", "200")
 
@@ -305,25 +408,42 @@ class SimCarrier:
         payload = {**leg.common(), **extra}
         if without_ccid:  # call.recording.saved carries no call_control_id (reference s1.4)
             payload.pop("call_control_id", None)
-        data = {"record_type": "event", "event_type": event_type, "id": str(uuid.uuid4()),
+        event_id = str(uuid.uuid4())
+        data = {"record_type": "event", "event_type": event_type, "id": event_id,
                 "occurred_at": iso(time.time()), "payload": payload}  # fmt: skip
+        self.emitted.append((event_id, event_type, leg.call_control_id))
         leg.outbox.put_nowait((event_type, data))
         if self.rng.random() < self.options.duplicate_prob:
+            self.duplicated += 1
             leg.outbox.put_nowait((event_type, data))
 
     async def _deliver(self, leg: SimLeg) -> None:
         """One task per leg: its events in order, each retried; a slow receiver delays only this leg. After the
-        hangup it waits a little for a late recording, then forgets the leg (long sandbox runs stay bounded)."""
+        hangup it waits a little for a late recording, then forgets the leg (long sandbox runs stay bounded).
+        With ``reorder_window_ms`` each event goes out on its own after a random wait, so events overtake."""
+        options = self.options
         while True:
             try:
-                async with asyncio.timeout(None if leg.state != "ended" else 10 / self.options.speed):
+                async with asyncio.timeout(None if leg.state != "ended" else 10 / options.speed):
                     _, data = await leg.outbox.get()
             except TimeoutError:
                 break
-            if leg.webhook_url:
-                await self.webhooks.post(leg.webhook_url, data)
+            if not leg.webhook_url:
+                continue
+            drop_first = self.rng.random() < options.drop_prob
+            if options.reorder_window_ms > 0:
+                wait = self.rng.uniform(0, options.reorder_window_ms) / 1000
+                self.track(asyncio.create_task(self._post_later(wait, leg.webhook_url, data, drop_first)))
+                continue
+            if options.delivery_jitter_ms > 0:
+                await asyncio.sleep(self.rng.uniform(0, options.delivery_jitter_ms) / 1000)
+            await self.webhooks.post(leg.webhook_url, data, drop_first=drop_first)
         await asyncio.sleep(ENDED_LEG_KEPT_S)
         self.legs.pop(leg.call_control_id, None)
+
+    async def _post_later(self, wait_s: float, url: str, data: dict[str, Any], drop_first: bool) -> None:
+        await asyncio.sleep(wait_s)
+        await self.webhooks.post(url, data, drop_first=drop_first)
 
     # -- call actions ----------------------------------------------------------------------------------------
 
@@ -371,11 +491,23 @@ class SimCarrier:
         return web.json_response(ok)
 
     def _hangup(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
-        if leg.state == "dialing":
+        if leg.direction == "incoming":  # we are the callee of a parked call
+            self._end(leg, "normal_clearing" if leg.state != "parked" else "call_rejected", "callee", "200")
+        elif leg.state == "dialing":
             self._end(leg, "originator_cancel", "caller", "487")
         else:
             self._end(leg, "normal_clearing", "caller", "200")
         return None
+
+    def _answer(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
+        if leg.direction != "incoming":
+            return error(422, "90015", "Invalid call direction", "Only an incoming call can be answered.")
+        if leg.state == "parked":
+            leg.state, leg.answered_at = "answered", time.time()
+            leg.truth["answered_at"] = leg.answered_at
+            self._emit(leg, "call.answered", {"state": "answered"})
+            self.softphones.notify(leg, "active")
+        return None  # answering an answered call again: acknowledged, nothing happens
 
     def _bridge(self, leg: SimLeg, body: dict[str, Any]) -> web.Response | None:
         other = self.legs.get(str(body.get("call_control_id", "")))
@@ -383,22 +515,44 @@ class SimCarrier:
             return error(
                 422, "10015", "Invalid parameter", "call_control_id to bridge with is unknown", "/call_control_id"
             )
-        if "dialing" in (leg.state, other.state) or "ended" in (leg.state, other.state):
-            return error(422, "90018", "Call has already ended" if "ended" in (leg.state, other.state)
-                          else "Call is not answered", "Both legs must be answered and alive.")  # fmt: skip
-        if body.get("prevent_double_bridge") and other.state == "bridged":
+        if leg is other:
+            return error(422, "10015", "Invalid parameter", "A call cannot be bridged with itself.", "/call_control_id")
+        states = (leg.state, other.state)
+        if "ended" in states:
+            return error(422, "90018", "Call has already ended", "Both legs must be answered and alive.")
+        if "dialing" in states or "parked" in states:
+            return error(422, "90018", "Call is not answered", "Both legs must be answered and alive.")
+        if body.get("prevent_double_bridge") and "bridged" in states:
             return error(422, "90034", "Call is already bridged", "prevent_double_bridge was set.")
         leg.park_after_unbridge = body.get("park_after_unbridge") == "self"
+        self._join(leg, other)
+        return None
+
+    def _join(self, leg: SimLeg, other: SimLeg) -> None:
+        """Bridge two answered legs; a leg bridged elsewhere leaves that bridge (its old peer parks or ends)."""
+        for one in (leg, other):
+            old = self.legs.get(one.bridged_with or "")
+            if old is not None and old is not leg and old is not other:
+                old.bridged_with = None
+                if old.park_after_unbridge:
+                    old.state = "answered"
+                else:
+                    self._end(old, "normal_clearing", "caller", "200")
         leg.state = other.state = "bridged"
         leg.bridged_with, other.bridged_with = other.call_control_id, leg.call_control_id
         now = time.time()
         for one in (leg, other):
-            one.truth.setdefault("bridged_at", now)
+            # The first bridge of a customer leg is the compliance fact; an agent leg keeps its latest bridge.
+            if one.agent is not None:
+                one.truth["bridged_at"] = now
+            else:
+                one.truth.setdefault("bridged_at", now)
         delay = self.rng.randint(30, 150)
         first, second = (leg, other) if self.rng.random() < 0.5 else (other, leg)
         self._later(first, delay, "call.bridged", {})
         self._later(second, delay, "call.bridged", {})
-        return None
+        for one, peer in ((leg, other), (other, leg)):
+            self.softphones.notify(one, "bridged", remote=peer.to if peer.direction == "outgoing" else peer.from_)
 
     def _play_media(self, leg: SimLeg, body: dict[str, Any], kind: str) -> web.Response | None:
         text = str(body.get("payload", ""))
@@ -417,6 +571,7 @@ class SimCarrier:
         return None
 
     _actions: dict[str, Callable[[SimCarrier, SimLeg, dict[str, Any]], web.Response | None]] = {
+        "answer": _answer,
         "hangup": _hangup,
         "bridge": _bridge,
         "speak": lambda self, leg, body: self._play_media(leg, body, "speak"),
@@ -431,7 +586,8 @@ class SimCarrier:
         return web.Response(text=self.public_key)
 
     async def serve_calls(self, _request: web.Request) -> web.Response:
-        calls = [{"call_control_id": leg.call_control_id, "to": leg.to, "outcome": leg.script.outcome,
+        calls = [{"call_control_id": leg.call_control_id, "direction": leg.direction, "from": leg.from_, "to": leg.to,
+                  "outcome": leg.script.outcome if leg.agent is None else "agent", "agent": leg.agent,
                   "state": leg.state, "truth": leg.truth} for leg in self.legs.values()]  # fmt: skip
         return web.json_response({"calls": calls})
 
@@ -447,7 +603,7 @@ class SimCarrier:
 
 
 #: Actions the sim acknowledges without modelling them further.
-_ACKNOWLEDGED = frozenset({"answer", "reject", "transfer", "playback_stop", "enqueue", "leave_queue", "send_dtmf",
+_ACKNOWLEDGED = frozenset({"reject", "transfer", "playback_stop", "enqueue", "leave_queue", "send_dtmf",
                            "client_state_update", "suppression_start", "suppression_stop", "record_pause",
                            "record_resume"})  # fmt: skip
 

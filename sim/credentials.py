@@ -20,6 +20,9 @@ class Credentials:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.token_secret = secrets.token_bytes(32)
 
+    def by_username(self, sip_username: str) -> dict[str, Any] | None:
+        return next((c for c in self.by_id.values() if c["sip_username"] == sip_username), None)
+
     def __len__(self) -> int:
         return len(self.by_id)
 

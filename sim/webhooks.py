@@ -24,17 +24,23 @@ class WebhookSender:
         self._session: aiohttp.ClientSession | None = None
         self.deliveries = 0
         self.delivery_failures = 0
+        self.dropped = 0
+        self.undelivered = 0  # events that failed every attempt
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
-    async def post(self, url: str, data: dict[str, Any]) -> None:
-        """One event, signed afresh for each attempt (meta.attempt changes), retried on failure."""
+    async def post(self, url: str, data: dict[str, Any], *, drop_first: bool = False) -> None:
+        """One event, signed afresh for each attempt (meta.attempt changes), retried on failure. ``drop_first``
+        (chaos): the first attempt is lost on the way, as if the receiver never answered."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._options.webhook_timeout_s))
         for attempt, pause_ms in enumerate((0, *RETRIES_MS), start=1):
             await asyncio.sleep(pause_ms / 1000)
+            if attempt == 1 and drop_first:
+                self.dropped += 1
+                continue
             body = json.dumps({"data": data, "meta": {"attempt": attempt, "delivered_to": url}}).encode()
             timestamp = str(int(time.time()))
             signature = self._key.sign(timestamp.encode() + b"|" + body).signature
@@ -48,3 +54,4 @@ class WebhookSender:
             except (aiohttp.ClientError, TimeoutError):
                 pass
             self.delivery_failures += 1
+        self.undelivered += 1

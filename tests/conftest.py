@@ -156,3 +156,12 @@ async def tokens(client: TestClient[web.Request, web.Application]) -> dict[Role,
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[tuple[Any, Any, Any]]:
+    """A simulated carrier, an SDK client for it and a verifying webhook receiver (tests/sim_world.py)."""
+    from tests.sim_world import sim_world
+
+    async with sim_world() as parts:
+        yield parts

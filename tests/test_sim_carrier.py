@@ -12,65 +12,12 @@ from typing import Any
 import jwt
 import pytest
 import telnyx
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 from telnyx import AsyncTelnyx
 
 from sim.carrier import Options, SimCarrier
 from sim.scenarios import Script, script_for
-
-
-def fast(outcome: str) -> Script:
-    return Script(outcome, ring_ms=150, greeting_ms=200, amd_delay_ms=100, talk_ms=30_000)
-
-
-class Receiver:
-    """A webhook endpoint that verifies every delivery with the SDK (telnyx.webhooks.unwrap) and keeps it."""
-
-    def __init__(self, public_key: str) -> None:
-        self.client = telnyx.Telnyx(api_key="unused", public_key=public_key)
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.failures: list[str] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.text()
-        try:
-            event = self.client.webhooks.unwrap(body, headers=dict(request.headers))
-        except Exception as exc:  # any verification failure is a test failure
-            self.failures.append(str(exc))
-            return web.Response(status=401)
-        data = getattr(event, "data", None)
-        payload = getattr(data, "payload", None)
-        self.events.append((str(getattr(data, "event_type", "")), payload.model_dump() if payload else {}))
-        return web.Response(text="ok")
-
-
-@pytest.fixture
-async def world() -> AsyncIterator[tuple[SimCarrier, AsyncTelnyx, Receiver]]:
-    carrier = SimCarrier(Options(seed=3))
-    receiver = Receiver(carrier.public_key)
-    hook_app = web.Application()
-    hook_app.router.add_post("/hook", receiver.handle)
-    hooks = TestServer(hook_app, host="127.0.0.1")
-    await hooks.start_server()
-    carrier.options.webhook_url = str(hooks.make_url("/hook"))
-    server = TestServer(carrier.app(), host="127.0.0.1")
-    await server.start_server()
-    client = AsyncTelnyx(api_key="key", base_url=str(server.make_url("/v2")), max_retries=0)
-    yield carrier, client, receiver
-    await client.close()
-    await server.close()
-    await hooks.close()
-
-
-async def _events_of(receiver: Receiver, ccid: str, until: str, timeout: float = 5.0) -> list[str]:
-    started = time.perf_counter()
-    while True:
-        kinds = [kind for kind, payload in receiver.events if payload.get("call_control_id") == ccid]
-        if until in kinds:
-            return kinds
-        assert time.perf_counter() - started < timeout, kinds
-        await asyncio.sleep(0.01)
+from tests.sim_world import Receiver, events_of, fast
 
 
 async def test_a_human_answer_with_premium_amd_then_bridge_and_hangup(
@@ -92,17 +39,17 @@ async def test_a_human_answer_with_premium_amd_then_bridge_and_hangup(
     assert b is not None
     assert a.startswith("v3:")
     assert first.data.is_alive is False
-    kinds = await _events_of(receiver, a, "call.machine.premium.detection.ended")
+    kinds = await events_of(receiver, a, "call.machine.premium.detection.ended")
     assert kinds[:3] == ["call.initiated", "call.answered", "call.machine.premium.detection.started"]
-    await _events_of(receiver, b, "call.answered")
+    await events_of(receiver, b, "call.answered")
     spoken = await client.calls.actions.speak(a, payload="Hello", voice="female")
     assert spoken.data is not None
     assert spoken.data.result == "ok"
     await client.calls.actions.bridge(a, call_control_id_to_bridge_with=b, park_after_unbridge="self")
-    await _events_of(receiver, a, "call.bridged")
-    await _events_of(receiver, b, "call.bridged")
+    await events_of(receiver, a, "call.bridged")
+    await events_of(receiver, b, "call.bridged")
     await client.calls.actions.hangup(b)
-    kinds_b = await _events_of(receiver, b, "call.hangup")
+    kinds_b = await events_of(receiver, b, "call.hangup")
     assert kinds_b[-1] == "call.hangup"
     assert not any(kind == "call.hangup" for kind, p in receiver.events if p.get("call_control_id") == a), (
         "park_after_unbridge: the other leg stays up"
@@ -134,7 +81,7 @@ async def test_failures_end_with_their_causes(
     assert dialed.data is not None
     ccid = dialed.data.call_control_id
     assert ccid is not None
-    assert await _events_of(receiver, ccid, "call.hangup") == ["call.initiated", "call.hangup"]
+    assert await events_of(receiver, ccid, "call.hangup") == ["call.initiated", "call.hangup"]
     hangup = next(p for kind, p in receiver.events if kind == "call.hangup" and p.get("call_control_id") == ccid)
     assert (hangup["hangup_cause"], hangup["sip_hangup_cause"]) == (cause, sip)
 
@@ -421,7 +368,7 @@ async def test_finished_legs_are_forgotten(
     dialed = await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100070")
     assert dialed.data is not None
     ccid = str(dialed.data.call_control_id)
-    await _events_of(receiver, ccid, "call.hangup")
+    await events_of(receiver, ccid, "call.hangup")
     assert carrier.live == 0
     started = time.perf_counter()
     while ccid in carrier.legs:

@@ -13,7 +13,7 @@ import pytest
 from nacl.signing import SigningKey
 from telnyx import Telnyx
 
-from dialer.leg_state import Handling, Leg, LegState
+from dialer.leg_state import Handling, Leg, LegKind, LegState
 from dialer.webhook_signature import SignatureRejected, load_public_key, public_key_text, sign, verify
 
 KEY = SigningKey(b"\x07" * 32)
@@ -122,6 +122,56 @@ def test_leg_state_machine(
     leg, outcome = _run(events)
     assert leg.state is state
     assert outcome == handled
+
+
+PARKED = {"direction": "incoming", "state": "parked", "calling_party_type": "sip"}
+
+
+@pytest.mark.parametrize(
+    ("events", "unbridge_after", "state", "handled", "bridges"),
+    [
+        # Parked, answered, two customers one after the other (the dialer unbridges after each customer leaves).
+        ([("call.initiated", PARKED, 0), ("call.answered", {}, 1), ("call.bridged", {}, 10), ("call.bridged", {}, 90)],
+         {2}, LegState.BRIDGED, [A, A, A, A], 2),
+        # The next bridge arrives before the dialer heard the last customer leave: still a new bridge.
+        ([("call.answered", {}, 1), ("call.bridged", {}, 10), ("call.bridged", {}, 90)], set(), LegState.BRIDGED,
+         [A, A, A], 2),
+        # Back to parked after the customer left; AMD verdicts mean nothing on a softphone.
+        ([("call.answered", {}, 1), ("call.bridged", {}, 10), (*HUMAN, 11)], {1}, LegState.ANSWERED, [A, A, IG], 1),
+        # The agent closes the tab: ended is final.
+        ([("call.answered", {}, 1), ("call.hangup", {}, 5), ("call.bridged", {}, 6)], set(), LegState.ENDED,
+         [A, A, IG], 0),
+    ],
+)  # fmt: skip
+def test_agent_leg_state_machine(
+    events: list[tuple[str, dict[str, Any], float]],
+    unbridge_after: set[int],
+    state: LegState,
+    handled: list[Handling],
+    bridges: int,
+) -> None:
+    leg = Leg("v3:agent", LegKind.of({"from": "sip:gencredA@sip.telnyx.com", "to": "+15550000000"}))
+    outcome = []
+    for index, (event_type, payload, seconds) in enumerate(events):
+        outcome.append(leg.apply(event_type, payload, _at(seconds)))
+        if index in unbridge_after:
+            assert leg.unbridged()
+    assert (leg.state, outcome, leg.bridges) == (state, handled, bridges)
+    assert leg.unbridged() is (state is LegState.BRIDGED)  # only a bridged agent leg can be unbridged
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        ({"from": "+15550100001", "to": "+15550199999", "calling_party_type": "pstn"}, LegKind.CUSTOMER),
+        ({"from": "sip:gencredA@sip.telnyx.com", "to": "+15550000000"}, LegKind.AGENT),
+        ({"from": "+15550100001", "to": "sip:gencredA@sip.telnyx.com"}, LegKind.AGENT),
+        ({"from": "+15550100001", "to": "+15550000000", "calling_party_type": "sip"}, LegKind.AGENT),
+        ({"from": None, "to": 7}, LegKind.CUSTOMER),
+    ],
+)
+def test_a_legs_kind_comes_from_its_ends(payload: dict[str, Any], kind: LegKind) -> None:
+    assert LegKind.of(payload) is kind
 
 
 def test_facts_keep_the_carriers_times_whatever_the_order() -> None:

@@ -1,0 +1,172 @@
+"""Fake agent softphones on the simulated carrier: a parked leg bridged to customer after customer (pattern 2),
+a dial to an agent's SIP address (pattern 1), and a softphone protocol that refuses what it does not know."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+import telnyx
+from telnyx import AsyncTelnyx
+
+from sim.carrier import SimCarrier
+from sim.scenarios import Script
+from tests.sim_world import Receiver, events_of, fast
+
+World = tuple[SimCarrier, AsyncTelnyx, Receiver]
+
+
+async def _credential(client: AsyncTelnyx) -> tuple[str, str]:
+    credential = await client.telephony_credentials.create(connection_id="credconn", name="agent")
+    assert credential.data is not None
+    token = await client.telephony_credentials.create_token(str(credential.data.id))
+    return str(credential.data.sip_username), token
+
+
+async def _frame(socket: aiohttp.ClientWebSocketResponse, **match: Any) -> dict[str, Any]:
+    """The next frame with these fields (others are skipped), within 5 s."""
+    async with asyncio.timeout(5):
+        while True:
+            frame = await socket.receive_json()
+            if all(frame.get(key) == value for key, value in match.items()):
+                return frame
+
+
+def _sim_base(client: AsyncTelnyx) -> str:
+    return str(client.base_url).rstrip("/").removesuffix("/v2")
+
+
+async def test_a_parked_agent_leg_takes_customer_after_customer(world: World) -> None:
+    carrier, client, receiver = world
+    sip_username, token = await _credential(client)
+    carrier.scripts["+15550100101"] = Script("human", ring_ms=100, greeting_ms=200, amd_delay_ms=100, talk_ms=900)
+    carrier.scripts["+15550100102"] = fast("human")
+    async with aiohttp.ClientSession() as http, http.ws_connect(_sim_base(client) + "/_sim/rtc") as socket:
+        await socket.send_json({"type": "login", "login_token": token})
+        assert (await _frame(socket, type="ready"))["sip_username"] == sip_username
+        await socket.send_json({"type": "invite", "call_id": "tab-1", "destination": "+15550000000",
+                                "custom_headers": [{"name": "X-Agent", "value": "7"}]})  # fmt: skip
+        trying = await _frame(socket, type="call", state="trying")
+        agent = trying["call_control_id"]
+        assert (await events_of(receiver, agent, "call.initiated")) == ["call.initiated"]
+        initiated = next(p for kind, p in receiver.events if p.get("call_control_id") == agent)
+        assert (initiated["direction"], initiated["state"], initiated["from_"]) == (
+            "incoming", "parked", f"sip:{sip_username}@sip.telnyx.com",
+        )  # fmt: skip
+        assert {"name": "X-RTC-CALLID", "value": "tab-1"} in initiated["custom_headers"]
+        with pytest.raises(telnyx.UnprocessableEntityError):  # not answered yet: nothing to bridge
+            await client.calls.actions.bridge(agent, call_control_id_to_bridge_with=agent)
+        await client.calls.actions.answer(agent)
+        await _frame(socket, type="call", state="active")
+        await events_of(receiver, agent, "call.answered")
+
+        for number, bridges in (("+15550100101", 1), ("+15550100102", 2)):
+            dialed = await client.calls.dial(connection_id="conn", from_="+15550100001", to=number,
+                                             answering_machine_detection="detect")  # fmt: skip
+            assert dialed.data is not None
+            customer = str(dialed.data.call_control_id)
+            await events_of(receiver, customer, "call.machine.detection.ended")
+            await client.calls.actions.bridge(agent, call_control_id_to_bridge_with=customer,
+                                              park_after_unbridge="self", prevent_double_bridge=True)  # fmt: skip
+            assert (await _frame(socket, type="call", state="bridged"))["remote"] == number
+            await events_of(receiver, customer, "call.bridged")
+            agent_events = await events_of(receiver, agent, "call.bridged")
+            assert agent_events.count("call.bridged") == bridges
+            if bridges == 1:  # the first customer hangs up: the agent is parked again, not hung up
+                await events_of(receiver, customer, "call.hangup")
+                await _frame(socket, type="call", state="active")
+        with pytest.raises(telnyx.UnprocessableEntityError) as double:  # prevent_double_bridge
+            await client.calls.actions.bridge(customer, call_control_id_to_bridge_with=agent,
+                                              prevent_double_bridge=True)  # fmt: skip
+        assert "90034" in str(double.value.body)
+        await socket.send_json({"type": "dtmf", "call_id": "tab-1", "digits": "12"})
+        await socket.send_json({"type": "hangup", "call_id": "tab-1"})
+        assert (await _frame(socket, type="call", state="hangup"))["call_id"] == "tab-1"
+    await events_of(receiver, agent, "call.hangup")
+    await events_of(receiver, customer, "call.hangup")
+    hangup = [p for kind, p in receiver.events if kind == "call.hangup" and p.get("call_control_id") == agent]
+    assert [p["hangup_source"] for p in hangup] == ["caller"], "the agent, the caller of a parked leg, hung up"
+    digits = [p["digit"] for kind, p in receiver.events if kind == "call.dtmf.received"]
+    assert digits == ["1", "2"]
+    truth = carrier.legs[agent].truth
+    assert truth["answered_at"] < truth["bridged_at"]
+    assert not receiver.failures
+
+
+async def test_a_dial_to_an_agents_sip_address_rings_its_softphone(world: World) -> None:
+    carrier, client, receiver = world
+    sip_username, _ = await _credential(client)
+    base = _sim_base(client)
+    carrier.options.agent_answer_ms = (50, 60)
+    carrier.scripts["+15550100110"] = fast("human")
+    address = f"sip:{sip_username}@sip.telnyx.com"
+    async with aiohttp.ClientSession() as http:
+        # Not registered: the carrier cannot find it.
+        missing = await client.calls.dial(connection_id="conn", from_="+15550100001", to=address)
+        assert missing.data is not None
+        ccid = str(missing.data.call_control_id)
+        await events_of(receiver, ccid, "call.hangup")
+        hangup = next(p for kind, p in receiver.events if kind == "call.hangup" and p["call_control_id"] == ccid)
+        assert (hangup["hangup_cause"], hangup["sip_hangup_cause"]) == ("not_found", "404")
+
+        async with http.post(f"{base}/_sim/agents/{sip_username}/register") as response:
+            assert response.status == 200
+        async with http.post(f"{base}/_sim/agents/gencrednobody/register") as response:
+            assert response.status == 404
+        customer = await client.calls.dial(connection_id="conn", from_="+15550100001", to="+15550100110")
+        assert customer.data is not None
+        customer_id = str(customer.data.call_control_id)
+        await events_of(receiver, customer_id, "call.answered")
+        started = time.perf_counter()
+        ring = await client.calls.dial(connection_id="conn", from_="+15550100001", to=address,
+                                       link_to=customer_id, bridge_on_answer=True)  # fmt: skip
+        assert ring.data is not None
+        agent = str(ring.data.call_control_id)
+        assert ring.data.call_session_id == customer.data.call_session_id, "link_to joins the session"
+        kinds = await events_of(receiver, agent, "call.bridged")
+        assert kinds == ["call.initiated", "call.answered", "call.bridged"]
+        assert time.perf_counter() - started < 2
+        await events_of(receiver, customer_id, "call.bridged")
+        async with http.post(f"{base}/_sim/agents/{sip_username}/hangup", json={}) as response:
+            assert response.status == 200
+        await events_of(receiver, agent, "call.hangup")
+        await events_of(receiver, customer_id, "call.hangup")  # no park_after_unbridge: the customer is released
+        async with http.get(f"{base}/_sim/agents") as response:
+            listed = await response.json()
+        assert listed["agents"][0]["calls"] == {}
+    assert not receiver.failures
+
+
+async def test_the_softphone_protocol_refuses_what_it_does_not_know(world: World) -> None:
+    carrier, client, receiver = world
+    sip_username, token = await _credential(client)
+    async with aiohttp.ClientSession() as http, http.ws_connect(_sim_base(client) + "/_sim/rtc") as socket:
+        for frame, expected in [
+            ("not json", "JSONDecodeError"),
+            ("[1, 2]", "ValueError"),
+            ('{"type": "invite", "destination": "+15550000000"}', "ValueError"),  # before login
+            ('{"type": "login", "login_token": "forged.token.here"}', "ValueError"),
+        ]:
+            await socket.send_str(frame)
+            assert (await _frame(socket, type="error"))["code"] == expected
+        await socket.send_json({"type": "login", "login_token": token, "auto_answer": True})
+        await _frame(socket, type="ready")
+        for frame in [{"type": "answer", "call_id": "nope"}, {"type": "fly"}, {"type": "invite"},
+                      {"type": "invite", "destination": "+1", "custom_headers": "x"}]:  # fmt: skip
+            await socket.send_json(frame)
+            assert (await _frame(socket, type="error"))["message"]
+        await socket.send_str("x" * 20_000)  # over the frame limit: the server closes the socket
+        await socket.receive()
+        assert socket.closed
+    # A second tab took over, then closed: the agent's parked call went with it.
+    async with aiohttp.ClientSession() as http, http.ws_connect(_sim_base(client) + "/_sim/rtc") as socket:
+        await socket.send_json({"type": "login", "login_token": token})
+        await _frame(socket, type="ready")
+        await socket.send_json({"type": "invite", "destination": "+15550000000"})
+        agent = (await _frame(socket, type="call", state="trying"))["call_control_id"]
+    kinds = await events_of(receiver, agent, "call.hangup")
+    assert kinds == ["call.initiated", "call.hangup"]
+    assert sip_username not in carrier.softphones.agents
