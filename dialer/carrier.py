@@ -132,6 +132,8 @@ class Carrier:
                                        status=exc.status_code, code=code) from None  # fmt: skip
                 reason = f"{exc.status_code} {code or ''}".strip()
                 asked = _retry_after(exc)
+                if code == DIAL_LIMIT_CODE:  # another sender shares the account's window: give it time to slide
+                    asked = max(asked, 1.0)
             except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
                 if attempt == len(BACKOFF_S):
                     raise CarrierError(f"{name}: {type(exc).__name__} after {attempt + 1} attempts") from None
@@ -186,7 +188,10 @@ class Carrier:
                 command_id=command_id, **extra,
             )  # fmt: skip
 
-        response = await self._with_retries("dial", send)
+        try:
+            response = await self._with_retries("dial", send)
+        finally:
+            self.dials.release(self._clock())
         data = response.data
         if data is None or not data.call_control_id:
             raise CarrierError("dial: the carrier answered without a call_control_id")

@@ -125,8 +125,6 @@ class Leg:
         target = (_AGENT_MOVES if agent else _MOVES).get(key, {}).get(self.state)
         if target is not None:
             self.state = target
-            if event_type == "call.bridged":
-                self.bridges += 1
             return Handling.APPLIED
         if self.state in _ILLEGAL.get(key, frozenset()):
             self.illegal.append(f"{event_type} ({verdict or 'no verdict'}) while {self.state.name.lower()}")
@@ -150,8 +148,9 @@ class Leg:
         if event_type in GREETING_EVENTS:
             self.greeting_ended_at = _earliest(self.greeting_ended_at, at)
             self.greeting_result = "beep_detected" if verdict == "machine" else str(payload.get("result"))
-        if event_type == "call.bridged":
+        if event_type == "call.bridged":  # each delivery is a distinct event (duplicates never get here)
             self.bridged_at = _earliest(self.bridged_at, at)
+            self.bridges += 1
         if event_type == "call.hangup" and self.ended_at is None:
             self.ended_at = at
             self.hangup_cause = _text(payload.get("hangup_cause"))

@@ -157,6 +157,12 @@ class SimCarrier:
         await self.softphones.close()
         await self.webhooks.close()
 
+    def quiet(self) -> bool:
+        """Nothing left to deliver: no queued, wandering or retrying webhook (tests and benchmarks wait for it)."""
+        return (
+            not self._in_flight and not self.webhooks.posting and all(leg.outbox.empty() for leg in self.legs.values())
+        )
+
     def track(self, task: asyncio.Task[Any]) -> None:
         """Keep a fire-and-forget task referenced until it is done (and cancelled at close)."""
         self._in_flight.add(task)

@@ -25,6 +25,7 @@ class WebhookSender:
         self.deliveries = 0
         self.delivery_failures = 0
         self.dropped = 0
+        self.posting = 0  # deliveries under way (attempts and retry pauses)
         self.undelivered = 0  # events that failed every attempt
 
     async def close(self) -> None:
@@ -36,6 +37,14 @@ class WebhookSender:
         (chaos): the first attempt is lost on the way, as if the receiver never answered."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._options.webhook_timeout_s))
+        self.posting += 1
+        try:
+            await self._attempts(url, data, drop_first=drop_first)
+        finally:
+            self.posting -= 1
+
+    async def _attempts(self, url: str, data: dict[str, Any], *, drop_first: bool) -> None:
+        assert self._session is not None
         for attempt, pause_ms in enumerate((0, *RETRIES_MS), start=1):
             await asyncio.sleep(pause_ms / 1000)
             if attempt == 1 and drop_first:

@@ -30,7 +30,7 @@ async def _frame(socket: aiohttp.ClientWebSocketResponse, **match: Any) -> dict[
     """The next frame with these fields (others are skipped), within 5 s."""
     async with asyncio.timeout(5):
         while True:
-            frame = await socket.receive_json()
+            frame: dict[str, Any] = await socket.receive_json()
             if all(frame.get(key) == value for key, value in match.items()):
                 return frame
 
@@ -154,9 +154,9 @@ async def test_the_softphone_protocol_refuses_what_it_does_not_know(world: World
             assert (await _frame(socket, type="error"))["code"] == expected
         await socket.send_json({"type": "login", "login_token": token, "auto_answer": True})
         await _frame(socket, type="ready")
-        for frame in [{"type": "answer", "call_id": "nope"}, {"type": "fly"}, {"type": "invite"},
-                      {"type": "invite", "destination": "+1", "custom_headers": "x"}]:  # fmt: skip
-            await socket.send_json(frame)
+        for refused in [{"type": "answer", "call_id": "nope"}, {"type": "fly"}, {"type": "invite"},
+                        {"type": "invite", "destination": "+1", "custom_headers": "x"}]:  # fmt: skip
+            await socket.send_json(refused)
             assert (await _frame(socket, type="error"))["message"]
         await socket.send_str("x" * 20_000)  # over the frame limit: the server closes the socket
         await socket.receive()

@@ -7,7 +7,7 @@ import base64
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import pytest
@@ -243,19 +243,38 @@ async def test_the_adapter_keeps_dials_under_the_carrier_limit(sim_url: tuple[Si
 
 
 @pytest.mark.parametrize(
-    ("times", "expected"),
+    ("steps", "expected"),
     [
-        ([0.0, 0.1, 0.2], [0.0, 0.0, 0.0]),
-        ([0.0, 0.1, 0.2, 0.3], [0.0, 0.0, 0.0, 0.7]),  # the fourth waits until the first leaves the window
-        ([0.0, 0.1, 0.2, 1.0], [0.0, 0.0, 0.0, 0.0]),  # a full window later
-        ([0.0, 0.0, 0.0, 0.99], [0.0, 0.0, 0.0, 0.01]),
+        # (what, when): "take" is a request answered at once, "hold" one still out, "done" the answer to a hold.
+        ([("take", 0.0), ("take", 0.1), ("take", 0.2)], [0.0, 0.0, 0.0]),
+        ([("take", 0.0), ("take", 0.1), ("take", 0.2), ("take", 0.3)], [0.0, 0.0, 0.0, 0.7]),
+        ([("take", 0.0), ("take", 0.1), ("take", 0.2), ("take", 1.0)], [0.0, 0.0, 0.0, 0.0]),  # a window later
+        ([("take", 0.0), ("take", 0.0), ("take", 0.0), ("take", 0.99)], [0.0, 0.0, 0.0, 0.01]),
+        # A request still out holds its slot however old it is ...
+        ([("hold", 0.0), ("take", 0.1), ("take", 0.2), ("take", 1.5)], [0.0, 0.0, 0.0, 0.0]),
+        ([("hold", 0.0), ("hold", 0.0), ("hold", 0.0), ("take", 2.0)], [0.0, 0.0, 0.0, 0.05]),
+        # ... and counts from its answer: answered at 0.9, it leaves the window at 1.9.
+        ([("hold", 0.0), ("take", 0.0), ("take", 0.0), ("done", 0.9), ("take", 1.0), ("take", 1.5), ("take", 1.6)],
+         [0.0, 0.0, 0.0, None, 0.0, 0.0, 0.3]),
     ],
-)
-def test_sliding_window(times: list[float], expected: list[float]) -> None:
+)  # fmt: skip
+def test_sliding_window(steps: list[tuple[str, float]], expected: list[float | None]) -> None:
     from pacing.sliding_window import SlidingWindow
 
     window = SlidingWindow(3, 1.0)
-    assert [round(window.acquire(now), 6) for now in times] == expected
+    seen: list[float | None] = []
+    for what, now in steps:
+        if what == "done":
+            window.release(now)
+            seen.append(None)
+            continue
+        wait = window.acquire(now)
+        seen.append(round(wait, 6))
+        if what == "take" and wait == 0.0:
+            window.release(now)
+    assert seen == expected
+    with pytest.raises(RuntimeError):
+        SlidingWindow(1, 1.0).release(0.0)
 
 
 async def test_connections_admin_and_the_agents_softphone(
@@ -374,3 +393,91 @@ async def test_finished_legs_are_forgotten(
     while ccid in carrier.legs:
         assert time.perf_counter() - started < 3
         await asyncio.sleep(0.02)
+
+
+async def test_nothing_is_lost_or_applied_twice_when_deliveries_are_duplicated_reordered_and_dropped(
+    make_client: Any, clean_db: Any
+) -> None:
+    """The simulator duplicates 30% of deliveries, lets each wander up to 400 ms (so a leg's events overtake one
+    another), and loses 10% of first attempts. Every event it sent is stored once, and every leg ends exactly
+    as it would have had its events arrived once and in order."""
+    from dialer.leg_state import Leg, LegKind
+    from pivotal.app import INGRESS
+
+    await clean_db.execute("TRUNCATE call_events")
+    options = Options(seed=11, duplicate_prob=0.3, reorder_window_ms=400, drop_prob=0.1, delivery_jitter_ms=0)
+    carrier = SimCarrier(options)
+    daemon = await make_client(telephony={"webhook_public_key": carrier.public_key})
+    carrier.options.webhook_url = str(daemon.make_url("/webhooks/telnyx"))
+    server = TestServer(carrier.app(), host="127.0.0.1")
+    await server.start_server()
+    client = AsyncTelnyx(api_key="key", base_url=str(server.make_url("/v2")), max_retries=0)
+    outcomes = ["human", "machine", "busy", "no_answer", "invalid", "human"]
+    try:
+        dialed = []
+        for index in range(30):
+            number = f"+1555010{index:04d}"
+            outcome = outcomes[index % len(outcomes)]
+            carrier.scripts[number] = Script(outcome, ring_ms=100 + 10 * index, greeting_ms=300, amd_delay_ms=150,
+                                             talk_ms=1200)  # fmt: skip
+            amd: Literal["premium", "detect_beep"] = "premium" if index % 2 else "detect_beep"
+            response = await client.calls.dial(connection_id="conn", from_="+15550100001", to=number,
+                                               answering_machine_detection=amd, timeout_secs=5)  # fmt: skip
+            assert response.data is not None
+            dialed.append(str(response.data.call_control_id))
+        humans = [ccid for ccid in dialed if carrier.legs[ccid].script.outcome == "human"]
+        started = time.perf_counter()
+        while any(carrier.legs[ccid].state != "answered" for ccid in humans[:2]):
+            assert time.perf_counter() - started < 10
+            await asyncio.sleep(0.02)
+        await client.calls.actions.bridge(humans[0], call_control_id_to_bridge_with=humans[1])
+        while any(carrier.legs[ccid].state != "ended" for ccid in dialed) or not carrier.quiet():
+            assert time.perf_counter() - started < 20, "every call ends and every delivery is made"
+            await asyncio.sleep(0.05)
+        sent = {event_id: (event_type, ccid) for event_id, event_type, ccid in carrier.emitted}
+        while await clean_db.fetchval("SELECT count(*) FROM call_events") < len(sent):
+            assert time.perf_counter() - started < 25, "every event reaches the log"
+            await asyncio.sleep(0.05)
+        rows = await clean_db.fetch("SELECT event_id, event_type, call_control_id FROM call_events")
+        stored = {row["event_id"]: (row["event_type"], row["call_control_id"]) for row in rows}
+        recordings = {i for i, (kind, _) in sent.items() if kind == "call.recording.saved"}
+        assert len(rows) == len(sent)
+        assert {i: v for i, v in stored.items() if i not in recordings} == {
+            i: v for i, v in sent.items() if i not in recordings
+        }
+        assert carrier.duplicated > 5, "the chaos really happened"
+        assert carrier.webhooks.dropped > 3
+        assert carrier.webhooks.undelivered == 0
+
+        # Each leg as the daemon holds it equals the same events applied once, in the order they were sent.
+        by_leg: dict[str, list[tuple[str, dict[str, Any], Any]]] = {}
+        payloads = await clean_db.fetch("SELECT payload, occurred_at FROM call_events ORDER BY occurred_at, id")
+        order = {event_id: position for position, (event_id, _, _) in enumerate(carrier.emitted)}
+        for row in sorted(payloads, key=lambda r: order[r["payload"]["data"]["id"]]):
+            data = row["payload"]["data"]
+            ccid = data["payload"].get("call_control_id")
+            if ccid:
+                by_leg.setdefault(ccid, []).append((data["event_type"], data["payload"], row["occurred_at"]))
+        legs = daemon.app[INGRESS].legs
+        reordered = 0
+        for ccid, events in by_leg.items():
+            truth = Leg(ccid, LegKind.of(events[0][1]))
+            for event_type, payload, at in events:
+                truth.apply(event_type, payload, at)
+            held = legs.get(ccid)
+            assert held is not None
+            assert held == truth, ccid
+            assert held.state.name == "ENDED"
+        arrival = await clean_db.fetch("SELECT call_control_id, event_id FROM call_events ORDER BY id")
+        last: dict[str, int] = {}
+        for row in arrival:
+            position = order[row["event_id"]]
+            reordered += position < last.get(row["call_control_id"], -1)
+            last[row["call_control_id"]] = max(position, last.get(row["call_control_id"], -1))
+        assert reordered > 5, "some events of a leg overtook earlier ones"
+        metrics = await (await daemon.get("/metrics")).text()
+        duplicates = float(metrics.split('pivotal_webhooks_total{result="duplicate"} ', 1)[1].split()[0])
+        assert duplicates >= carrier.duplicated
+    finally:
+        await client.close()
+        await server.close()
