@@ -14,6 +14,7 @@ from crm.login_throttle import LoginThrottle
 from crm.passwords import PasswordHasher
 from crm.tokens import TokenService
 from crm.users import UserStore
+from dialer.carriers import Carriers
 from dialer.connections import Sealer
 from dialer.softphone import Softphones
 
@@ -31,6 +32,7 @@ class Services:
     suppressions: SuppressionFeed
     #: Seals carrier secrets (telephony.secrets_key) and serves agents' softphone tokens.
     sealer: Sealer
+    carriers: Carriers
     softphones: Softphones
     #: Country for phone numbers written without a country code (settings.audience.default_phone_region).
     default_phone_region: str = "US"

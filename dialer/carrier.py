@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import random
 import time
 import uuid
@@ -269,6 +270,15 @@ class Carrier:
         if data is None or not data.id or not data.sip_username:
             raise CarrierError("create credential: the carrier answered without an id")
         return Credential(str(data.id), str(data.sip_username), str(data.sip_password or ""))
+
+    async def delete_credential(self, credential_id: str) -> None:
+        """Delete a telephony credential; one already gone counts as deleted (so a retry is safe)."""
+
+        async def send() -> None:
+            with contextlib.suppress(telnyx.NotFoundError):
+                await self.client.telephony_credentials.delete(credential_id)
+
+        await self._with_retries("delete_credential", send)
 
     async def login_token(self, credential_id: str) -> str:
         """A fresh WebRTC login token (JWT) for an agent's softphone."""

@@ -1,19 +1,24 @@
 """What an agent's browser softphone needs: its SIP identity on the default connection and a fresh login token.
 
 The credential is made at the carrier once per agent and connection (its password sealed in the database) and
-reused; each request mints a new short-lived WebRTC login token (JWT) for it.
+reused; each request mints a new short-lived WebRTC login token (JWT) for it. Two first requests at once (two
+tabs, two nodes) may both create one: the database keeps the first, and the other is deleted at the carrier
+("only the most recent registration receives calls", so two live credentials for one agent would split them).
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import asyncpg
+import structlog
 
 from dialer import connections
-from dialer.carrier import Carrier
+from dialer.carrier import CarrierError
+from dialer.carriers import Carriers
 from dialer.connections import Sealer, TelephonyError
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,36 +29,16 @@ class Softphone:
 
 
 class Softphones:
-    def __init__(self, pool: asyncpg.Pool, sealer: Sealer, base_url: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, sealer: Sealer, carriers: Carriers) -> None:
         self.pool = pool
         self.sealer = sealer
-        self.base_url = base_url
-        self._carriers: dict[int, tuple[str, Carrier]] = {}
-
-    async def close(self) -> None:
-        for _, carrier in self._carriers.values():
-            with contextlib.suppress(Exception):
-                await carrier.close()
-        self._carriers.clear()
-
-    async def _carrier(self, connection_id: int) -> Carrier:
-        key = await connections.api_key(self.pool, self.sealer, connection_id)
-        if key is None:
-            raise TelephonyError(503, "the default telephony connection has no API key")
-        cached = self._carriers.get(connection_id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        if cached is not None:
-            await cached[1].close()
-        carrier = Carrier(key, self.base_url)
-        self._carriers[connection_id] = (key, carrier)
-        return carrier
+        self.carriers = carriers
 
     async def for_user(self, user_id: int) -> Softphone:
         connection = await connections.default_connection(self.pool)
         if not connection.credential_connection_id:
             raise TelephonyError(503, "the default telephony connection has no credential connection for agents")
-        carrier = await self._carrier(connection.id)
+        carrier = await self.carriers.for_connection(connection)
         row = await self.pool.fetchrow(
             """SELECT provider_credential_id, sip_username FROM telephony_credentials
                 WHERE user_id = $1 AND telephony_connection_id = $2 AND revoked_at IS NULL""",
@@ -71,7 +56,11 @@ class Softphones:
                 user_id, connection.id, credential.id, credential.sip_username,
                 self.sealer.seal(credential.sip_password),
             )  # fmt: skip
-            if row is None:  # another tab made one at the same moment: use that one
+            if row is None:  # another tab made one at the same moment: use that one, delete ours
+                try:
+                    await carrier.delete_credential(credential.id)
+                except CarrierError as exc:
+                    log.warning("softphone_credential_orphaned", credential=credential.id, error=str(exc))
                 row = await self.pool.fetchrow(
                     """SELECT provider_credential_id, sip_username FROM telephony_credentials
                         WHERE user_id = $1 AND telephony_connection_id = $2 AND revoked_at IS NULL""",

@@ -44,6 +44,7 @@ from crm.tokens import TokenService
 from crm.users import UserStore
 from dialer import connections
 from dialer.carrier import warm_up as carrier_warm_up
+from dialer.carriers import Carriers
 from dialer.connections import Sealer
 from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
@@ -139,7 +140,8 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             )
 
         sealer = Sealer(secrets_key(settings))
-        softphones = Softphones(app[POOL], sealer, settings.telephony.api_base_url)
+        carriers = Carriers(app[POOL], sealer, settings.telephony.api_base_url)
+        softphones = Softphones(app[POOL], sealer, carriers)
         feed = SuppressionFeed(connect, observe_lag=metrics.suppression_lag.observe)
         await feed.start()
         metrics.suppressions.feed = feed
@@ -155,6 +157,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             imports=imports,
             suppressions=feed,
             sealer=sealer,
+            carriers=carriers,
             softphones=softphones,
             default_phone_region=settings.audience.default_phone_region,
             trust_forwarded_for=settings.server.trust_forwarded_for,
@@ -166,7 +169,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             await imports.close()
             metrics.suppressions.feed = None
             await feed.close()
-            await softphones.close()
+            await carriers.close()
 
     return services
 
@@ -183,7 +186,7 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
             log.warning("sandbox_ignores_webhook_public_key", hint="set telephony.sandbox = false to take real calls")
         sandbox, sim_key, base_url, point_webhooks = await _start_sandbox_carrier()
         key = load_public_key(sim_key)
-        app[SERVICES].softphones.base_url = base_url
+        app[SERVICES].carriers.base_url = base_url
         app.setdefault(ON_LISTENING, []).append(point_webhooks)
         await _ensure_sandbox_connection(app)
     events = EventLog(app[POOL])

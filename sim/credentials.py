@@ -19,6 +19,7 @@ class Credentials:
     def __init__(self) -> None:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.token_secret = secrets.token_bytes(32)
+        self.created = 0
 
     def by_username(self, sip_username: str) -> dict[str, Any] | None:
         return next((c for c in self.by_id.values() if c["sip_username"] == sip_username), None)
@@ -48,6 +49,7 @@ class Credentials:
             "created_at": now, "updated_at": now, "record_type": "credential",
         }  # fmt: skip
         self.by_id[credential["id"]] = credential
+        self.created += 1
         return web.json_response({"data": credential})
 
     async def get_credential(self, request: web.Request) -> web.Response:

@@ -322,12 +322,17 @@ async def test_connections_admin_and_the_agents_softphone(
     assert b"KEY-SECRET-1" not in sealed, "sealed at rest"
     secret = await pool.fetchval("SELECT secret_encrypted FROM telephony_credentials")
     assert secret is None or b"gencred" not in secret
-    first = await (await client.get("/api/telephony/softphone", headers=agent)).json()
-    again = await (await client.get("/api/telephony/softphone", headers=agent)).json()
-    assert first["sip_username"] == again["sip_username"], "one credential per agent and connection"
+    # Four tabs ask at once: each may create a credential, the database keeps one, the others are deleted.
+    carrier.options.api_latency_ms = 100.0  # every request reads "no credential" before any create returns
+    racing = await asyncio.gather(*(client.get("/api/telephony/softphone", headers=agent) for _ in range(4)))
+    phones = [await response.json() for response in racing]
+    carrier.options.api_latency_ms = 0.0
+    first, again = phones[0], await (await client.get("/api/telephony/softphone", headers=agent)).json()
+    assert {phone["sip_username"] for phone in [*phones, again]} == {first["sip_username"]}, "one per agent"
     assert first["sip_username"].startswith("gencred")
     assert jwt.decode(first["login_token"], options={"verify_signature": False})["sub"] == first["sip_username"]
-    assert len(carrier.credentials) == 1
+    assert len(carrier.credentials) == 1, f"{carrier.credentials.created - 1} losers of the race deleted"
+    assert carrier.credentials.created > 1, "the race happened (all four asked before any stored)"
 
 
 async def test_sandbox_mode_runs_the_simulator_in_the_daemon(
@@ -481,3 +486,49 @@ async def test_nothing_is_lost_or_applied_twice_when_deliveries_are_duplicated_r
     finally:
         await client.close()
         await server.close()
+
+
+async def test_connections_sharing_an_account_share_its_dial_limit(
+    pool: Any, sim_url: tuple[SimCarrier, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dialer.carriers
+    from crm.audit import SYSTEM
+    from dialer import connections
+    from dialer.carriers import Carriers
+    from dialer.connections import Sealer
+
+    monkeypatch.setattr(dialer.carriers, "RETIRED_GRACE_S", 0.05)
+    _, url = sim_url
+    sealer = Sealer(b"k" * 32)
+    suffix = uuid.uuid4().hex[:6]
+    east = await connections.create(
+        pool,
+        SYSTEM,
+        sealer,
+        {"name": f"east-{suffix}", "connection_id": "c-east", "api_key": "ACCOUNT-1", "max_dials_per_second": 20},
+    )
+    west = await connections.create(
+        pool,
+        SYSTEM,
+        sealer,
+        {"name": f"west-{suffix}", "connection_id": "c-west", "api_key": "ACCOUNT-1", "max_dials_per_second": 10},
+    )
+    carriers = Carriers(pool, sealer, url)
+    try:
+        first = await carriers.for_connection(east)
+        assert first.dials.limit == 100
+        assert await carriers.for_connection(west) is first, "one Telnyx account, one adapter and one limiter"
+        assert first.dials.limit == 50, "the lowest of the account's connections"
+        west = await connections.update(pool, SYSTEM, sealer, west.id, {"api_key": "ACCOUNT-2"})
+        second = await carriers.for_connection(west)
+        assert second is not first
+        assert (first.dials.limit, second.dials.limit) == (50, 50)
+        east = await connections.update(pool, SYSTEM, sealer, east.id, {"api_key": "ACCOUNT-2"})
+        assert await carriers.for_connection(east) is second
+        assert second.dials.limit == 50
+        await asyncio.sleep(0.2)
+        assert first.client.is_closed(), "the adapter no connection uses is closed after its grace period"
+        assert not second.client.is_closed()
+    finally:
+        await carriers.close()
+        await pool.execute("DELETE FROM telephony_connections WHERE name LIKE $1", f"%-{suffix}")
