@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--speed", type=float, default=1.0, help="time multiplier for call scripts (>= 1 is faster)")
     sim.add_argument("--api-key", help="the only API key accepted (default: any bearer token)")
     sim.add_argument("--channel-limit", type=int, default=10, help="concurrent calls before 403 hangups")
+    chaos = sim.add_argument_group("chaos (all off by default)")
+    chaos.add_argument("--duplicate-prob", type=float, default=0.0, help="share of webhooks delivered twice")
+    chaos.add_argument("--reorder-window-ms", type=int, default=0, help="each webhook waits 0..N ms on its own")
+    chaos.add_argument("--jitter-ms", type=int, default=0, help="each webhook waits 0..N ms, a call's kept in order")
+    chaos.add_argument("--drop-prob", type=float, default=0.0, help="share of webhooks whose first attempt is lost")
+    chaos.add_argument("--api-latency-ms", type=float, default=0.0, help="median API latency (log-normal)")
+    chaos.add_argument("--api-5xx-prob", type=float, default=0.0, help="share of call commands answered 500")
 
     user = sub.add_parser("user", help="manage users without a running daemon")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
@@ -114,12 +121,17 @@ async def _sim_carrier(args: argparse.Namespace, settings: Settings) -> int:
 
     from sim.carrier import Options, serve
 
-    if args.speed <= 0 or args.channel_limit < 1:
-        print("pivotal: --speed must be positive and --channel-limit at least 1", file=sys.stderr)
+    shares = (args.duplicate_prob, args.drop_prob, args.api_5xx_prob)
+    waits = (args.reorder_window_ms, args.jitter_ms, args.api_latency_ms)
+    if args.speed <= 0 or args.channel_limit < 1 or not all(0 <= p <= 1 for p in shares) or min(waits) < 0:
+        print("pivotal: --speed must be positive, --channel-limit at least 1, the probabilities between 0 and 1 "
+              "and the waits not negative", file=sys.stderr)  # fmt: skip
         return 2
     options = Options(
         webhook_url=args.webhook_url, seed=args.seed, speed=args.speed, api_key=args.api_key,
-        channel_limit=args.channel_limit,
+        channel_limit=args.channel_limit, duplicate_prob=args.duplicate_prob,
+        reorder_window_ms=args.reorder_window_ms, delivery_jitter_ms=args.jitter_ms, drop_prob=args.drop_prob,
+        api_latency_ms=args.api_latency_ms, api_5xx_prob=args.api_5xx_prob,
     )  # fmt: skip
     task = asyncio.ensure_future(
         serve(options, args.sim_host, args.sim_port, announce=lambda key: print(key, flush=True))

@@ -86,3 +86,37 @@ async def test_user_create_from_stdin(database_url: str, tmp_path: Path, pool: a
     )
     assert bad_role.returncode == 2
     assert "roles" in bad_role.stderr
+
+
+def test_sim_carrier_prints_its_key_first_and_stops_cleanly(tmp_path: Path) -> None:
+    """`pivotal sim-carrier`: line one is the webhook public key (Base64 of 32 bytes), also served over HTTP."""
+    import base64
+    import signal
+    import time
+    import urllib.request
+
+    from tests.daemon import free_port
+
+    port = free_port()
+    env = clean_environment(PIVOTAL_DATA_DIR=str(tmp_path))
+    argv = [PIVOTAL, "sim-carrier", "--port", str(port), "--webhook-url", "http://127.0.0.1:9/hook", "--seed", "4",
+            "--speed", "10", "--duplicate-prob", "0.2", "--reorder-window-ms", "300",
+            "--api-latency-ms", "5"]  # fmt: skip
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        key = process.stdout.readline().strip()
+        assert len(base64.b64decode(key, validate=True)) == 32
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_sim/public_key", timeout=2) as response:
+                    assert response.read().decode() == key
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    bad = _run(["sim-carrier", "--webhook-url", "http://x/", "--drop-prob", "2"], env)
+    assert bad.returncode == 2
+    assert "probabilities between 0 and 1" in bad.stderr
