@@ -105,6 +105,7 @@ class Carrier:
         command_timeout_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.client = AsyncTelnyx(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
         # Call actions wait at most this long before resending with the same command_id: Telnyx advises a resend
@@ -113,21 +114,39 @@ class Carrier:
         self.dials = SlidingWindow(dials_per_window, window_s)
         self._clock = clock
         self._sleep = sleep
+        self._observe = observe or (lambda command, result, seconds: None)
         self.retries = 0
 
     async def close(self) -> None:
         await self.client.close()
 
-    async def _with_retries(self, name: str, send: Callable[[], Awaitable[T]]) -> T:
-        """Send, retrying (the caller's command is idempotent) on timeouts, connection errors, 5xx and 429."""
-        for attempt in range(len(BACKOFF_S) + 1):
+    async def _with_retries(self, name: str, send: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+        """Send, retrying (the caller's command is idempotent) on timeouts, connection errors, 5xx and 429; every
+        outcome is counted (``observe``) and every failure logged."""
+        started = self._clock()
+        try:
+            result = await self._attempts(name, send, retry)
+        except CallEnded as exc:  # a race with the callee's hangup: routine, the caller decides what it means
+            self._observe(name, "call_ended", self._clock() - started)
+            log.info("carrier_call_ended", command=name, error=str(exc))
+            raise
+        except CarrierError as exc:
+            outcome = "refused" if exc.status is not None and exc.status < 500 and exc.status != 429 else "failed"
+            self._observe(name, outcome, self._clock() - started)
+            log.warning("carrier_command_" + outcome, command=name, status=exc.status, code=exc.code, error=str(exc))
+            raise
+        self._observe(name, "ok", self._clock() - started)
+        return result
+
+    async def _attempts(self, name: str, send: Callable[[], Awaitable[T]], retry: bool) -> T:
+        for attempt in range(len(BACKOFF_S) + 1 if retry else 1):
             try:
                 return await send()
             except telnyx.APIStatusError as exc:
                 code = _error_code(exc)
                 if exc.status_code == 422 and code == CALL_ENDED_CODE:
                     raise CallEnded(f"{name}: the call has already ended", status=422, code=code) from None
-                retryable = exc.status_code >= 500 or exc.status_code == 429
+                retryable = retry and (exc.status_code >= 500 or exc.status_code == 429)
                 if not retryable or attempt == len(BACKOFF_S):
                     raise CarrierError(f"{name}: {exc.status_code} {code or ''} {exc.message}".strip(),
                                        status=exc.status_code, code=code) from None  # fmt: skip
@@ -136,10 +155,11 @@ class Carrier:
                 if code == DIAL_LIMIT_CODE:  # another sender shares the account's window: give it time to slide
                     asked = max(asked, 1.0)
             except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
-                if attempt == len(BACKOFF_S):
+                if not retry or attempt == len(BACKOFF_S):
                     raise CarrierError(f"{name}: {type(exc).__name__} after {attempt + 1} attempts") from None
                 reason, asked = type(exc).__name__, 0.0
             self.retries += 1
+            self._observe(name, "retried", 0.0)
             pause = max(BACKOFF_S[attempt] * (1 + random.random() / 4), asked)  # noqa: S311 - jitter
             log.info("carrier_retry", command=name, reason=reason, attempt=attempt + 1, in_s=round(pause, 2))
             await self._sleep(pause)
@@ -259,13 +279,11 @@ class Carrier:
 
     async def create_credential(self, connection_id: str, name: str) -> Credential:
         """Never retried: creating a credential twice would leave an orphan."""
-        try:
-            response = await self.client.telephony_credentials.create(connection_id=connection_id, name=name)
-        except telnyx.APIStatusError as exc:
-            raise CarrierError(f"create credential: {exc.status_code} {exc.message}", status=exc.status_code,
-                               code=_error_code(exc)) from None  # fmt: skip
-        except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
-            raise CarrierError(f"create credential: {type(exc).__name__}") from None
+
+        async def send() -> Any:
+            return await self.client.telephony_credentials.create(connection_id=connection_id, name=name)
+
+        response = await self._with_retries("create_credential", send, retry=False)
         data = response.data
         if data is None or not data.id or not data.sip_username:
             raise CarrierError("create credential: the carrier answered without an id")

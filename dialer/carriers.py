@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -26,8 +27,15 @@ RETIRED_GRACE_S = 60.0  # longer than any command with all its retries
 
 
 class Carriers:
-    def __init__(self, pool: asyncpg.Pool, sealer: Sealer, base_url: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sealer: Sealer,
+        base_url: str,
+        observe: Callable[[str, str, float], None] | None = None,
+    ) -> None:
         self.pool = pool
+        self.observe = observe
         self.sealer = sealer
         self.base_url = base_url
         self._by_account: dict[str, Carrier] = {}  # sha256 of the API key -> adapter
@@ -49,7 +57,9 @@ class Carriers:
         carrier = self._by_account.get(account)
         self._retire_unused()
         if carrier is None:
-            carrier = self._by_account[account] = Carrier(key, self.base_url, dials_per_window=per_window)
+            carrier = self._by_account[account] = Carrier(
+                key, self.base_url, dials_per_window=per_window, observe=self.observe
+            )
         elif carrier.dials.limit != per_window:
             log.info("dial_limit_changed", connection=connection.name, dials_per_window=per_window)
             carrier.dials.limit = per_window

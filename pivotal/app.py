@@ -140,7 +140,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             )
 
         sealer = Sealer(secrets_key(settings))
-        carriers = Carriers(app[POOL], sealer, settings.telephony.api_base_url)
+        carriers = Carriers(app[POOL], sealer, settings.telephony.api_base_url, app[METRICS].observe_carrier)
         softphones = Softphones(app[POOL], sealer, carriers)
         feed = SuppressionFeed(connect, observe_lag=metrics.suppression_lag.observe)
         await feed.start()

@@ -101,11 +101,30 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25),
             registry=self.registry,
         )
+        self.carrier_commands = Counter(
+            "pivotal_carrier_commands",
+            "Carrier API commands by outcome: ok, retried (one count per retry), call_ended (422 90018), refused "
+            "(another 4xx), failed (5xx, 429 or no answer after every retry)",
+            ["command", "result"],
+            registry=self.registry,
+        )
+        self.carrier_latency = Histogram(
+            "pivotal_carrier_command_seconds",
+            "A carrier command from first send to final answer, retries included",
+            ["command"],
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=self.registry,
+        )
         self.http_in_flight = Gauge("pivotal_http_requests_in_flight", "Requests being handled", registry=self.registry)
 
     def observe_webhook(self, result: str, seconds: float) -> None:
         self.webhooks.labels(result).inc()
         self.webhook_latency.observe(seconds)
+
+    def observe_carrier(self, command: str, result: str, seconds: float) -> None:
+        self.carrier_commands.labels(command, result).inc()
+        if result != "retried":
+            self.carrier_latency.labels(command).observe(seconds)
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

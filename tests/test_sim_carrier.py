@@ -181,10 +181,12 @@ async def sim_url() -> AsyncIterator[tuple[SimCarrier, str]]:
 
 async def test_the_adapter_retries_only_what_is_safe(sim_url: tuple[SimCarrier, str]) -> None:
     """5xx answers are retried with the same command_id (executed once); an ended call is CallEnded, not a retry."""
-    from dialer.carrier import CallEnded, Carrier
+    from dialer.carrier import CallEnded, Carrier, CarrierError
 
     carrier, url = sim_url
-    adapter = Carrier("key", url)
+    seen: list[tuple[str, str]] = []
+    adapter = Carrier("key", url, observe=lambda command, result, _seconds: seen.append((command, result)),
+                      sleep=lambda seconds: asyncio.sleep(min(seconds, 0.01)))  # backoff shortened  # fmt: skip
     try:
         carrier.scripts["+15550100060"] = fast("human")
         leg = await adapter.dial(connection_id="c", from_="+15550100001", to="+15550100060", amd="premium",
@@ -201,6 +203,16 @@ async def test_the_adapter_retries_only_what_is_safe(sim_url: tuple[SimCarrier, 
         credential = await adapter.create_credential("creds", "agent-1")
         token = await adapter.login_token(credential.id)
         assert jwt.decode(token, options={"verify_signature": False})["sub"] == credential.sip_username
+        carrier.options.fail_next_commands = 9
+        with pytest.raises(CarrierError):
+            await adapter.answer(leg.call_control_id)  # never succeeds: five attempts, then an error
+        with pytest.raises(CarrierError):
+            await adapter.login_token("no-such-credential")  # 404: refused at once
+        assert seen == [
+            ("dial", "ok"), ("hangup", "retried"), ("hangup", "retried"), ("hangup", "ok"), ("hangup", "call_ended"),
+            ("bridge", "call_ended"), ("create_credential", "ok"), ("create_token", "ok"),
+            *[("answer", "retried")] * 4, ("answer", "failed"), ("create_token", "refused"),
+        ]  # fmt: skip
     finally:
         await adapter.close()
 
