@@ -8,7 +8,9 @@ is known (a machine verdict on a leg already judged human) is illegal: recorded,
 
 An agent's leg (its softphone's call, parked until we bridge customers to it) has its own, smaller table: it
 goes initiated -> answered -> bridged, and back to answered each time a customer leaves (``unbridged``, told
-by the dialer: the carrier sends no event for it), as many times as the agent takes calls.
+by the dialer: the carrier sends no event for it), as many times as the agent takes calls. ``call.bridged``
+names no peer, so a late one cannot be told from a new one: the leg counts bridges (events) and unbridges
+(the dialer's reports) and is bridged while the first exceeds the second, whatever order they come in.
 
 Facts (answer, greeting end, verdict, bridge, hangup) are kept with the carrier's times, whatever order they
 arrive in, because abandon-rate accounting needs them.
@@ -96,6 +98,7 @@ class Leg:
     kind: LegKind = LegKind.CUSTOMER
     state: LegState = LegState.CREATED
     bridges: int = 0
+    unbridges: int = 0  # agent legs: customers the dialer reported gone
     answered_at: datetime | None = None
     amd_result: str | None = None
     greeting_ended_at: datetime | None = None
@@ -125,6 +128,8 @@ class Leg:
         target = (_AGENT_MOVES if agent else _MOVES).get(key, {}).get(self.state)
         if target is not None:
             self.state = target
+            if agent:
+                self._settle_agent()
             return Handling.APPLIED
         if self.state in _ILLEGAL.get(key, frozenset()):
             self.illegal.append(f"{event_type} ({verdict or 'no verdict'}) while {self.state.name.lower()}")
@@ -132,12 +137,21 @@ class Leg:
         return Handling.IGNORED
 
     def unbridged(self) -> bool:
-        """An agent's customer left (its leg ended) and the agent's leg is parked again; False if it was not
-        bridged (already unbridged, or ended)."""
-        if self.kind is LegKind.AGENT and self.state is LegState.BRIDGED:
-            self.state = LegState.ANSWERED
-            return True
-        return False
+        """The dialer reports that a customer bridged to this agent leg left. True if the agent is now free (parked
+        and answered); a report that overtakes its ``call.bridged`` is counted, so the late event frees nothing."""
+        if self.kind is not LegKind.AGENT or self.state is LegState.ENDED:
+            return False
+        self.unbridges += 1
+        self._settle_agent()
+        return self.state is LegState.ANSWERED
+
+    def _settle_agent(self) -> None:
+        if self.state is LegState.ENDED:
+            return
+        if self.bridges > self.unbridges:
+            self.state = LegState.BRIDGED
+        elif self.state is LegState.BRIDGED or self.bridges:
+            self.state = LegState.ANSWERED  # a bridge implies an answer
 
     def _record_facts(self, event_type: str, verdict: str | None, payload: dict[str, Any], at: datetime) -> None:
         # Facts are kept whatever the state: a late call.answered still tells when the callee answered.

@@ -271,7 +271,10 @@ class WebhookIngress:
         call_control_id = payload.get("call_control_id")
         handling = Handling.UNMATCHED
         if isinstance(call_control_id, str) and call_control_id:
-            leg = self.legs.get_or_create(call_control_id, self._monotonic(), LegKind.of(payload))
+            kind = LegKind.of(payload)
+            leg = self.legs.get_or_create(call_control_id, self._monotonic(), kind)
+            if leg is not None and kind is LegKind.AGENT and leg.kind is LegKind.CUSTOMER:
+                leg.kind = kind  # the first event to arrive (a speak or playback event) did not show the SIP end
             handling = leg.apply(event_type, payload, occurred_at) if leg is not None else Handling.IGNORED
             if leg is not None and event_type == "call.hangup":
                 self.legs.ended(call_control_id)

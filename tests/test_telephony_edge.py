@@ -127,37 +127,49 @@ def test_leg_state_machine(
 PARKED = {"direction": "incoming", "state": "parked", "calling_party_type": "sip"}
 
 
+UNBRIDGE: tuple[str, dict[str, Any], float] = (
+    "unbridge",
+    {},
+    0.0,
+)  # the dialer reports the agent's customer gone (no carrier event exists)
+T, F = True, False
+
+
 @pytest.mark.parametrize(
-    ("events", "unbridge_after", "state", "handled", "bridges"),
+    ("steps", "state", "outcome"),
     [
-        # Parked, answered, two customers one after the other (the dialer unbridges after each customer leaves).
-        ([("call.initiated", PARKED, 0), ("call.answered", {}, 1), ("call.bridged", {}, 10), ("call.bridged", {}, 90)],
-         {2}, LegState.BRIDGED, [A, A, A, A], 2),
-        # The next bridge arrives before the dialer heard the last customer leave: still a new bridge.
-        ([("call.answered", {}, 1), ("call.bridged", {}, 10), ("call.bridged", {}, 90)], set(), LegState.BRIDGED,
-         [A, A, A], 2),
-        # Back to parked after the customer left; AMD verdicts mean nothing on a softphone.
-        ([("call.answered", {}, 1), ("call.bridged", {}, 10), (*HUMAN, 11)], {1}, LegState.ANSWERED, [A, A, IG], 1),
-        # The agent closes the tab: ended is final.
-        ([("call.answered", {}, 1), ("call.hangup", {}, 5), ("call.bridged", {}, 6)], set(), LegState.ENDED,
-         [A, A, IG], 1),  # a bridge reported late is still a fact
+        # Parked, answered, two customers one after the other.
+        ([("call.initiated", PARKED, 0), ("call.answered", {}, 1), ("call.bridged", {}, 10), UNBRIDGE,
+          ("call.bridged", {}, 90)], LegState.BRIDGED, [A, A, A, T, A]),
+        # The next bridge's event arrives before the report that the last customer left.
+        ([("call.answered", {}, 1), ("call.bridged", {}, 10), ("call.bridged", {}, 90), UNBRIDGE],
+         LegState.BRIDGED, [A, A, A, F]),
+        # The report overtakes its own call.bridged: the late event frees nobody and binds nobody.
+        ([("call.answered", {}, 1), UNBRIDGE, ("call.bridged", {}, 10)], LegState.ANSWERED, [A, T, A]),
+        ([("call.bridged", {}, 10), ("call.answered", {}, 1)], LegState.BRIDGED, [A, IG]),
+        # AMD verdicts mean nothing on a softphone.
+        ([("call.answered", {}, 1), ("call.bridged", {}, 10), UNBRIDGE, (*HUMAN, 11)], LegState.ANSWERED,
+         [A, A, T, IG]),
+        # The agent closes the tab: ended is final; a bridge reported late is still a fact.
+        ([("call.answered", {}, 1), ("call.hangup", {}, 5), ("call.bridged", {}, 6), UNBRIDGE], LegState.ENDED,
+         [A, A, IG, F]),
     ],
 )  # fmt: skip
 def test_agent_leg_state_machine(
-    events: list[tuple[str, dict[str, Any], float]],
-    unbridge_after: set[int],
-    state: LegState,
-    handled: list[Handling],
-    bridges: int,
+    steps: list[tuple[str, dict[str, Any], float]], state: LegState, outcome: list[Handling | bool]
 ) -> None:
     leg = Leg("v3:agent", LegKind.of({"from": "sip:gencredA@sip.telnyx.com", "to": "+15550000000"}))
-    outcome = []
-    for index, (event_type, payload, seconds) in enumerate(events):
-        outcome.append(leg.apply(event_type, payload, _at(seconds)))
-        if index in unbridge_after:
-            assert leg.unbridged()
-    assert (leg.state, outcome, leg.bridges) == (state, handled, bridges)
-    assert leg.unbridged() is (state is LegState.BRIDGED)  # only a bridged agent leg can be unbridged
+    seen: list[Handling | bool] = []
+    for event_type, payload, seconds in steps:
+        seen.append(leg.unbridged() if event_type == "unbridge" else leg.apply(event_type, payload, _at(seconds)))
+    assert (leg.state, seen) == (state, outcome)
+    assert leg.bridges == sum(1 for step in steps if step[0] == "call.bridged")
+
+
+def test_a_customer_leg_cannot_be_unbridged() -> None:
+    leg, _ = _run([("call.answered", {}, 1), ("call.bridged", {}, 2)])
+    assert leg.unbridged() is False
+    assert leg.state is LegState.BRIDGED
 
 
 @pytest.mark.parametrize(
