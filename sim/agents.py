@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from sim.carrier import SimCarrier, SimLeg
 
 MAX_FRAME_BYTES = 16_384
+MAX_CALLS_PER_AGENT = 4  # a browser tab holds one; a few for tests of transfers and races
 SIP_DOMAIN = "sip.telnyx.com"
 
 
@@ -135,7 +136,7 @@ class FakeSoftphones:
                     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
                         raise ValueError("a frame is a JSON object with a string 'type'")
                     agent = self._frame(socket, agent, frame)
-                except (ValueError, TypeError, LookupError) as exc:
+                except (ValueError, TypeError, LookupError, RecursionError) as exc:
                     await socket.send_json({"type": "error", "code": type(exc).__name__, "message": str(exc)})
         finally:
             if agent is not None:
@@ -165,6 +166,10 @@ class FakeSoftphones:
             if not isinstance(destination, str) or not destination:
                 raise ValueError("invite needs a destination")
             call_id = call_id if isinstance(call_id, str) and 0 < len(call_id) <= 64 else str(uuid.uuid4())
+            if call_id in agent.calls:
+                raise ValueError(f"call {call_id!r} exists already")
+            if len(agent.calls) >= MAX_CALLS_PER_AGENT:
+                raise ValueError(f"a softphone holds at most {MAX_CALLS_PER_AGENT} calls")
             headers = frame.get("custom_headers") or []
             if not isinstance(headers, list) or not all(isinstance(h, dict) for h in headers):
                 raise ValueError("custom_headers is a list of {name, value}")
@@ -201,7 +206,7 @@ class FakeSoftphones:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
                 raise ValueError
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return error(400, "10015", "Bad Request", "The body is not a JSON object.")
         if command == "register":
             try:
@@ -219,6 +224,8 @@ class FakeSoftphones:
             destination = body.get("destination", "+15550000000")
             if not isinstance(destination, str):
                 return error(422, "10015", "Invalid parameter", "destination must be a string", "/destination")
+            if len(agent.calls) >= MAX_CALLS_PER_AGENT:
+                return error(422, "10015", "Invalid parameter", f"at most {MAX_CALLS_PER_AGENT} calls a softphone")
             leg = self.invite(agent, str(uuid.uuid4()), destination, [])
             return web.json_response({"call_id": leg.agent_call_id, "call_control_id": leg.call_control_id})
         call_id = body.get("call_id")

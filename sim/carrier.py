@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import math
 import random
 import secrets
@@ -35,7 +36,6 @@ from sim.wire import error, iso
 DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
 DIAL_WINDOW_S = 5.0
 COMMAND_MEMORY_S = 60.0
-EMITTED_KEPT = 1_000_000
 ENDED_LEG_KEPT_S = 300.0  # an ended leg still answers 422 90018 this long, then is forgotten (404)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AMD_MODES = ("premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
@@ -60,6 +60,7 @@ class Options:
     delivery_jitter_ms: int = 0  # chaos: each delivery waits 0..N ms, a leg's events staying in order
     drop_prob: float = 0.0  # chaos: a delivery's first attempt is lost (the retry, 1 s later, carries it)
     agent_answer_ms: tuple[int, int] = (300, 1500)  # a fake softphone's auto-answer (WebRTC setup) delay
+    events_kept: int = 10_000  # the latest events sent, kept as ground truth (tests and benchmarks raise it)
 
 
 @dataclass
@@ -84,10 +85,15 @@ class SimLeg:
     answered_at: float | None = None
     ended_at: float | None = None
     bridged_with: str | None = None
-    park_after_unbridge: bool = False
+    park_after_unbridge: bool = False  # park_after_unbridge "self" or hold_after_unbridge: outlive the peer
+    prevent_double_bridge: bool = False  # (a link_to dial) do not take a leg that is bridged already
     recording: float | None = None  # start time of a running recording
+    playing: str | None = None  # "speak" or "playback" while media plays
+    unsent_bridged: bool = False  # bridged, its call.bridged still waiting for the switch delay
     truth: dict[str, float] = field(default_factory=dict)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    deliverer: asyncio.Task[None] | None = None
+    script_task: asyncio.Task[None] | None = None
+    timers: set[asyncio.Task[None]] = field(default_factory=set)  # events scheduled for later
     outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
 
     def common(self) -> dict[str, Any]:
@@ -113,9 +119,11 @@ class SimCarrier:
         self.webhooks = WebhookSender(self.key, options)
         self.live = 0  # legs not ended (the channel limit)
         #: Every event sent (id, type, call_control_id), newest last: the ground truth tests compare against.
-        self.emitted: deque[tuple[str, str, str]] = deque(maxlen=EMITTED_KEPT)
+        self.emitted: deque[tuple[str, str, str]] = deque(maxlen=options.events_kept)
         self.duplicated = 0
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._delivering = 0  # events taken from an outbox and not yet posted (waiting out jitter, say)
+        self.queues: dict[str, deque[str]] = {}  # enqueue: queue name -> call_control_ids, oldest first
 
     @property
     def public_key(self) -> str:
@@ -150,8 +158,9 @@ class SimCarrier:
 
     async def _close(self, _app: web.Application) -> None:
         for leg in self.legs.values():
-            for task in leg.tasks:
-                task.cancel()
+            for task in (leg.deliverer, leg.script_task, *leg.timers):
+                if task is not None:
+                    task.cancel()
         for task in list(self._in_flight):
             task.cancel()
         await self.softphones.close()
@@ -159,9 +168,8 @@ class SimCarrier:
 
     def quiet(self) -> bool:
         """Nothing left to deliver: no queued, wandering or retrying webhook (tests and benchmarks wait for it)."""
-        return (
-            not self._in_flight and not self.webhooks.posting and all(leg.outbox.empty() for leg in self.legs.values())
-        )
+        pending = any(not leg.outbox.empty() or leg.timers for leg in self.legs.values())
+        return not self._in_flight and not self._delivering and not self.webhooks.posting and not pending
 
     def track(self, task: asyncio.Task[Any]) -> None:
         """Keep a fire-and-forget task referenced until it is done (and cancelled at close)."""
@@ -191,7 +199,7 @@ class SimCarrier:
             body = await request.json()
             if not isinstance(body, dict):
                 raise ValueError
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return error(400, "10015", "Bad Request", "The body is not a JSON object.")
         remembered = self._remembered("dial", body.get("command_id"))
         if remembered is not None:  # sim choice (s8.2): the original response, nothing re-executed
@@ -211,6 +219,11 @@ class SimCarrier:
         timeout = body.get("timeout_secs", 30)
         if not isinstance(timeout, int) or not 5 <= timeout <= 600:
             return error(422, "10015", "Invalid parameter", "timeout_secs must be 5 to 600", "/timeout_secs")
+        webhook_url = body.get("webhook_url")
+        if webhook_url is not None and not (
+            isinstance(webhook_url, str) and webhook_url.startswith(("http://", "https://"))
+        ):
+            return error(422, "10015", "Invalid parameter", "webhook_url must be an http(s) URL", "/webhook_url")
         amd = body.get("answering_machine_detection", "disabled")
         if amd not in AMD_MODES:
             return error(
@@ -227,7 +240,7 @@ class SimCarrier:
             call_control_id="v3:" + base64.urlsafe_b64encode(secrets.token_bytes(24)).decode().rstrip("="),
             call_leg_id=str(uuid.uuid1()), call_session_id=str(uuid.uuid1()), connection_id=body["connection_id"],
             from_=body["from"], to=to, client_state=client_state,
-            webhook_url=body.get("webhook_url") or self.options.webhook_url,
+            webhook_url=webhook_url or self.options.webhook_url,
             script=self.scripts.get(to) or script_for(to, self.options.seed), amd=amd, timeout_secs=timeout,
         )  # fmt: skip
         link = body.get("link_to")
@@ -235,11 +248,12 @@ class SimCarrier:
             leg.call_session_id = self.legs[link].call_session_id
             if body.get("bridge_on_answer"):
                 leg.bridge_on_answer_with = link
-                leg.park_after_unbridge = body.get("park_after_unbridge") == "self"
+                leg.park_after_unbridge = _outlives_peer(body)
+                leg.prevent_double_bridge = body.get("prevent_double_bridge") is True
         self.legs[leg.call_control_id] = leg
         self.live += 1
-        leg.tasks.append(asyncio.create_task(self._deliver(leg)))
-        leg.tasks.append(asyncio.create_task(self._play(leg, over_limit=self.live > self.options.channel_limit)))
+        leg.deliverer = asyncio.create_task(self._deliver(leg))
+        leg.script_task = asyncio.create_task(self._play(leg, over_limit=self.live > self.options.channel_limit))
         data = {"call_control_id": leg.call_control_id, "call_leg_id": leg.call_leg_id,
                 "call_session_id": leg.call_session_id, "is_alive": False, "record_type": "call"}  # fmt: skip
         response = {"data": data}
@@ -271,6 +285,7 @@ class SimCarrier:
         await asyncio.sleep(self._delay(script.ring_ms))
         leg.state, leg.answered_at = "answered", time.time()
         self._emit(leg, "call.answered", {"state": "answered"})
+        self._bridge_on_answer(leg)
         greeting_end = leg.answered_at + self._delay(script.greeting_ms)
         leg.truth["answered_at"] = leg.answered_at
         if script.outcome == "human":
@@ -331,7 +346,7 @@ class SimCarrier:
             agent_call_id=call_id,
         )  # fmt: skip
         self.legs[leg.call_control_id] = leg
-        leg.tasks.append(asyncio.create_task(self._deliver(leg)))
+        leg.deliverer = asyncio.create_task(self._deliver(leg))
         custom = [{"name": "X-RTC-CALLID", "value": call_id}] + [
             {"name": str(h.get("name", ""))[:64], "value": str(h.get("value", ""))[:256]} for h in headers[:10]
         ]
@@ -349,14 +364,23 @@ class SimCarrier:
         leg.truth["answered_at"] = leg.answered_at
         self._emit(leg, "call.answered", {"state": "answered"})
         self.softphones.notify(leg, "active")
+        self._bridge_on_answer(leg)
+
+    def _bridge_on_answer(self, leg: SimLeg) -> None:
+        """link_to + bridge_on_answer: join the linked leg at the answer; with prevent_double_bridge a linked leg
+        already bridged elsewhere is not taken, and the new leg is hung up instead (reference s7.3)."""
         linked = self.legs.get(leg.bridge_on_answer_with or "")
-        if linked is not None and linked.state in ("answered", "bridged"):
-            self._join(leg, linked)
+        if linked is None or linked.state not in ("answered", "bridged"):
+            return
+        if leg.prevent_double_bridge and linked.state == "bridged":
+            self._end(leg, "normal_clearing", _near_end(leg), "200")
+            return
+        self._join(leg, linked)
 
     def agent_hangup(self, ccid: str) -> None:
         leg = self.legs.get(ccid)
         if leg is not None:  # the agent is the caller on a parked leg, the callee on a leg that rang it
-            self._end(leg, "normal_clearing", "caller" if leg.direction == "incoming" else "callee", "200")
+            self._end(leg, "normal_clearing", _far_end(leg), "200")
 
     def agent_dtmf(self, ccid: str, digits: str) -> None:
         leg = self.legs.get(ccid)
@@ -371,9 +395,19 @@ class SimCarrier:
         if leg.direction == "outgoing":
             self.live -= 1
         self.softphones.notify(leg, "hangup", cause=cause)
-        for task in leg.tasks[1:]:  # the script and pending events; the outbox (first) delivers what is queued
-            if task is not asyncio.current_task():
+        for task in (leg.script_task, *leg.timers):  # the script and scheduled events (the outbox still delivers)
+            if task is not None and task is not asyncio.current_task():
                 task.cancel()
+        leg.timers.clear()
+        for queue in self.queues.values():
+            with contextlib.suppress(ValueError):
+                queue.remove(leg.call_control_id)
+        if leg.unsent_bridged:  # the bridge happened: its event is sent before the hangup, never lost
+            leg.unsent_bridged = False
+            self._emit(leg, "call.bridged", {})
+        if leg.playing is not None:
+            self._emit(leg, f"call.{leg.playing}.ended", {"status": "call_hangup"})
+            leg.playing = None
         self._stop_recording(leg)
         self._emit(leg, "call.hangup", {
             "state": "hangup", "hangup_cause": cause, "hangup_source": source, "sip_hangup_cause": sip,
@@ -384,12 +418,16 @@ class SimCarrier:
         })  # fmt: skip
         peer = self.legs.get(leg.bridged_with or "")
         if peer is not None and peer.state != "ended":
-            peer.bridged_with = None
-            if peer.park_after_unbridge:
-                peer.state = "answered"  # parked again, ready for the next bridge
-                self.softphones.notify(peer, "active")
-            else:
-                self._end(peer, "normal_clearing", "callee" if source == "caller" else "caller", "200")
+            self._unbridge(peer)
+
+    def _unbridge(self, leg: SimLeg) -> None:
+        """``leg``'s peer left the bridge: it stays (parked, answered) if its bridge asked so, else it ends."""
+        leg.bridged_with = None
+        if leg.park_after_unbridge:
+            leg.state = "answered"  # parked again, ready for the next bridge
+            self.softphones.notify(leg, "active")
+        else:  # torn down from our side of this leg, not by the person at its far end
+            self._end(leg, "normal_clearing", _near_end(leg), "200")
 
     def _stop_recording(self, leg: SimLeg) -> None:
         if leg.recording is None:
@@ -401,12 +439,19 @@ class SimCarrier:
                    "public_recording_urls": {"mp3": None, "wav": None}}  # fmt: skip
         self._later(leg, self.rng.randint(500, 3000), "call.recording.saved", payload, without_ccid=True)
 
-    def _later(self, leg: SimLeg, ms: int, event: str, payload: dict[str, Any], *, without_ccid: bool = False) -> None:
+    def _later(
+        self, leg: SimLeg, ms: int, event: str, payload: dict[str, Any], *, without_ccid: bool = False,
+        then: Callable[[], None] | None = None,
+    ) -> None:  # fmt: skip
         async def fire() -> None:
             await asyncio.sleep(self._delay(ms))
+            if then is not None:
+                then()
             self._emit(leg, event, payload, without_ccid=without_ccid)
 
-        leg.tasks.append(asyncio.create_task(fire()))
+        task = asyncio.create_task(fire())
+        leg.timers.add(task)
+        task.add_done_callback(leg.timers.discard)
 
     # -- webhooks --------------------------------------------------------------------------------------------
 
@@ -433,6 +478,8 @@ class SimCarrier:
                 async with asyncio.timeout(None if leg.state != "ended" else 10 / options.speed):
                     _, data = await leg.outbox.get()
             except TimeoutError:
+                if leg.timers:  # a recording still to be saved
+                    continue
                 break
             if not leg.webhook_url:
                 continue
@@ -441,9 +488,13 @@ class SimCarrier:
                 wait = self.rng.uniform(0, options.reorder_window_ms) / 1000
                 self.track(asyncio.create_task(self._post_later(wait, leg.webhook_url, data, drop_first)))
                 continue
-            if options.delivery_jitter_ms > 0:
-                await asyncio.sleep(self.rng.uniform(0, options.delivery_jitter_ms) / 1000)
-            await self.webhooks.post(leg.webhook_url, data, drop_first=drop_first)
+            self._delivering += 1
+            try:
+                if options.delivery_jitter_ms > 0:
+                    await asyncio.sleep(self.rng.uniform(0, options.delivery_jitter_ms) / 1000)
+                await self.webhooks.post(leg.webhook_url, data, drop_first=drop_first)
+            finally:
+                self._delivering -= 1
         await asyncio.sleep(ENDED_LEG_KEPT_S)
         self.legs.pop(leg.call_control_id, None)
 
@@ -468,7 +519,7 @@ class SimCarrier:
             body = await request.json() if request.can_read_body else {}
             if not isinstance(body, dict):
                 raise ValueError
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return error(400, "10015", "Bad Request", "The body is not a JSON object.")
         if self.options.slow_next_commands > 0:
             self.options.slow_next_commands -= 1
@@ -516,6 +567,13 @@ class SimCarrier:
         return None  # answering an answered call again: acknowledged, nothing happens
 
     def _bridge(self, leg: SimLeg, body: dict[str, Any]) -> web.Response | None:
+        queue = body.get("queue")
+        if isinstance(queue, str) and queue:  # bridge with the head of a queue
+            waiting = self.queues.get(queue)
+            head = self.legs.get(waiting[0]) if waiting else None
+            if waiting is None or head is None:
+                return error(422, "90035", "Queue is empty", f"No call is waiting in {queue}.", "/queue")
+            body = {**body, "call_control_id": head.call_control_id}
         other = self.legs.get(str(body.get("call_control_id", "")))
         if other is None:
             return error(
@@ -530,7 +588,10 @@ class SimCarrier:
             return error(422, "90018", "Call is not answered", "Both legs must be answered and alive.")
         if body.get("prevent_double_bridge") and "bridged" in states:
             return error(422, "90034", "Call is already bridged", "prevent_double_bridge was set.")
-        leg.park_after_unbridge = body.get("park_after_unbridge") == "self"
+        leg.park_after_unbridge = _outlives_peer(body)
+        if isinstance(queue, str) and queue:
+            self.queues[queue].popleft()
+            self._emit(other, "call.dequeued", {"queue": queue, "reason": "bridged"})
         self._join(leg, other)
         return None
 
@@ -539,11 +600,7 @@ class SimCarrier:
         for one in (leg, other):
             old = self.legs.get(one.bridged_with or "")
             if old is not None and old is not leg and old is not other:
-                old.bridged_with = None
-                if old.park_after_unbridge:
-                    old.state = "answered"
-                else:
-                    self._end(old, "normal_clearing", "caller", "200")
+                self._unbridge(old)
         leg.state = other.state = "bridged"
         leg.bridged_with, other.bridged_with = other.call_control_id, leg.call_control_id
         now = time.time()
@@ -555,8 +612,9 @@ class SimCarrier:
                 one.truth.setdefault("bridged_at", now)
         delay = self.rng.randint(30, 150)
         first, second = (leg, other) if self.rng.random() < 0.5 else (other, leg)
-        self._later(first, delay, "call.bridged", {})
-        self._later(second, delay, "call.bridged", {})
+        for one in (first, second):
+            one.unsent_bridged = True
+            self._later(one, delay, "call.bridged", {}, then=functools.partial(setattr, one, "unsent_bridged", False))
         for one, peer in ((leg, other), (other, leg)):
             self.softphones.notify(one, "bridged", remote=peer.to if peer.direction == "outgoing" else peer.from_)
 
@@ -565,7 +623,26 @@ class SimCarrier:
         duration = 70 * len(text) if kind == "speak" else 3000
         started, ended = f"call.{kind}.started", f"call.{kind}.ended"
         self._emit(leg, started, {"media_url": body.get("audio_url")} if kind == "playback" else {})
-        self._later(leg, max(duration, 200), ended, {"status": "completed"})
+        leg.playing = kind
+        self._later(leg, max(duration, 200), ended, {"status": "completed"},
+                    then=lambda: setattr(leg, "playing", None))  # fmt: skip
+        return None
+
+    def _enqueue(self, leg: SimLeg, body: dict[str, Any]) -> web.Response | None:
+        name = body.get("queue_name")
+        if not isinstance(name, str) or not 0 < len(name) <= 255:
+            return error(422, "10015", "Invalid parameter", "queue_name is required", "/queue_name")
+        waiting = self.queues.setdefault(name, deque())
+        if leg.call_control_id not in waiting:
+            waiting.append(leg.call_control_id)
+            self._emit(leg, "call.enqueued", {"queue": name, "current_position": len(waiting)})
+        return None
+
+    def _leave_queue(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
+        for name, waiting in self.queues.items():
+            if leg.call_control_id in waiting:
+                waiting.remove(leg.call_control_id)
+                self._emit(leg, "call.dequeued", {"queue": name, "reason": "leave"})
         return None
 
     def _record_start(self, leg: SimLeg, _body: dict[str, Any]) -> web.Response | None:
@@ -584,6 +661,8 @@ class SimCarrier:
         "playback_start": lambda self, leg, body: self._play_media(leg, body, "playback"),
         "record_start": _record_start,
         "record_stop": _record_stop,
+        "enqueue": _enqueue,
+        "leave_queue": _leave_queue,
     }
 
     # -- simulator controls (not Telnyx) ---------------------------------------------------------------------
@@ -603,13 +682,13 @@ class SimCarrier:
             body = await request.json()
             to = body.pop("to")
             self.scripts[to] = Script(**body)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             return web.json_response({"error": str(exc)}, status=422)
         return web.json_response({"to": to, "script": vars(self.scripts[to])})
 
 
 #: Actions the sim acknowledges without modelling them further.
-_ACKNOWLEDGED = frozenset({"reject", "transfer", "playback_stop", "enqueue", "leave_queue", "send_dtmf",
+_ACKNOWLEDGED = frozenset({"reject", "transfer", "playback_stop", "send_dtmf",
                            "client_state_update", "suppression_start", "suppression_stop", "record_pause",
                            "record_resume"})  # fmt: skip
 
@@ -627,3 +706,21 @@ async def serve(options: Options, host: str, port: int, *, announce: Callable[[s
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()
+
+
+def _outlives_peer(body: dict[str, Any]) -> bool:
+    """A bridge's ``park_after_unbridge: "self"`` or ``hold_after_unbridge: true``: this leg stays up when the
+    other leaves (parked or on hold are the same to the simulator: alive, answered, bridgeable)."""
+    return body.get("park_after_unbridge") == "self" or body.get("hold_after_unbridge") is True
+
+
+def _far_end(leg: SimLeg) -> str:
+    """Who is at the far end of a leg, as ``hangup_source`` names it: the callee of a call we placed, the
+    caller of one we took (an agent's parked call)."""
+    return "caller" if leg.direction == "incoming" else "callee"
+
+
+def _near_end(leg: SimLeg) -> str:
+    """Our side of a leg, as ``hangup_source`` names it: the caller of a call we placed, the callee of one we
+    took."""
+    return "callee" if leg.direction == "incoming" else "caller"

@@ -39,7 +39,7 @@ class Credentials:
             connection_id = body["connection_id"]
             if not isinstance(connection_id, str) or not connection_id:
                 raise ValueError
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
             return error(422, "10004", "Missing required parameter", "connection_id is required", "/connection_id")
         now = iso(time.time())
         credential = {

@@ -9,6 +9,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+MAX_MS = 4 * 3600 * 1000  # Telnyx ends every call by 4 h
+AMD_RESULTS = frozenset({"human", "human_residence", "human_business", "machine", "not_sure", "silence",
+                         "fax_detected"})  # fmt: skip
 OUTCOMES = ("human", "machine", "no_answer", "busy", "rejected", "invalid", "unavailable")
 #: Share of each outcome for numbers without an explicit script (roughly a B2B cold list).
 WEIGHTS = {"human": 0.35, "machine": 0.2, "no_answer": 0.25, "busy": 0.1, "rejected": 0.04, "invalid": 0.03,
@@ -35,6 +38,12 @@ class Script:
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}")
+        for name in ("ring_ms", "greeting_ms", "amd_delay_ms", "talk_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_MS:
+                raise ValueError(f"{name} must be a whole number of milliseconds, 0 to {MAX_MS}")
+        if self.amd_result is not None and self.amd_result not in AMD_RESULTS:
+            raise ValueError(f"amd_result must be one of {', '.join(sorted(AMD_RESULTS))}")
 
 
 def script_for(number: str, seed: int) -> Script:

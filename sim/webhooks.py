@@ -60,7 +60,7 @@ class WebhookSender:
                     if 200 <= response.status < 300:
                         self.deliveries += 1
                         return
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError, ValueError, TypeError):  # unreachable, or a URL it cannot use
                 pass
             self.delivery_failures += 1
         self.undelivered += 1

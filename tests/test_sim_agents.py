@@ -134,6 +134,9 @@ async def test_a_dial_to_an_agents_sip_address_rings_its_softphone(world: World)
             assert response.status == 200
         await events_of(receiver, agent, "call.hangup")
         await events_of(receiver, customer_id, "call.hangup")  # no park_after_unbridge: the customer is released
+        assert (_hangup_of(receiver, agent)["hangup_source"], _hangup_of(receiver, customer_id)["hangup_source"]) == (
+            "callee", "caller",
+        ), "the agent (callee of the SIP dial) hung up; the customer's leg was ended from our side"  # fmt: skip
         async with http.get(f"{base}/_sim/agents") as response:
             listed = await response.json()
         assert listed["agents"][0]["calls"] == {}
@@ -170,3 +173,92 @@ async def test_the_softphone_protocol_refuses_what_it_does_not_know(world: World
     kinds = await events_of(receiver, agent, "call.hangup")
     assert kinds == ["call.initiated", "call.hangup"]
     assert sip_username not in carrier.softphones.agents
+
+
+async def _dial(client: AsyncTelnyx, to: str, **extra: Any) -> str:
+    response = await client.calls.dial(connection_id="conn", from_="+15550100001", to=to, **extra)
+    assert response.data is not None
+    return str(response.data.call_control_id)
+
+
+def _hangup_of(receiver: Receiver, ccid: str) -> dict[str, Any]:
+    return next(p for kind, p in receiver.events if kind == "call.hangup" and p.get("call_control_id") == ccid)
+
+
+async def test_bridge_edge_cases_follow_the_reference(world: World) -> None:
+    carrier, client, receiver = world
+    for number in ("+15550100120", "+15550100121", "+15550100122", "+15550100123", "+15550100124"):
+        carrier.scripts[number] = fast("human")
+    a, b = await _dial(client, "+15550100120"), await _dial(client, "+15550100121")
+    await events_of(receiver, a, "call.answered")
+    await events_of(receiver, b, "call.answered")
+    # Hung up right after the bridge: each leg still reports its bridge, before its hangup.
+    await client.calls.actions.speak(a, payload="A long announcement that is cut short", voice="female")
+    await client.calls.actions.bridge(a, call_control_id_to_bridge_with=b)
+    await client.calls.actions.hangup(b)
+    assert (await events_of(receiver, b, "call.hangup"))[-2:] == ["call.bridged", "call.hangup"]
+    kinds_a = await events_of(receiver, a, "call.hangup")
+    assert kinds_a[-3:] == ["call.bridged", "call.speak.ended", "call.hangup"]
+    speak_end = next(p for k, p in receiver.events if k == "call.speak.ended" and p["call_control_id"] == a)
+    assert speak_end["status"] == "call_hangup"
+    assert (_hangup_of(receiver, b)["hangup_source"], _hangup_of(receiver, a)["hangup_source"]) == ("caller", "caller")
+
+    # link_to + bridge_on_answer on a customer dial; prevent_double_bridge hangs up a second taker.
+    c = await _dial(client, "+15550100122")
+    await events_of(receiver, c, "call.answered")
+    d = await _dial(client, "+15550100123", link_to=c, bridge_on_answer=True)
+    assert (await events_of(receiver, d, "call.bridged"))[:2] == ["call.initiated", "call.answered"]
+    e = await _dial(client, "+15550100124", link_to=c, bridge_on_answer=True, prevent_double_bridge=True)
+    await events_of(receiver, e, "call.hangup")
+    assert carrier.legs[c].bridged_with == d, "the first bridge stands"
+
+    # enqueue, then bridge with the queue's head.
+    await client.calls.actions.hangup(d)
+    await events_of(receiver, c, "call.hangup")  # no park_after_unbridge: c went with d
+    f, g = await _dial(client, "+15550100120"), await _dial(client, "+15550100121")
+    await events_of(receiver, f, "call.answered")
+    await events_of(receiver, g, "call.answered")
+    await client.calls.actions.enqueue(f, queue_name="support")
+    await events_of(receiver, f, "call.enqueued")
+    await client.calls.actions.bridge(g, call_control_id_to_bridge_with="", queue="support")
+    assert (await events_of(receiver, f, "call.bridged"))[-2:] == ["call.dequeued", "call.bridged"]
+    with pytest.raises(telnyx.UnprocessableEntityError):
+        await client.calls.actions.bridge(g, call_control_id_to_bridge_with="", queue="support")  # empty now
+    assert not receiver.failures
+
+
+async def test_the_simulator_refuses_hostile_input(world: World) -> None:
+    carrier, client, receiver = world
+    base = _sim_base(client)
+    with pytest.raises(telnyx.UnprocessableEntityError):
+        await client.calls.dial(connection_id="c", from_="+15550100001", to="+15550100130",
+                                webhook_url=5)  # type: ignore[arg-type]  # fmt: skip
+    async with aiohttp.ClientSession() as http:
+        for script in ({"to": "+1555", "outcome": "human", "ring_ms": "x"}, {"to": "+1555", "outcome": "human",
+                       "talk_ms": -1}, {"to": "+1555", "outcome": "human", "amd_result": "robot"}):  # fmt: skip
+            async with http.post(f"{base}/_sim/scenario", json=script) as response:
+                assert response.status == 422, script
+        deep = "[" * 5000 + "]" * 5000
+        async with http.post(f"{base}/_sim/agents/x/register", data=deep) as response:
+            assert response.status == 400
+        async with http.post(f"{base}/v2/calls", data=deep, headers={"Authorization": "Bearer k"}) as response:
+            assert response.status == 400
+        _, token = await _credential(client)
+        async with http.ws_connect(base + "/_sim/rtc") as socket:
+            await socket.send_str(deep)
+            assert (await _frame(socket, type="error"))["code"] == "RecursionError"
+            await socket.send_json({"type": "login", "login_token": token})
+            await _frame(socket, type="ready")
+            await socket.send_json({"type": "invite", "call_id": "one", "destination": "+15550000000"})
+            await _frame(socket, type="call", state="trying")
+            await socket.send_json({"type": "invite", "call_id": "one", "destination": "+15550000000"})
+            assert "exists already" in (await _frame(socket, type="error"))["message"]
+            for index in range(3):
+                await socket.send_json({"type": "invite", "call_id": f"more-{index}", "destination": "+1555"})
+                await _frame(socket, type="call", state="trying")
+            await socket.send_json({"type": "invite", "call_id": "too-many", "destination": "+15550000000"})
+            assert "at most 4" in (await _frame(socket, type="error"))["message"]
+        started = time.perf_counter()
+        while any(leg.state != "ended" for leg in carrier.legs.values()):
+            assert time.perf_counter() - started < 5, "closing the socket hung up every call"
+            await asyncio.sleep(0.02)
