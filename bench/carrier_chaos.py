@@ -170,6 +170,7 @@ async def run(url: str, calls: int, agents: int, seed: int) -> None:
         reorder_window_ms=300,
         drop_prob=0.05,
         api_latency_ms=80.0,
+        events_kept=10_000_000,
         webhook_url=f"http://127.0.0.1:{port}/webhooks/telnyx",
     )
     sim = SimCarrier(chaos)

@@ -111,6 +111,7 @@ class Carrier:
         # Call actions wait at most this long before resending with the same command_id: Telnyx advises a resend
         # after 500 ms, and a bridge must land within the 2-second abandon rule (dials and credentials: timeout_s).
         self._commands = self.client.with_options(timeout=command_timeout_s)
+        self._timeout_s, self._command_timeout_s = timeout_s, command_timeout_s
         self.dials = SlidingWindow(dials_per_window, window_s)
         self._clock = clock
         self._sleep = sleep
@@ -120,12 +121,15 @@ class Carrier:
     async def close(self) -> None:
         await self.client.close()
 
-    async def _with_retries(self, name: str, send: Callable[[], Awaitable[T]], *, retry: bool = True) -> T:
+    async def _with_retries(
+        self, name: str, send: Callable[[], Awaitable[T]], *, retry: bool = True, command: bool = False
+    ) -> T:
         """Send, retrying (the caller's command is idempotent) on timeouts, connection errors, 5xx and 429; every
         outcome is counted (``observe``) and every failure logged."""
         started = self._clock()
         try:
-            result = await self._attempts(name, send, retry)
+            budget = 2 * (self._command_timeout_s if command else self._timeout_s)
+            result = await self._attempts(name, send, retry, budget)
         except CallEnded as exc:  # a race with the callee's hangup: routine, the caller decides what it means
             self._observe(name, "call_ended", self._clock() - started)
             log.info("carrier_call_ended", command=name, error=str(exc))
@@ -138,10 +142,13 @@ class Carrier:
         self._observe(name, "ok", self._clock() - started)
         return result
 
-    async def _attempts(self, name: str, send: Callable[[], Awaitable[T]], retry: bool) -> T:
+    async def _attempts(self, name: str, send: Callable[[], Awaitable[T]], retry: bool, budget_s: float) -> T:
         for attempt in range(len(BACKOFF_S) + 1 if retry else 1):
             try:
-                return await send()
+                # The SDK's timeout bounds each phase (connect, each read); a carrier trickling bytes could hold
+                # an attempt, and a dial's limiter slot, indefinitely without this bound on the whole attempt.
+                async with asyncio.timeout(budget_s):
+                    return await send()
             except telnyx.APIStatusError as exc:
                 code = _error_code(exc)
                 if exc.status_code == 422 and code == CALL_ENDED_CODE:
@@ -154,7 +161,7 @@ class Carrier:
                 asked = _retry_after(exc)
                 if code == DIAL_LIMIT_CODE:  # another sender shares the account's window: give it time to slide
                     asked = max(asked, 1.0)
-            except (telnyx.APITimeoutError, telnyx.APIConnectionError) as exc:
+            except (telnyx.APITimeoutError, telnyx.APIConnectionError, TimeoutError) as exc:
                 if not retry or attempt == len(BACKOFF_S):
                     raise CarrierError(f"{name}: {type(exc).__name__} after {attempt + 1} attempts") from None
                 reason, asked = type(exc).__name__, 0.0
@@ -220,7 +227,7 @@ class Carrier:
 
     async def _action(self, name: str, call: Callable[[str], Awaitable[Any]], command_id: str | None) -> str:
         command_id = command_id or str(uuid.uuid4())
-        await self._with_retries(name, lambda: call(command_id))
+        await self._with_retries(name, lambda: call(command_id), command=True)
         return command_id
 
     async def answer(self, ccid: str, *, command_id: str | None = None) -> str:

@@ -8,13 +8,14 @@ tabs, two nodes) may both create one: the database keeps the first, and the othe
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import asyncpg
 import structlog
 
 from dialer import connections
-from dialer.carrier import CarrierError
+from dialer.carrier import Carrier, CarrierError
 from dialer.carriers import Carriers
 from dialer.connections import Sealer, TelephonyError
 
@@ -46,27 +47,43 @@ class Softphones:
             connection.id,
         )
         if row is None:
-            credential = await carrier.create_credential(connection.credential_connection_id, f"pivotal-user-{user_id}")
+            row = await self._new_credential(carrier, connection.id, connection.credential_connection_id, user_id)
+        token = await carrier.login_token(row["provider_credential_id"])
+        return Softphone(connection.name, row["sip_username"], token)
+
+    async def _new_credential(
+        self, carrier: Carrier, connection_id: int, credential_connection_id: str, user_id: int
+    ) -> asyncpg.Record:
+        credential = await carrier.create_credential(credential_connection_id, f"pivotal-user-{user_id}")
+        stored = False
+        try:
             row = await self.pool.fetchrow(
                 """INSERT INTO telephony_credentials (user_id, telephony_connection_id, provider_credential_id,
                                                       sip_username, secret_encrypted)
                    VALUES ($1, $2, $3, $4, $5)
                    ON CONFLICT (user_id, telephony_connection_id) WHERE revoked_at IS NULL DO NOTHING
                    RETURNING provider_credential_id, sip_username""",
-                user_id, connection.id, credential.id, credential.sip_username,
+                user_id, connection_id, credential.id, credential.sip_username,
                 self.sealer.seal(credential.sip_password),
             )  # fmt: skip
-            if row is None:  # another tab made one at the same moment: use that one, delete ours
-                try:
-                    await carrier.delete_credential(credential.id)
-                except CarrierError as exc:
-                    log.warning("softphone_credential_orphaned", credential=credential.id, error=str(exc))
-                row = await self.pool.fetchrow(
-                    """SELECT provider_credential_id, sip_username FROM telephony_credentials
-                        WHERE user_id = $1 AND telephony_connection_id = $2 AND revoked_at IS NULL""",
-                    user_id,
-                    connection.id,
-                )
-                assert row is not None
-        token = await carrier.login_token(row["provider_credential_id"])
-        return Softphone(connection.name, row["sip_username"], token)
+            stored = row is not None
+        finally:
+            if not stored:  # another tab's credential won, or we failed or were cancelled: ours must not linger
+                await asyncio.shield(self._delete(carrier, credential.id))
+        if row is not None:
+            return row
+        row = await self.pool.fetchrow(
+            """SELECT provider_credential_id, sip_username FROM telephony_credentials
+                WHERE user_id = $1 AND telephony_connection_id = $2 AND revoked_at IS NULL""",
+            user_id,
+            connection_id,
+        )
+        if row is None:  # the winner's credential was revoked in between
+            raise TelephonyError(503, "the softphone credential changed while it was being made; try again")
+        return row
+
+    async def _delete(self, carrier: Carrier, credential_id: str) -> None:
+        try:
+            await carrier.delete_credential(credential_id)
+        except CarrierError as exc:
+            log.warning("softphone_credential_orphaned", credential=credential_id, error=str(exc))

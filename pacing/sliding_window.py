@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 
 POLL_S = 0.05
+MIN_WAIT_S = 0.001
 
 
 class SlidingWindow:
@@ -37,14 +38,18 @@ class SlidingWindow:
             return 0.0
         if not self._times:
             return min(POLL_S, self.window_s)
-        return self._times[0] + self.window_s - now
+        # Never 0.0 unless a slot was taken: floating-point rounding can put the oldest slot a hair inside the
+        # window by _expire's test and exactly at its edge by this subtraction.
+        return max(self._times[0] + self.window_s - now, MIN_WAIT_S)
 
-    def release(self, now: float) -> None:
-        """The request of an acquired slot is over (answered, refused or lost): it counts from ``now``."""
+    def release(self, now: float) -> bool:
+        """The request of an acquired slot is over (answered, refused or lost): it counts from ``now``. False (and
+        nothing changes) when no slot is held: a caller's bug must not cost a dial its answer."""
         if self.pending <= 0:
-            raise RuntimeError("release without acquire")
+            return False
         self.pending -= 1
         self._times.append(now)
+        return True
 
     def in_window(self, now: float) -> int:
         self._expire(now)

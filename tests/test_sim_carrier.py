@@ -285,8 +285,12 @@ def test_sliding_window(steps: list[tuple[str, float]], expected: list[float | N
         if what == "take" and wait == 0.0:
             window.release(now)
     assert seen == expected
-    with pytest.raises(RuntimeError):
-        SlidingWindow(1, 1.0).release(0.0)
+    assert SlidingWindow(1, 1.0).release(0.0) is False, "a release without a slot changes nothing"
+    edge = SlidingWindow(1, 5.0)
+    assert edge.acquire(1021.9999999999997) == 0.0
+    edge.release(1021.9999999999997)
+    assert edge.acquire(1026.9999999999995) > 0.0, "a wait is never 0.0, which means a slot was taken"
+    assert edge.pending == 0
 
 
 async def test_connections_admin_and_the_agents_softphone(
@@ -528,9 +532,8 @@ async def test_connections_sharing_an_account_share_its_dial_limit(
     carriers = Carriers(pool, sealer, url)
     try:
         first = await carriers.for_connection(east)
-        assert first.dials.limit == 100
-        assert await carriers.for_connection(west) is first, "one Telnyx account, one adapter and one limiter"
         assert first.dials.limit == 50, "the lowest of the account's connections"
+        assert await carriers.for_connection(west) is first, "one Telnyx account, one adapter and one limiter"
         west = await connections.update(pool, SYSTEM, sealer, west.id, {"api_key": "ACCOUNT-2"})
         second = await carriers.for_connection(west)
         assert second is not first
@@ -541,6 +544,18 @@ async def test_connections_sharing_an_account_share_its_dial_limit(
         await asyncio.sleep(0.2)
         assert first.client.is_closed(), "the adapter no connection uses is closed after its grace period"
         assert not second.client.is_closed()
+        # A rotated key: the new adapter shares the old one's window (the old may still be dialling).
+        solo = await connections.create(pool, SYSTEM, sealer, {"name": f"solo-{suffix}", "connection_id": "c-s",
+                                                               "api_key": "ACCOUNT-3"})  # fmt: skip
+        third = await carriers.for_connection(solo)
+        solo = await connections.update(pool, SYSTEM, sealer, solo.id, {"api_key": "ACCOUNT-4"})
+        fourth = await carriers.for_connection(solo)
+        assert fourth is not third
+        assert fourth.dials is third.dials
+        # A deleted connection's low limit stops counting.
+        await connections.update(pool, SYSTEM, sealer, west.id, {"is_default": False})
+        await connections.delete(pool, SYSTEM, west.id)
+        assert (await carriers.for_connection(east)).dials.limit == 100
     finally:
         await carriers.close()
         await pool.execute("DELETE FROM telephony_connections WHERE name LIKE $1", f"%-{suffix}")
