@@ -88,6 +88,7 @@ async def run(url: str, total: int, clients: int) -> None:
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIVOTAL_")}
     env |= {"PIVOTAL_DATABASE_URL": url, "PIVOTAL_TELEPHONY__WEBHOOK_PUBLIC_KEY": public_key_text(key),
+            "PIVOTAL_TELEPHONY__SANDBOX": "false",
             "PIVOTAL_LOGGING__LEVEL": "warning"}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         daemon = await asyncio.create_subprocess_exec(
