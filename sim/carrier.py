@@ -37,6 +37,8 @@ DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
 DIAL_WINDOW_S = 5.0
 COMMAND_MEMORY_S = 60.0
 ENDED_LEG_KEPT_S = 300.0  # an ended leg still answers 422 90018 this long, then is forgotten (404)
+#: 38 MPEG-1 Layer III frames (128 kbit/s, 44.1 kHz, 417 bytes each, all-zero side info): about 1 s of silence.
+SILENT_MP3 = (b"\xff\xfb\x90\x64" + bytes(413)) * 38
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 AMD_MODES = ("premium", "premium_ios_call_screening_detection", "detect", "detect_beep", "detect_words",
              "greeting_end", "disabled")  # fmt: skip
@@ -122,6 +124,7 @@ class SimCarrier:
         self.emitted: deque[tuple[str, str, str]] = deque(maxlen=options.events_kept)
         self.duplicated = 0
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.origin = ""
         self._delivering = 0  # events taken from an outbox and not yet posted (waiting out jitter, say)
         self.queues: dict[str, deque[str]] = {}  # enqueue: queue name -> call_control_ids, oldest first
 
@@ -138,6 +141,7 @@ class SimCarrier:
         self.softphones.mount(app)
         app.router.add_get("/_sim/public_key", self.serve_public_key)
         app.router.add_get("/_sim/calls", self.serve_calls)
+        app.router.add_get("/_sim/rec/{name}", self.serve_recording)
         app.router.add_post("/_sim/scenario", self.set_scenario)
         app.on_cleanup.append(self._close)
         return app
@@ -146,6 +150,8 @@ class SimCarrier:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not self.origin:  # where recordings are served from: as the carrier's clients reach it
+            self.origin = str(request.url.origin())
         if request.path.startswith("/v2/"):
             given = request.headers.get("Authorization", "")
             token = given.removeprefix("Bearer ").strip() if given.startswith("Bearer ") else ""
@@ -435,7 +441,7 @@ class SimCarrier:
         started, leg.recording = leg.recording, None
         recording_id = uuid.uuid4().hex
         payload = {"channels": "dual", "recording_started_at": iso(started), "recording_ended_at": iso(time.time()),
-                   "recording_urls": {"mp3": f"/_sim/rec/{recording_id}.mp3", "wav": None},
+                   "recording_urls": {"mp3": f"{self.origin}/_sim/rec/{recording_id}.mp3", "wav": None},
                    "public_recording_urls": {"mp3": None, "wav": None}}  # fmt: skip
         self._later(leg, self.rng.randint(500, 3000), "call.recording.saved", payload, without_ccid=True)
 
@@ -669,6 +675,12 @@ class SimCarrier:
 
     async def serve_public_key(self, _request: web.Request) -> web.Response:
         return web.Response(text=self.public_key)
+
+    async def serve_recording(self, request: web.Request) -> web.Response:
+        """Any recording: one second of MP3 silence (a recording's link in a lead must play in a browser)."""
+        if not request.match_info["name"].endswith(".mp3"):
+            return error(404, "10005", "Resource not found", "Recordings are served as .mp3.")
+        return web.Response(body=SILENT_MP3, content_type="audio/mpeg")
 
     async def serve_calls(self, _request: web.Request) -> web.Response:
         calls = [{"call_control_id": leg.call_control_id, "direction": leg.direction, "from": leg.from_, "to": leg.to,

@@ -262,3 +262,23 @@ async def test_the_simulator_refuses_hostile_input(world: World) -> None:
         while any(leg.state != "ended" for leg in carrier.legs.values()):
             assert time.perf_counter() - started < 5, "closing the socket hung up every call"
             await asyncio.sleep(0.02)
+
+
+async def test_a_recording_is_saved_at_hangup_and_its_link_plays(world: World) -> None:
+    carrier, client, receiver = world
+    carrier.scripts["+15550100140"] = fast("human")
+    carrier.options.speed = 10.0  # the recording is saved 0.5-3 s (carrier time) after the stop
+    ccid = await _dial(client, "+15550100140")
+    await events_of(receiver, ccid, "call.answered")
+    await client.calls.actions.start_recording(ccid, channels="dual", format="mp3")
+    await client.calls.actions.hangup(ccid)
+    started = time.perf_counter()
+    while not (saved := [p for kind, p in receiver.events if kind == "call.recording.saved"]):
+        assert time.perf_counter() - started < 5
+        await asyncio.sleep(0.02)
+    assert saved[0]["call_leg_id"] == carrier.legs[ccid].call_leg_id
+    url = saved[0]["recording_urls"]["mp3"]
+    assert url.startswith(_sim_base(client) + "/_sim/rec/")
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        assert (response.status, response.content_type) == (200, "audio/mpeg")
+        assert (await response.read())[:2] == b"\xff\xfb"
