@@ -24,6 +24,8 @@ TALK_STEP_S = 5.0
 MAX_TALK_S = 3600.0
 WRAP_STEP_S = 1.0
 MAX_WRAP_S = 300.0
+#: Tables are rebuilt after this many new observations (a busy campaign makes several a second).
+REFRESH_EVERY = 25
 
 
 def _lognormal_quantiles(median: float, sigma: float, count: int) -> list[float]:
@@ -68,7 +70,7 @@ class AnswerModel:
         self._since_refresh += 1
 
     def refresh_due(self) -> bool:
-        return self._since_refresh >= 10
+        return self._since_refresh >= REFRESH_EVERY
 
     def refresh(self) -> None:
         self._since_refresh = 0
@@ -110,6 +112,8 @@ class HandleModel:
         self._since_refresh = 0
         self.talking: list[tuple[float, ...]] = []  # by talk-elapsed bucket
         self.wrapping: list[tuple[float, ...]] = []  # by wrap-elapsed bucket
+        self.talking_vars: list[tuple[float, ...]] = []  # q(1 - q) of each
+        self.wrapping_vars: list[tuple[float, ...]] = []
         self.refresh()
 
     def observe(self, talk_s: float, wrap_s: float) -> None:
@@ -117,7 +121,7 @@ class HandleModel:
         self._since_refresh += 1
 
     def refresh_due(self) -> bool:
-        return self._since_refresh >= 10
+        return self._since_refresh >= 4 * REFRESH_EVERY  # conversations change their length slowly
 
     def refresh(self) -> None:
         self._since_refresh = 0
@@ -126,6 +130,8 @@ class HandleModel:
         self.talking = self._table(((talk + wrap) for talk, wrap in calls), talks, TALK_STEP_S, MAX_TALK_S)
         wraps = sorted(wrap for _, wrap in self._calls)
         self.wrapping = self._table(wraps, wraps, WRAP_STEP_S, MAX_WRAP_S)
+        self.talking_vars = _variances(self.talking)
+        self.wrapping_vars = _variances(self.wrapping)
 
     @staticmethod
     def _table(ends: Iterable[float], starts: list[float], step: float, limit: float) -> list[tuple[float, ...]]:
@@ -150,6 +156,17 @@ class HandleModel:
                 row.append(running / at_risk)
             rows.append(tuple(row))
         return rows
+
+    def free_rows(
+        self, talking: tuple[float, ...], wrapping: tuple[float, ...]
+    ) -> tuple[list[tuple[float, ...]], list[tuple[float, ...]]]:
+        """For each agent talking or wrapping up, its row of P(free within TAU[k]) and of their variances."""
+        last_t, last_w = len(self.talking) - 1, len(self.wrapping) - 1
+        t_buckets = [min(int(e / TALK_STEP_S), last_t) for e in talking]
+        w_buckets = [min(int(e / WRAP_STEP_S), last_w) for e in wrapping]
+        rows = [self.talking[b] for b in t_buckets] + [self.wrapping[b] for b in w_buckets]
+        variances = [self.talking_vars[b] for b in t_buckets] + [self.wrapping_vars[b] for b in w_buckets]
+        return rows, variances
 
     def talking_row(self, elapsed: float) -> tuple[float, ...]:
         return self.talking[min(int(elapsed / TALK_STEP_S), len(self.talking) - 1)]
@@ -178,3 +195,15 @@ class PersonModel:
     def person(self, answer_age: float) -> float:
         bucket = min(int(answer_age / self.STEP_S), len(self._heard) - 1)
         return self._people[bucket] / self._heard[bucket]
+
+
+def _variances(rows: list[tuple[float, ...]]) -> list[tuple[float, ...]]:
+    """q(1 - q) of each row; rows past the data repeat one tuple, computed once."""
+    done: dict[int, tuple[float, ...]] = {}
+    out = []
+    for row in rows:
+        variance = done.get(id(row))
+        if variance is None:
+            variance = done[id(row)] = tuple(q * (1 - q) for q in row)
+        out.append(variance)
+    return out

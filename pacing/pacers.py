@@ -141,20 +141,21 @@ class PredictivePacer:
         # People expected to answer by each tau, from the calls ringing now (and those already waiting): sums of
         # table rows, column by column (zip and sum run in C; this is the hot path of a busy campaign).
         answers, handles = self.answers, self.handles
-        buckets = [answers.bucket(age) for age in snapshot.calls_dialing]
+        last = len(answers.rows) - 1
+        buckets = [min(int(age), last) for age in snapshot.calls_dialing]  # 1-second age buckets
         waiting = float(snapshot.calls_waiting)
-        answer_mean = [waiting + sum(column) for column in zip(*[answers.rows[b] for b in buckets], strict=True)]
-        answer_var = [sum(column) for column in zip(*[answers.row_vars[b] for b in buckets], strict=True)]
-        if not buckets:
+        if buckets:
+            answer_mean = [waiting + sum(column) for column in zip(*[answers.rows[b] for b in buckets], strict=True)]
+            answer_var = [sum(column) for column in zip(*[answers.row_vars[b] for b in buckets], strict=True)]
+        else:
             answer_mean, answer_var = [waiting] * len(TAU), [0.0] * len(TAU)
         total = waiting + sum(answers.eventually[b] for b in buckets)
         # Agents expected to be free by each tau.
-        rows = [handles.talking_row(e) for e in snapshot.agents_talking]
-        rows += [handles.wrapping_row(e) for e in snapshot.agents_wrapping]
+        rows, variances = handles.free_rows(snapshot.agents_talking, snapshot.agents_wrapping)
         ready = float(snapshot.agents_ready)
         if rows:
             free_mean = [ready + sum(column) for column in zip(*rows, strict=True)]
-            free_var = [sum(q * (1 - q) for q in column) for column in zip(*rows, strict=True)]
+            free_var = [sum(column) for column in zip(*variances, strict=True)]
         else:
             free_mean, free_var = [ready] * len(TAU), [0.0] * len(TAU)
         new, new_total = answers.rows[0], answers.eventually[0]
