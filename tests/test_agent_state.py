@@ -1,0 +1,75 @@
+"""The agent state machine, exhaustively: every state against every event."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from dialer.agent_state import Agent, AgentEvent, AgentState, IllegalTransition
+
+S, E = AgentState, AgentEvent
+#: The expected next state for every (state, event); absent = illegal. Pending pauses are covered below.
+EXPECTED = {
+    (S.OFFLINE, E.LOGIN): S.PAUSED,
+    (S.PAUSED, E.READY): S.READY, (S.PAUSED, E.PAUSE): S.PAUSED, (S.PAUSED, E.DISPOSE): S.PAUSED,
+    (S.PAUSED, E.LOGOUT): S.OFFLINE, (S.PAUSED, E.FORCE_LOGOUT): S.OFFLINE,
+    (S.READY, E.PAUSE): S.PAUSED, (S.READY, E.READY): S.READY, (S.READY, E.RESERVE): S.RESERVED,
+    (S.READY, E.LOGOUT): S.OFFLINE, (S.READY, E.FORCE_LOGOUT): S.OFFLINE,
+    (S.RESERVED, E.CONNECT): S.ON_CALL, (S.RESERVED, E.RELEASE): S.READY, (S.RESERVED, E.PAUSE): S.RESERVED,
+    (S.RESERVED, E.FORCE_LOGOUT): S.OFFLINE,
+    (S.ON_CALL, E.HANGUP): S.WRAP_UP, (S.ON_CALL, E.PAUSE): S.ON_CALL, (S.ON_CALL, E.FORCE_LOGOUT): S.OFFLINE,
+    (S.WRAP_UP, E.DISPOSE): S.READY, (S.WRAP_UP, E.WRAP_TIMEOUT): S.PAUSED, (S.WRAP_UP, E.PAUSE): S.WRAP_UP,
+    (S.WRAP_UP, E.READY): S.WRAP_UP, (S.WRAP_UP, E.FORCE_LOGOUT): S.OFFLINE,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(AgentState, AgentEvent)))
+def test_every_state_and_event(state: AgentState, event: AgentEvent) -> None:
+    agent = Agent(7, state=state, since=1.0, pause_reason="lunch" if state is S.PAUSED else None)
+    expected = EXPECTED.get((state, event))
+    if expected is None:
+        with pytest.raises(IllegalTransition, match=f"cannot {event.value}"):
+            agent.apply(event, 5.0)
+        assert (agent.state, agent.since) == (state, 1.0), "an illegal event changes nothing"
+        return
+    change = agent.apply(event, 5.0)
+    assert (change.before, change.after, agent.state) == (state, expected, expected)
+    assert agent.since == (5.0 if expected is not state else 1.0)
+    assert (agent.pause_reason is not None) == (expected is S.PAUSED)
+
+
+def test_a_shift() -> None:
+    agent = Agent(7)
+    assert agent.apply(E.LOGIN, 0.0).reason == "logged_in"
+    agent.apply(E.READY, 10.0)
+    assert agent.ready_since == 10.0
+    agent.apply(E.READY, 12.0)
+    assert agent.ready_since == 10.0, "ready again keeps its place in the queue"
+    agent.apply(E.RESERVE, 20.0)
+    assert agent.ready_since is None
+    agent.apply(E.RELEASE, 20.5)  # the customer hung up before the bridge
+    assert (agent.state, agent.ready_since) == (S.READY, 20.5)
+    agent.apply(E.RESERVE, 30.0)
+    agent.apply(E.CONNECT, 30.3)
+    agent.apply(E.PAUSE, 60.0, "coffee")  # asked for during the call
+    assert (agent.state, agent.pending_pause) == (S.ON_CALL, "coffee")
+    agent.apply(E.HANGUP, 90.0)
+    assert not agent.wrap_timed_out(100.0, 30.0)
+    assert agent.wrap_timed_out(120.0, 30.0)
+    change = agent.apply(E.DISPOSE, 101.0)
+    assert (change.after, change.reason, agent.pause_reason) == (S.PAUSED, "coffee", "coffee")
+    agent.apply(E.READY, 200.0)
+    agent.apply(E.RESERVE, 210.0)
+    agent.apply(E.CONNECT, 210.3)
+    agent.apply(E.HANGUP, 300.0)
+    agent.apply(E.PAUSE, 301.0, "lunch")
+    agent.apply(E.READY, 302.0)  # changed their mind: no pause after all
+    assert agent.apply(E.DISPOSE, 303.0).after is S.READY
+    agent.apply(E.RESERVE, 310.0)
+    agent.apply(E.CONNECT, 310.3)
+    agent.apply(E.HANGUP, 400.0)
+    timeout = agent.apply(E.WRAP_TIMEOUT, 430.0)
+    assert (timeout.after, timeout.reason) == (S.PAUSED, "wrap_timeout")
+    assert agent.apply(E.DISPOSE, 431.0).after is S.PAUSED, "the owed disposition is still taken"
+    assert agent.apply(E.LOGOUT, 500.0).after is S.OFFLINE
