@@ -1,0 +1,1 @@
+"""Telemarketing campaigns: their lifecycle and pre-start checklist, qualification forms, and call scripts."""
