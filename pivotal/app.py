@@ -17,6 +17,7 @@ from aiohttp import web
 from admin_api import (
     audit_routes,
     auth_routes,
+    campaign_routes,
     compliance_routes,
     consent_routes,
     contact_routes,
@@ -89,6 +90,7 @@ def routes() -> Api:
         decision_routes.api,
         webhook_routes.api,
         telephony_routes.api,
+        campaign_routes.api,
     )
 
 

@@ -26,6 +26,9 @@ PLACEHOLDER = {
     "suppressionId": "999999",
     "campaignId": "999999",
     "connectionId": "999999",
+    "action": "start",
+    "scriptId": "999999",
+    "formId": "999999",
 }
 
 PUBLIC = {
