@@ -31,6 +31,9 @@ SCALE_RANGE = (0.02, 50.0)
 #: Abandons that may still be in flight when the guard trips: the day's rate must stay under the ceiling
 #: even if they all happen.
 IN_FLIGHT_ABANDONS = 2.0
+#: ... and under this share of it: which abandoned calls were people is an estimate, and a burst after a jump
+#: in the answer rate (a fresh list) can land several abandons before the guard's progressive dialling bites.
+GUARD = 0.95
 
 
 class PreviewPacer:
@@ -118,7 +121,7 @@ class PredictivePacer:
         for first in (self.day - 29, self.day):  # the FCC's 30 days, then Ofcom's day
             connected, abandoned = self.ledger.counts(first, self.day)
             people = (connected + abandoned) / (1 - fp)
-            if abandoned + people * fp + IN_FLIGHT_ABANDONS > ceiling * (people + IN_FLIGHT_ABANDONS):
+            if abandoned + people * fp + IN_FLIGHT_ABANDONS > GUARD * ceiling * (people + IN_FLIGHT_ABANDONS):
                 return 0.0
         return base * self.scale
 
