@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 class CallResult(enum.StrEnum):
@@ -90,6 +90,8 @@ class PacingSettings:
     #: Share of people AMD calls a machine (hung up on: abandoned, and invisible to the dialer). 0 without AMD.
     amd_false_positive_rate: float = 0.0
     lines_per_agent: float = 3.0
+    #: Whose window the guard keeps under the ceiling: the FCC's 30 days, Ofcom's day, or both.
+    abandon_rule: Literal["us_fcc", "uk_ofcom", "both"] = "both"
 
 
 class Pacer(Protocol):

@@ -27,7 +27,7 @@ from pacing.estimates import TAU, AnswerModel, HandleModel, PersonModel
 #: How fast the calibration follows the measured rate: each person settled moves log(scale) by
 #: RATE * (aim - abandoned?1:0), an integral controller on (aim x people - abandons).
 RATE = 0.15
-SCALE_RANGE = (0.02, 50.0)
+SCALE_RANGE = (0.02, 10.0)
 #: Abandons that may still be in flight when the guard trips: the day's rate must stay under the ceiling
 #: even if they all happen.
 IN_FLIGHT_ABANDONS = 2.0
@@ -80,6 +80,7 @@ class PredictivePacer:
         self.ledger = ledger or AbandonLedger(self.settings.amd_false_positive_rate)
         self.day = 0
         self.scale = 1.0
+        self.target_bound = False  # the last decision was held back by the target (not lines, not the guard)
         self.target = self._base_target()
         self.mode = "predictive"  # or "progressive" when the budget is spent (shown to supervisors)
 
@@ -99,6 +100,8 @@ class PredictivePacer:
             weight = self.people.person(live.answer_age)
         self.ledger.record(live.day, connected=live.connected, weight=weight)
         error = self._base_target() - (0.0 if live.connected else weight)
+        if error > 0 and not self.target_bound:
+            return  # anti-windup: raise the target only while it is what holds the dials back
         low, high = SCALE_RANGE
         self.scale = min(high, max(low, self.scale * math.exp(RATE * error)))
 
@@ -118,7 +121,9 @@ class PredictivePacer:
             return 0.0  # AMD's false positives alone spend the budget
         ceiling = self.settings.max_abandon_rate
         fp = self.settings.amd_false_positive_rate
-        for first in (self.day - 29, self.day):  # the FCC's 30 days, then Ofcom's day
+        windows = {"us_fcc": (self.day - 29,), "uk_ofcom": (self.day,)}.get(self.settings.abandon_rule,
+                                                                          (self.day - 29, self.day))  # fmt: skip
+        for first in windows:  # the FCC's 30 days, Ofcom's day, or both
             connected, abandoned = self.ledger.counts(first, self.day)
             people = (connected + abandoned) / (1 - fp)
             if abandoned + people * fp + IN_FLIGHT_ABANDONS > GUARD * ceiling * (people + IN_FLIGHT_ABANDONS):
@@ -135,10 +140,12 @@ class PredictivePacer:
             self.handles.refresh()
         self.target = self._steer()
         if self.target <= 0:
-            self.mode = "progressive"
+            self.mode, self.target_bound = "progressive", False
             return progressive_dials(snapshot)
         self.mode = "predictive"
-        return self._most_dials(snapshot, room)
+        count = self._most_dials(snapshot, room)
+        self.target_bound = count < room
+        return count
 
     def _most_dials(self, snapshot: Snapshot, room: int) -> int:
         # People expected to answer by each tau, from the calls ringing now (and those already waiting): sums of

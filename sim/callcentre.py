@@ -115,6 +115,7 @@ class Result:
     connected: int = 0  # people connected to an agent in time
     abandoned: int = 0  # people not connected within 2 s of the greeting's end (drops, late, AMD false positives)
     false_positives: int = 0
+    uk_late: int = 0  # connected in time by the US clock, but more than 2 s after the answer (Ofcom's clock)
     dropped_seen: int = 0  # abandons the dialer saw (its own count, machines included)
     idle_waits: list[float] = field(default_factory=list)
     hourly_people: list[int] = field(default_factory=list)
@@ -131,7 +132,11 @@ class Result:
 
     @property
     def uk_rate(self) -> float:
-        return self.abandoned / (self.connected + self.abandoned) if self.connected + self.abandoned else 0.0
+        """Ofcom's A / (L + A), its 2 s counted from the answer (pacing.md s4.3, conservative): with AMD, a person
+        is heard only after the greeting and the detector's silence, so some calls the US counts as connected in
+        time are abandoned here."""
+        settled = self.connected + self.abandoned
+        return (self.abandoned + self.uk_late) / settled if settled else 0.0
 
     @property
     def max_hourly_rate(self) -> float:
@@ -385,6 +390,7 @@ class Shift:
         )  # the agent hears which it is
         if call.is_person:
             self.result.connected += 1
+            self.result.uk_late += self.now > call.answered_at + self.deadline_s
             talk = call.lead.talk * at(self.sc.talk_factor, self.now / 3600)
             self.result.talk_s += max(0.0, min(self.now + talk, self.end) - self.now)
         else:  # a machine reached an agent, who hangs up after listening a few seconds
@@ -413,7 +419,7 @@ class Shift:
         if self.state[agent] == WRAPPING:
             self.pacer.observe_handle(talk, wrap)
         elif self.state[agent] == PAUSED:
-            self.paused_s += self.now - self.since[agent]
+            self.paused_s += max(0.0, min(self.now, self.end) - self.since[agent])
         due = self.break_due[agent]
         if due and due[0][0] <= self.now and self.now < self.end:
             _, length = due.popleft()

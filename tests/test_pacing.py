@@ -75,7 +75,11 @@ def test_the_controller_follows_the_measured_rate() -> None:
     pacer = PredictivePacer()
     for _ in range(200):
         pacer.observe_live(LiveOutcome(0.0, connected=True, person=True))
-    assert pacer.scale > 1.0, "nobody abandoned: the target rises"
+    assert pacer.scale == 1.0, "anti-windup: while the guard (not the target) holds the dials back, no rise"
+    pacer.target_bound = True
+    for _ in range(200):
+        pacer.observe_live(LiveOutcome(0.0, connected=True, person=True))
+    assert pacer.scale > 1.0, "nobody abandoned while the target held the dials back: the target rises"
     up = pacer.scale
     for _ in range(5):
         pacer.observe_live(LiveOutcome(0.0, connected=False, answer_age=9.0))
