@@ -12,8 +12,16 @@ from pydantic import BaseModel, Field
 from admin_api.api import Api, ApiRequest
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
+from crm.audience.filters import FilterError
 from crm.campaigns import content, store
-from crm.campaigns.content import CatalogueBody, ContentConflict, ContentNotFound, FormBody, ScriptBody
+from crm.campaigns.content import (
+    CatalogueBody,
+    ContentConflict,
+    ContentInvalid,
+    ContentNotFound,
+    FormBody,
+    ScriptBody,
+)
 from crm.campaigns.forms import FormField
 from crm.campaigns.lifecycle import CampaignAction, LifecycleError, checklist
 from crm.campaigns.settings import AudienceRule, CampaignFields
@@ -104,7 +112,7 @@ def _campaign_problem(exc: Exception) -> Problem:
 
 
 _ERRORS = (CampaignNotFound, ContentNotFound, store.NotReady, store.CampaignConflict, LifecycleError,
-           ContentConflict, store.BadReference)  # fmt: skip
+           ContentConflict, store.BadReference, ContentInvalid, FilterError)  # fmt: skip
 
 
 @api.route("POST", "/api/campaigns", summary="Create a telemarketing campaign (a draft)", tag="campaigns",

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 VERSION = 1
 MAX_FRAME_BYTES = 65_536
 CODE = r"^[a-z][a-z0-9_]{0,62}$"
+MAX_ID = 2**63 - 1
 
 
 class _Frame(BaseModel):
@@ -36,7 +37,7 @@ class _Frame(BaseModel):
 
 class Join(_Frame):
     type: Literal["join"]
-    campaign_id: int = Field(ge=1)
+    campaign_id: int = Field(ge=1, le=MAX_ID)
 
 
 class Ready(_Frame):
@@ -64,7 +65,7 @@ class CallbackRequest(BaseModel):
 
 class Disposition(_Frame):
     type: Literal["disposition"]
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=MAX_ID)
     code: str = Field(pattern=CODE)
     answers: dict[str, Any] = Field(default_factory=dict, max_length=100)
     notes: str = Field("", max_length=5000)
@@ -73,24 +74,24 @@ class Disposition(_Frame):
 
 class Callback(_Frame):
     type: Literal["callback"]
-    contact_id: int = Field(ge=1)
+    contact_id: int = Field(ge=1, le=MAX_ID)
     callback: CallbackRequest
 
 
 class PreviewAccept(_Frame):
     type: Literal["preview_accept"]
-    contact_id: int = Field(ge=1)
+    contact_id: int = Field(ge=1, le=MAX_ID)
 
 
 class PreviewSkip(_Frame):
     type: Literal["preview_skip"]
-    contact_id: int = Field(ge=1)
+    contact_id: int = Field(ge=1, le=MAX_ID)
     reason: str = Field("skipped", pattern=CODE)
 
 
 class Hangup(_Frame):
     type: Literal["hangup"]
-    attempt_id: int = Field(ge=1)
+    attempt_id: int = Field(ge=1, le=MAX_ID)
 
 
 class Leave(_Frame):
@@ -121,8 +122,12 @@ class FrameError(ValueError):
 
 def parse(text: str | bytes) -> AgentFrame:
     """One frame from the agent, validated; FrameError says what is wrong with it."""
-    if len(text) > MAX_FRAME_BYTES:
+    size = len(text.encode()) if isinstance(text, str) else len(text)
+    if size > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"a frame is at most {MAX_FRAME_BYTES} bytes")
+    decoded = text if isinstance(text, str) else text.decode("utf-8", "replace")
+    if "\x00" in decoded or "\\u0000" in decoded:  # raw or escaped: PostgreSQL text cannot hold NUL
+        raise FrameError("bad_json", "a frame may not contain NUL characters")
     try:
         raw = json.loads(text)
     except (ValueError, RecursionError):

@@ -67,8 +67,8 @@ for _state in AgentState:
 
 
 class IllegalTransition(ValueError):
-    def __init__(self, state: AgentState, event: AgentEvent) -> None:
-        super().__init__(f"cannot {event.value} while {state.value.replace('_', ' ')}")
+    def __init__(self, state: AgentState, event: AgentEvent, why: str = "") -> None:
+        super().__init__(f"cannot {event.value} while {state.value.replace('_', ' ')}{why}")
         self.state, self.event = state, event
 
 
@@ -88,10 +88,13 @@ class Agent:
     ready_since: float | None = None  # when it last became ready: longest idle is served first
     pause_reason: str | None = None
     pending_pause: str | None = None  # asked for during a call: taken when the call is done
+    owes_disposition: bool = False  # its last call ended and has no disposition yet: no new call, no logout
 
     def apply(self, event: AgentEvent, now: float, reason: str | None = None) -> Change:
         if (self.state, event) not in TRANSITIONS:
             raise IllegalTransition(self.state, event)
+        if self.owes_disposition and event in (E.READY, E.LOGOUT) and self.state is S.PAUSED:
+            raise IllegalTransition(self.state, event, ": the last call has no disposition yet")
         target = TRANSITIONS[(self.state, event)]
         before = self.state
         if event is E.PAUSE and self.state in (S.RESERVED, S.ON_CALL, S.WRAP_UP):
@@ -100,6 +103,10 @@ class Agent:
         if event is E.READY and self.state is S.WRAP_UP:
             self.pending_pause = None
             return Change(before, before, None, now)
+        if event is E.HANGUP:
+            self.owes_disposition = True
+        elif event in (E.DISPOSE, E.FORCE_LOGOUT):
+            self.owes_disposition = False
         if target is None:  # back to work
             target = S.PAUSED if self.pending_pause else S.READY
             reason = self.pending_pause

@@ -3,8 +3,8 @@
 Three modes, each "at most ``cap`` per account":
 - ``queue_size``: the account's contacts in the hopper or in a call now;
 - ``connected_calls``: live conversations with the account, counting calls in flight, which may connect;
-- ``positive_dispositions``: qualified leads from the account, counting calls in flight, which may qualify
-  (so two calls cannot both become the lead that was left).
+- ``positive_dispositions``: qualified leads from the account, counting calls in flight and conversations
+  awaiting their disposition, which may still qualify (so two calls cannot both become the lead that was left).
 
 The hopper asks ``allows(account)`` before taking a contact, and reports what happens to it. Counts never go
 below zero: a repeated report cannot open a cap for the account's other contacts.
@@ -28,13 +28,14 @@ class AccountCaps:
         self.in_flight: Counter[int] = Counter()  # dialled, not ended (connected or not)
         self.connected: Counter[int] = Counter()  # live conversations
         self.positive: Counter[int] = Counter()  # qualified leads
+        self.awaiting: Counter[int] = Counter()  # conversations over, disposition not saved yet
 
     def _used(self, account: int) -> int:
         if self.mode == "queue_size":
             return self.queued[account] + self.in_flight[account]
         if self.mode == "connected_calls":
             return self.in_flight[account]  # a connected call is still in flight
-        return self.positive[account] + self.in_flight[account]
+        return self.positive[account] + self.in_flight[account] + self.awaiting[account]
 
     def allows(self, account: int | None) -> bool:
         """May one more of this account's contacts enter the hopper? (No account, no cap.)"""
@@ -64,27 +65,29 @@ class AccountCaps:
         if account is not None:
             self.connected[account] += 1
 
-    def end(self, account: int | None, *, was_connected: bool, positive: bool = False) -> None:
-        """The call is over (its disposition known when ``positive`` is said)."""
+    def end(self, account: int | None, *, was_connected: bool) -> None:
+        """The call is over; a conversation awaits its disposition (``dispose``)."""
         _down(self.in_flight, account)
         if was_connected:
             _down(self.connected, account)
-        if positive and account is not None:
-            self.positive[account] += 1
+            if account is not None:
+                self.awaiting[account] += 1
 
-    def qualify(self, account: int | None) -> None:
-        """A positive disposition saved after the call ended (the usual order: hang up, wrap up, dispose)."""
-        if account is not None:
+    def dispose(self, account: int | None, *, positive: bool) -> None:
+        """The conversation's disposition is saved (the usual order: hang up, wrap up, dispose)."""
+        _down(self.awaiting, account)
+        if positive and account is not None:
             self.positive[account] += 1
 
     # -- rebuild and report ------------------------------------------------------------------------------------
 
-    def rebuild(self, *, in_flight: Mapping[int, int], connected: Mapping[int, int],
-                positive: Mapping[int, int]) -> None:  # fmt: skip
-        """After a restart: counts from PostgreSQL (live call attempts, positive dispositions); the hopper is
-        refilled afresh, so nothing is queued."""
+    def rebuild(self, *, in_flight: Mapping[int, int], connected: Mapping[int, int], positive: Mapping[int, int],
+                awaiting: Mapping[int, int]) -> None:  # fmt: skip
+        """After a restart: counts from PostgreSQL (live call attempts, positive dispositions, conversations
+        without a disposition); the hopper is refilled afresh, so nothing is queued."""
         self.queued = Counter()
         self.in_flight, self.connected, self.positive = Counter(in_flight), Counter(connected), Counter(positive)
+        self.awaiting = Counter(awaiting)
 
     def at_cap(self, accounts: Iterable[int] | None = None) -> list[int]:
         """Accounts that may take no more contacts now (for the supervisor's dashboard)."""

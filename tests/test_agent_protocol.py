@@ -37,6 +37,11 @@ def test_frames_accepted(frame: dict[str, object], kind: type) -> None:
         ('{"type": "disposition", "attempt_id": 1, "code": "x", "callback": {"due_at": "2026-11-25T10:00:00"}}',
          "bad_frame", "callback.due_at: Value error, give a time zone", None),
         ('{"type": "ready", "pad": "' + "x" * 70_000 + '"}', "too_large", "at most 65536 bytes", None),
+        ('{"type": "ready", "pad": "' + "\u00e9" * 33_000 + '"}', "too_large", "at most 65536 bytes", None),
+        ('{"type": "hangup", "attempt_id": 100000000000000000000000000}', "bad_frame",
+         "attempt_id: Input should be less", None),
+        ('{"type": "pause", "id": "a\\u0000b"}', "bad_json", "NUL", None),
+        ('{"type": "pause", "id": "a\u0000b"}', "bad_json", "NUL", None),
     ],
 )  # fmt: skip
 def test_frames_refused(text: str, code: str, message: str, frame_id: str | None) -> None:

@@ -71,5 +71,11 @@ def test_a_shift() -> None:
     agent.apply(E.HANGUP, 400.0)
     timeout = agent.apply(E.WRAP_TIMEOUT, 430.0)
     assert (timeout.after, timeout.reason) == (S.PAUSED, "wrap_timeout")
+    with pytest.raises(IllegalTransition, match="no disposition yet"):
+        agent.apply(E.READY, 430.5)  # no new call before the last one is dispositioned
+    with pytest.raises(IllegalTransition, match="no disposition yet"):
+        agent.apply(E.LOGOUT, 430.6)
     assert agent.apply(E.DISPOSE, 431.0).after is S.PAUSED, "the owed disposition is still taken"
+    assert agent.apply(E.READY, 432.0).after is S.READY
+    agent.apply(E.PAUSE, 433.0)
     assert agent.apply(E.LOGOUT, 500.0).after is S.OFFLINE

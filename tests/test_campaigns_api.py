@@ -149,7 +149,7 @@ async def test_drafts_delete_and_catalogues_copy(client: Any, tokens: dict[Role,
     wrong = {"code": "dnc_lead", "label": "?", "is_positive": True, "is_dnc": True, "is_final": True}
     contradiction = await client.post("/api/disposition-catalogues", json={
         "code": "bad", "name": "Bad", "dispositions": [wrong]}, headers=manager)  # fmt: skip
-    assert contradiction.status == 409
+    assert contradiction.status == 422
     assert (await client.post("/api/disposition-catalogues", json={"code": "emea", "name": "Again"},
                               headers=manager)).status == 409  # fmt: skip
     scheduled = await (await client.post("/api/campaigns", json={"name": "Later"}, headers=manager)).json()
@@ -178,3 +178,41 @@ async def test_an_audience_from_a_segment_minus_a_domain_set(
                              headers=manager)).status == 200  # fmt: skip
     checklist = await (await client.get(f"/api/campaigns/{campaign['id']}/checklist", headers=manager)).json()
     assert checklist["audience_size"] == 1, "Ann and Bob work at Acme, an existing customer: only Cy is left"
+
+
+async def test_bad_input_is_a_specific_422_never_a_500(client: Any, tokens: dict[Role, str], campaign_db: Any) -> None:
+    import time
+
+    manager = bearer(tokens[Role.CAMPAIGN_MANAGER])
+    created = await (await client.post("/api/campaigns", json={"name": "Edge cases"}, headers=manager)).json()
+    cid = created["id"]
+    for bad, says in [
+        ({"name": None}, "name cannot be null"),
+        ({"wrap_up_seconds": None}, "wrap_up_seconds cannot be null"),
+        ({"name": "   "}, "name"),
+        ({"script_id": 2**70}, "script_id"),
+        ({"starts_at": "0001-01-01T00:00:00+01:00"}, "a year between 2000 and 2999"),
+        ({"amd_machine_action": "leave_message"}, "contradict"),
+        ({"account_cap_mode": "queue_size", "account_cap": None}, "go together"),
+    ]:
+        response = await client.patch(f"/api/campaigns/{cid}", json=bad, headers=manager)
+        assert response.status == 422, (bad, await response.text())
+        assert says in (await response.json())["detail"], bad
+    assert (await client.get(f"/api/campaigns/{cid}", headers=manager)).status == 200, "nothing stored half-way"
+    capped = await client.patch(f"/api/campaigns/{cid}", json={"account_cap_mode": "queue_size", "account_cap": 3},
+                                headers=manager)  # fmt: skip
+    assert capped.status == 200
+    assert (await client.patch(f"/api/campaigns/{cid}", json={"account_cap": 5}, headers=manager)).status == 200
+    created_bad = await client.post("/api/campaigns", json={"name": "x", "amd_machine_action": "leave_message"},
+                                    headers=manager)  # fmt: skip
+    assert created_bad.status == 422
+    started = time.perf_counter()
+    hostile = await client.post("/api/scripts", json={"name": "Braces", "body": "{{" * 25_000}, headers=manager)
+    assert hostile.status == 201
+    assert time.perf_counter() - started < 1.0, "an unclosed merge field costs linear time"
+    system = await client.post("/api/disposition-catalogues", json={
+        "code": "sneaky", "name": "Sneaky", "copy_from": 1,
+        "dispositions": [{"code": "no_answer", "label": "No answer", "is_dnc": True, "is_final": True}]},
+        headers=manager)  # fmt: skip
+    assert system.status == 422
+    assert "the dialer sets itself" in (await system.json())["detail"]

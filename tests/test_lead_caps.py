@@ -25,10 +25,10 @@ def _run(caps: AccountCaps, steps: list[str]) -> list[bool]:
             caps.end(A, was_connected=False)
         elif step == "end_connected":
             caps.end(A, was_connected=True)
-        elif step == "end_positive":
-            caps.end(A, was_connected=True, positive=True)
+        elif step == "dispose":
+            caps.dispose(A, positive=False)
         elif step == "qualify":
-            caps.qualify(A)
+            caps.dispose(A, positive=True)
         seen.append(caps.allows(A))
     return seen
 
@@ -43,8 +43,15 @@ T, F = True, False
         ("queue_size", 1, ["queue", "dial", "connect", "end_connected"], [F, F, F, T]),
         ("connected_calls", 1, ["queue", "dial", "connect", "end_connected"], [T, F, F, T]),
         ("connected_calls", 2, ["dial", "dial", "end"], [T, F, T]),
-        ("positive_dispositions", 1, ["dial", "connect", "end_connected", "qualify"], [F, F, T, F]),
-        ("positive_dispositions", 2, ["dial", "end_positive", "dial", "end"], [T, T, F, T]),
+        # Between the hangup and the disposition the conversation may still be the lead: it still counts.
+        ("positive_dispositions", 1, ["dial", "connect", "end_connected", "qualify"], [F, F, F, F]),
+        ("positive_dispositions", 1, ["dial", "connect", "end_connected", "dispose"], [F, F, F, T]),
+        (
+            "positive_dispositions",
+            2,
+            ["dial", "connect", "end_connected", "qualify", "dial", "end"],
+            [T, T, T, T, F, T],
+        ),
         (None, None, ["queue", "dial", "connect", "qualify"], [T, T, T, T]),
         ("queue_size", 1, ["unqueue", "end", "queue"], [T, T, F]),  # repeated reports never go below zero
     ],
@@ -57,7 +64,7 @@ def test_modes(mode: str | None, cap: int | None, steps: list[str], expected: li
 
 def test_rebuild_and_report() -> None:
     caps = AccountCaps("positive_dispositions", 2)
-    caps.rebuild(in_flight={1: 1}, connected={1: 1}, positive={1: 1, 2: 2, 3: 1})
+    caps.rebuild(in_flight={1: 1}, connected={1: 1}, positive={1: 1, 2: 2, 3: 1}, awaiting={})
     assert caps.at_cap() == [1, 2]
     assert caps.remaining(3) == 1
     assert AccountCaps(None, None).at_cap() == []

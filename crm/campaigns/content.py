@@ -22,9 +22,13 @@ class ContentConflict(ValueError):
     pass
 
 
+class ContentInvalid(ValueError):
+    """Well-formed but contradictory (422)."""
+
+
 class ScriptBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     body: str = Field("", max_length=50_000)
 
     @field_validator("body")
@@ -36,7 +40,7 @@ class ScriptBody(BaseModel):
 
 class FormBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     description: str = Field("", max_length=2000)
     fields: list[FormField] = Field(max_length=100)
 
@@ -64,9 +68,9 @@ class DispositionBody(BaseModel):
 class CatalogueBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     description: str = Field("", max_length=2000)
-    copy_from: int | None = Field(None, ge=1, description="start from this catalogue's dispositions")
+    copy_from: int | None = Field(None, ge=1, le=2**63 - 1, description="start from this catalogue's dispositions")
     dispositions: list[DispositionBody] = Field(default_factory=list, max_length=100)
 
 
@@ -139,6 +143,8 @@ async def delete(pool: asyncpg.Pool, actor: Actor, kind: str, item_id: int) -> N
     table, _ = _KINDS[kind]
     column = "script_id" if kind == "script" else "qualification_form_id"
     async with pool.acquire() as conn, conn.transaction():
+        # Locked first: a campaign being pointed at it now either commits before (and is seen) or waits.
+        await conn.execute(f"SELECT 1 FROM {table} WHERE id = $1 FOR UPDATE", item_id)
         if await _in_use(conn, column, item_id):
             raise ContentConflict(f"a campaign that has not completed uses this {kind}")
         found = await conn.fetchval(
@@ -195,14 +201,20 @@ async def create_catalogue(pool: asyncpg.Pool, actor: Actor, body: CatalogueBody
                        ON CONFLICT (catalogue_id, code) DO UPDATE SET label = EXCLUDED.label,
                          is_positive = EXCLUDED.is_positive, is_dnc = EXCLUDED.is_dnc,
                          is_callback = EXCLUDED.is_callback, is_final = EXCLUDED.is_final,
-                         retry_after_minutes = EXCLUDED.retry_after_minutes, hotkey = EXCLUDED.hotkey""",
+                         retry_after_minutes = EXCLUDED.retry_after_minutes, hotkey = EXCLUDED.hotkey
+                       WHERE NOT dispositions.is_system""",
                     catalogue_id, item.code, item.label, item.is_positive, item.is_dnc, item.is_callback,
                     item.is_final, item.retry_after_minutes, item.hotkey, 1000 + order,
                 )  # fmt: skip
             except asyncpg.CheckViolationError:
-                raise ContentConflict(
+                raise ContentInvalid(
                     f"{item.code}: a DNC outcome is final and not positive; a callback is not final"
                 ) from None
+            system = await conn.fetchval(
+                "SELECT is_system FROM dispositions WHERE catalogue_id = $1 AND code = $2", catalogue_id, item.code
+            )
+            if system:
+                raise ContentInvalid(f"{item.code} is an outcome the dialer sets itself; choose another code")
         await audit.record(conn, actor, "disposition_catalogue.created", "disposition_catalogue", catalogue_id,
                            {"code": body.code})  # fmt: skip
     return next(c for c in await catalogues(pool) if c["id"] == catalogue_id)

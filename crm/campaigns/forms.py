@@ -21,6 +21,7 @@ FieldType = Literal["text", "textarea", "integer", "number", "boolean", "select"
                     "phone", "url"]  # fmt: skip
 KEY = r"^[a-z][a-z0-9_]{0,62}$"
 MAX_TEXT = 10_000
+MAX_NUMBER = 1e15
 
 
 class Option(BaseModel):
@@ -87,7 +88,7 @@ def validate_answers(fields: list[FormField], answers: dict[str, Any], *, requir
     clean: dict[str, Any] = {}
     for f in fields:
         value = answers.get(f.key)
-        if value is None or value == "" or value == []:
+        if value is None or (isinstance(value, str) and not value.strip()) or value == []:
             if f.required and require:
                 errors.append({"field": f.key, "message": "required"})
             continue
@@ -117,6 +118,8 @@ def _clean(f: FormField, value: Any) -> Any:
     if kind in ("integer", "number"):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError("must be a number")
+        if abs(value) > MAX_NUMBER:
+            raise ValueError(f"at most {MAX_NUMBER:g} in size")
         if kind == "integer" and (isinstance(value, float) and not value.is_integer()):
             raise ValueError("must be a whole number")
         if not math.isfinite(value):

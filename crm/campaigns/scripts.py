@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 MERGE = re.compile(r"{{\s*([a-z]+)\.([a-z][a-z0-9_]{0,62})\s*(?:\|\s*\"([^\"{}]{0,200})\"\s*)?}}")
-LOOSE = re.compile(r"{{.*?}}", re.DOTALL)
+LOOSE = re.compile(r"{{[^{}]{0,300}}}")  # bounded, no backtracking across the text: linear on hostile input
 FIELDS = {
     "contact": {"first_name", "last_name", "full_name", "title", "email", "phone", "city", "region", "country"},
     "account": {"name", "domain", "industry", "employees", "city", "country"},

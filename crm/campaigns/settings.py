@@ -19,6 +19,11 @@ CapMode = Literal["queue_size", "connected_calls", "positive_dispositions"]
 
 #: Settings kept in ``campaigns.settings`` (the rest are columns).
 IN_SETTINGS = ("wrap_up_seconds", "local_presence", "amd_false_positive_rate", "hopper_size")
+MAX_ID = 2**63 - 1
+#: Fields a manager may clear (set to null); the others always have a value.
+CLEARABLE = frozenset({"machine_message", "caller_id_e164", "telephony_connection_id", "script_id",
+                       "qualification_form_id", "disposition_catalogue_id", "client_organisation_id", "starts_at",
+                       "ends_at", "account_cap_mode", "account_cap"})  # fmt: skip
 
 
 class CampaignFields(BaseModel):
@@ -26,7 +31,7 @@ class CampaignFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=r"\S")
     description: str | None = Field(None, max_length=5000)
     dial_mode: DialMode | None = None
     max_abandon_rate: Decimal | None = Field(None, ge=0, le=Decimal("0.05"), max_digits=5, decimal_places=4,
@@ -41,11 +46,11 @@ class CampaignFields(BaseModel):
                                         "and how to opt out")  # fmt: skip
     caller_id_e164: str | None = Field(None, description="a fixed caller id; null with local_presence: from the pool")
     local_presence: bool | None = Field(None, description="caller id from the pool, matching the contact's area")
-    telephony_connection_id: int | None = Field(None, ge=1)
-    script_id: int | None = Field(None, ge=1)
-    qualification_form_id: int | None = Field(None, ge=1)
-    disposition_catalogue_id: int | None = Field(None, ge=1)
-    client_organisation_id: int | None = Field(None, ge=1)
+    telephony_connection_id: int | None = Field(None, ge=1, le=MAX_ID)
+    script_id: int | None = Field(None, ge=1, le=MAX_ID)
+    qualification_form_id: int | None = Field(None, ge=1, le=MAX_ID)
+    disposition_catalogue_id: int | None = Field(None, ge=1, le=MAX_ID)
+    client_organisation_id: int | None = Field(None, ge=1, le=MAX_ID)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     account_cap_mode: CapMode | None = None
@@ -58,6 +63,9 @@ class CampaignFields(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignFields:
+        for name in self.model_fields_set - CLEARABLE:
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
         if self.caller_id_e164 is not None:
             phone = normalise_phone(self.caller_id_e164, None)
             if phone.e164 is None:
@@ -67,9 +75,12 @@ class CampaignFields(BaseModel):
             moment = getattr(self, name)
             if moment is not None and moment.tzinfo is None:
                 raise ValueError(f"{name}: give a time zone (e.g. Z or +01:00)")
+            if moment is not None and not 2000 <= moment.year <= 2999:
+                raise ValueError(f"{name}: a year between 2000 and 2999")
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
-        if (self.account_cap_mode is None) != (self.account_cap is None) and "account_cap" in self.model_fields_set:
+        both = {"account_cap_mode", "account_cap"} <= self.model_fields_set
+        if both and (self.account_cap_mode is None) != (self.account_cap is None):
             raise ValueError("account_cap_mode and account_cap go together (both, or both null)")
         return self
 
@@ -84,9 +95,9 @@ DEFAULTS = CampaignFields(
 class AudienceRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     mode: Literal["include", "exclude"]
-    list_id: int | None = Field(None, ge=1)
-    segment_id: int | None = Field(None, ge=1)
-    domain_set_id: int | None = Field(None, ge=1)
+    list_id: int | None = Field(None, ge=1, le=MAX_ID)
+    segment_id: int | None = Field(None, ge=1, le=MAX_ID)
+    domain_set_id: int | None = Field(None, ge=1, le=MAX_ID)
 
     @model_validator(mode="after")
     def _one_source(self) -> AudienceRule:

@@ -7,7 +7,8 @@ refresh later adds contacts that have joined since and never removes one already
 
 from __future__ import annotations
 
-from datetime import datetime
+import dataclasses
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -90,7 +91,8 @@ async def _check_references(conn: asyncpg.Connection, values: dict[str, Any]) ->
         if ref is None:
             continue
         live = "" if table == "client_organisations" else " AND deleted_at IS NULL"
-        if not await conn.fetchval(f"SELECT 1 FROM {table} WHERE id = $1{live}", ref):
+        # FOR KEY SHARE: a concurrent delete of the script (form...) waits for this transaction, then sees it used.
+        if not await conn.fetchval(f"SELECT 1 FROM {table} WHERE id = $1{live} FOR KEY SHARE", ref):
             raise BadReference(f"{name}: {table.replace('_', ' ')[:-1]} {ref} does not exist")
 
 
@@ -111,11 +113,14 @@ async def create(pool: asyncpg.Pool, actor: Actor, fields: CampaignFields) -> di
     names = [*columns, "channel", "settings", "created_by"]
     async with pool.acquire() as conn, conn.transaction():
         await _check_references(conn, columns)
-        campaign_id = await conn.fetchval(
-            f"""INSERT INTO campaigns ({", ".join(names)})
-                VALUES ({", ".join(f"${i}" for i in range(1, len(names) + 1))}) RETURNING id""",
-            *columns.values(), "phone", settings, actor.user_id,
-        )  # fmt: skip
+        try:
+            campaign_id = await conn.fetchval(
+                f"""INSERT INTO campaigns ({", ".join(names)})
+                    VALUES ({", ".join(f"${i}" for i in range(1, len(names) + 1))}) RETURNING id""",
+                *columns.values(), "phone", settings, actor.user_id,
+            )  # fmt: skip
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise BadReference(_contradiction(exc)) from None
         await audit.record(conn, actor, "campaign.created", "campaign", campaign_id, {"name": columns["name"]})
         return await get(conn, campaign_id)
 
@@ -137,11 +142,20 @@ async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: Cam
                     f"UPDATE campaigns SET {', '.join(assignments)}, updated_at = now() WHERE id = $1",
                     campaign_id, *columns.values(), settings,
                 )  # fmt: skip
-            except asyncpg.CheckViolationError as exc:
-                raise BadReference(f"the settings contradict each other: {exc.constraint_name}") from None
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise BadReference(_contradiction(exc)) from None
             await audit.record(conn, actor, "campaign.updated", "campaign", campaign_id,
                                {"fields": sorted([*columns, *settings])})  # fmt: skip
+        if current["status"] == "scheduled":  # it must stay ready to start at its time
+            failures = blocking_failures(checklist(await readiness(conn, campaign_id), datetime.now(UTC)))
+            if failures:
+                raise NotReady(failures)
         return await get(conn, campaign_id)
+
+
+def _contradiction(exc: asyncpg.IntegrityConstraintViolationError) -> str:
+    name = getattr(exc, "constraint_name", None) or exc.__class__.__name__
+    return f"the settings contradict each other ({name}): {getattr(exc, 'detail', None) or exc}"
 
 
 async def _lock(conn: asyncpg.Connection, campaign_id: int) -> asyncpg.Record:
@@ -190,14 +204,19 @@ async def set_audience(pool: asyncpg.Pool, actor: Actor, campaign_id: int, rules
 async def _audience_sql(conn: asyncpg.Connection, campaign_id: int, first_param: int) -> tuple[str, list[Any]]:
     """SQL selecting the contact ids the campaign's rules select now (includes minus excludes), or ''."""
     rules = await conn.fetch(
-        """SELECT r.mode::text AS mode, r.list_id, r.domain_set_id, s.filter_definition AS definition
+        """SELECT r.mode::text AS mode, r.list_id, r.segment_id, r.domain_set_id, s.filter_definition AS definition,
+                  coalesce(l.deleted_at, s.deleted_at, d.deleted_at) IS NOT NULL AS gone
              FROM campaign_audience_rules r LEFT JOIN segments s ON s.id = r.segment_id
+             LEFT JOIN static_lists l ON l.id = r.list_id LEFT JOIN domain_sets d ON d.id = r.domain_set_id
             WHERE r.campaign_id = $1 ORDER BY r.id""",
         campaign_id,
     )
     params: list[Any] = []
     parts: dict[str, list[str]] = {"include": [], "exclude": []}
     for rule in rules:
+        if rule["gone"]:
+            what = "list" if rule["list_id"] else "segment" if rule["segment_id"] else "domain set"
+            raise BadReference(f"the audience names a {what} that was deleted; change the audience")
         n = first_param + len(params)
         if rule["list_id"] is not None:
             sql = f"SELECT contact_id FROM list_members WHERE list_id = ${n}"
@@ -261,7 +280,8 @@ async def readiness(conn: asyncpg.Connection, campaign_id: int) -> Readiness:
         c["qualification_form_id"],
     )
     dispositions = await conn.fetchrow(
-        """SELECT count(*) FILTER (WHERE NOT is_system) AS agent, count(*) FILTER (WHERE is_positive) AS positive
+        """SELECT count(*) FILTER (WHERE NOT is_system) AS agent,
+                  count(*) FILTER (WHERE is_positive AND NOT is_system) AS positive
              FROM dispositions WHERE catalogue_id = $1 AND deleted_at IS NULL""",
         c["disposition_catalogue_id"],
     )
@@ -276,8 +296,9 @@ async def readiness(conn: asyncpg.Connection, campaign_id: int) -> Readiness:
         c["telephony_connection_id"],
     )
     window = await conn.fetchval("SELECT calling_window FROM campaigns WHERE id = $1", campaign_id)
+    script = await conn.fetchval("SELECT id FROM scripts WHERE id = $1 AND deleted_at IS NULL", c["script_id"])
     return Readiness(
-        dial_mode=c["dial_mode"], audience_rules=includes, audience_size=size, script_id=c["script_id"],
+        dial_mode=c["dial_mode"], audience_rules=includes, audience_size=size, script_id=script,
         qualification_form_id=c["qualification_form_id"] if form_fields is not None else None,
         form_fields=form_fields or 0, disposition_catalogue_id=c["disposition_catalogue_id"],
         agent_dispositions=dispositions["agent"], positive_dispositions=dispositions["positive"],
@@ -304,7 +325,12 @@ async def act(
         current = await _lock(conn, campaign_id)
         target = next_status(CampaignStatus(current["status"]), action)
         if action in CHECKED:
-            failures = blocking_failures(checklist(await readiness(conn, campaign_id), now))
+            ready = await readiness(conn, campaign_id)
+            if action is CampaignAction.RESUME:  # it dials its frozen members, whatever the lists hold now
+                members = await conn.fetchval("SELECT count(*) FROM campaign_members WHERE campaign_id = $1",
+                                              campaign_id)  # fmt: skip
+                ready = dataclasses.replace(ready, audience_rules=max(ready.audience_rules, 1), audience_size=members)
+            failures = blocking_failures(checklist(ready, now))
             if action is CampaignAction.SCHEDULE and (await get(conn, campaign_id))["starts_at"] is None:
                 raise CampaignConflict("set starts_at before scheduling")
             if failures:
