@@ -478,3 +478,26 @@ async def test_hostile_input_is_refused_with_422(
                                headers={**manager, "Content-Type": "text/csv"})  # fmt: skip
     assert upload.status == 422
     assert await compliance_db.fetchval("SELECT count(*) FROM suppressions") == 0, "nothing stored"
+
+
+async def test_a_batch_of_targets_matches_one_by_one(compliance_db: asyncpg.Pool) -> None:
+    """The hopper's batch gathers what the explanation gathers for one contact: the same targets."""
+    from crm.compliance.facts import phone_targets
+
+    await compliance_db.execute(
+        """INSERT INTO call_attempts (campaign_id, contact_id, account_id, attempt_number, to_e164, from_e164,
+                                      dial_command_id, state, answered_at, ended_at, abandoned, created_at)
+           VALUES (1, 1, 1, 1, '+12125550100', '+12125550199', 'b1', 'completed', now() - interval '2 hours',
+                   now() - interval '2 hours', false, now() - interval '2 hours'),
+                  (1, 1, 1, 2, '+12125550100', '+12125550199', 'b2', 'abandoned', now() - interval '1 hour',
+                   now() - interval '1 hour', true, now() - interval '1 hour')"""
+    )
+    now = datetime.now(UTC)
+    async with compliance_db.acquire() as conn:
+        batch = await phone_targets(conn, 1, [1, 2, 999_999], now, None)
+        singles = {cid: (await phone_targets(conn, 1, [cid], now, None))[cid] for cid in (1, 2)}
+    assert batch == singles, "a missing contact is left out; the others are the same either way"
+    ann = batch[1].history
+    assert (ann.total, ann.last_outcome) == (2, "abandoned")
+    assert ann.last_abandoned_at is not None
+    assert (batch[2].history.total, batch[2].history.last_outcome) == (0, None)

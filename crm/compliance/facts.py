@@ -77,16 +77,8 @@ async def explain(
         domain_keys = tuple(text_key(d) for d in dict.fromkeys(domains))
         facts: dict[str, Any] = {"consent": consent or "unknown"}
         if channel == "phone":
-            zones = local_zones(
-                contact_zone=contact["timezone"],
-                office_zone=contact["office_timezone"],
-                office_country=contact["office_country"],
-                phone_e164=contact["phone_e164"],
-                contact_country=contact["country"],
-                fallback_zone=rules.timezone_fallback,
-            )
+            target = (await phone_targets(conn, campaign_id, [contact_id], now, rules.timezone_fallback))[contact_id]
             number = contact["phone_e164"]
-            history = await _attempts(conn, contact_id, campaign_id, number, zones, now)
             live = await conn.fetchrow(
                 """SELECT count(*) FILTER (WHERE to_e164 = $1) AS to_number,
                           count(*) FILTER (WHERE account_id = $2) AS to_account
@@ -94,26 +86,16 @@ async def explain(
                 number,
                 contact["account_id"],
             )
-            target = PhoneTarget(
-                contact_id,
-                phone_key(number) if number else None,
-                zones,
-                contact["phone_invalid_reason"],
-                domain_keys,
-                consent or "unknown",
-                history,
-                account_id=contact["account_id"],
-            )
             live_numbers = {target.phone_key} if live["to_number"] and target.phone_key is not None else set()
             live_accounts = {contact["account_id"]} if live["to_account"] else set()
             decision = decide_phone(rules.phone(campaign_id), target, index, now, live_numbers, live_accounts)
             facts |= {
                 "phone": number,
-                "attempts": history,
+                "attempts": target.history,
                 "calls_in_progress_to_number": live["to_number"],
                 "calls_in_progress_to_account": live["to_account"],
             }
-            return Explanation(channel, decision, zones, facts)
+            return Explanation(channel, decision, target.zones, facts)
         email = contact["email"]
         sent = await _emails_sent(conn, contact_id, now)
         email_target = EmailTarget(
@@ -126,27 +108,6 @@ async def explain(
         )
         decision = decide_email(rules.email(campaign_id), email_target, index, now)
         return Explanation(channel, decision, None, facts | {"email": email, "emails_sent": sent})
-
-
-async def _attempts(
-    conn: asyncpg.Connection, contact_id: int, campaign_id: int, number: str | None, zones: LocalZones, now: datetime
-) -> AttemptHistory:
-    """This campaign's attempts at the contact ("today": since the earliest local midnight of its zones), and the
-    last abandoned call to its number by any campaign (the abandon lock protects the line, not the record)."""
-    day_start = local_day_start(zones.zones, now) if zones.zones else now.replace(hour=0, minute=0, second=0)
-    row = await conn.fetchrow(
-        f"""SELECT count(*) AS total, count(*) FILTER (WHERE created_at >= $3) AS today,
-                   max(created_at) AS last_at,
-                   (array_agg({_OUTCOME} ORDER BY created_at DESC))[1] AS last_outcome,
-                   (SELECT max(answered_at) FROM call_attempts
-                     WHERE abandoned AND (contact_id = $1 OR to_e164 = $4)) AS last_abandoned_at
-              FROM call_attempts WHERE contact_id = $1 AND campaign_id = $2""",
-        contact_id,
-        campaign_id,
-        day_start,
-        number,
-    )
-    return AttemptHistory(row["total"], row["today"], row["last_at"], row["last_outcome"], row["last_abandoned_at"])
 
 
 async def _emails_sent(conn: asyncpg.Connection, contact_id: int, now: datetime) -> EmailsSent:
@@ -164,3 +125,59 @@ async def _emails_sent(conn: asyncpg.Connection, contact_id: int, now: datetime)
         now,
     )
     return EmailsSent(row["day"], row["week"], row["month"], row["oldest_day"], row["oldest_week"], row["oldest_month"])
+
+
+async def phone_targets(
+    conn: asyncpg.Connection, campaign_id: int, contact_ids: list[int], now: datetime, fallback_zone: str | None
+) -> dict[int, PhoneTarget]:
+    """The decision facts of many contacts at once (the hopper's refill; the API's explanation of one): three
+    queries whatever the batch size. Contacts that do not exist (or were deleted) are left out."""
+    rows = await conn.fetch(
+        """SELECT c.id, c.email, c.phone_e164, c.phone_invalid_reason, c.timezone, c.country,
+                  a.id AS account_id, a.domain, a.registrable_domain, a.office_timezone, a.office_country,
+                  (SELECT status::text FROM consents k WHERE k.contact_id = c.id AND k.channel = 'phone'
+                    ORDER BY recorded_at DESC, k.id DESC LIMIT 1) AS consent
+             FROM contacts c LEFT JOIN accounts a ON a.id = c.account_id AND a.deleted_at IS NULL
+            WHERE c.id = ANY($1::bigint[]) AND c.deleted_at IS NULL""",
+        contact_ids,
+    )
+    zones = {
+        row["id"]: local_zones(
+            contact_zone=row["timezone"], office_zone=row["office_timezone"], office_country=row["office_country"],
+            phone_e164=row["phone_e164"], contact_country=row["country"], fallback_zone=fallback_zone,
+        )
+        for row in rows
+    }  # fmt: skip
+    # "Today" is since the earliest local midnight of each contact's zones: a start per contact.
+    starts = [local_day_start(zones[r["id"]].zones, now) if zones[r["id"]].zones else
+              now.replace(hour=0, minute=0, second=0, microsecond=0) for r in rows]  # fmt: skip
+    history = await conn.fetch(
+        f"""SELECT t.contact_id,
+                   count(a.id) AS total, count(a.id) FILTER (WHERE a.created_at >= t.day_start) AS today,
+                   max(a.created_at) AS last_at,
+                   (array_agg({_OUTCOME} ORDER BY a.created_at DESC))[1]
+                     AS last_outcome,
+                   (SELECT max(x.answered_at) FROM call_attempts x
+                     WHERE x.abandoned AND (x.contact_id = t.contact_id OR x.to_e164 = t.phone)) AS last_abandoned_at
+              FROM unnest($1::bigint[], $2::timestamptz[], $3::text[]) AS t(contact_id, day_start, phone)
+              LEFT JOIN call_attempts a ON a.contact_id = t.contact_id AND a.campaign_id = $4
+             GROUP BY t.contact_id, t.phone""",
+        [r["id"] for r in rows], starts, [r["phone_e164"] for r in rows], campaign_id,
+    )  # fmt: skip
+    by_contact = {h["contact_id"]: h for h in history}
+    targets = {}
+    for row in rows:
+        h = by_contact[row["id"]]
+        domains = [d for d in (row["domain"], row["registrable_domain"]) if d]
+        if row["email"]:
+            host = normalise_domain(row["email"].rsplit("@", 1)[1])
+            domains += [d for d in (host.domain, host.registrable) if d]
+        number = row["phone_e164"]
+        targets[row["id"]] = PhoneTarget(
+            row["id"], phone_key(number) if number else None, zones[row["id"]], row["phone_invalid_reason"],
+            tuple(text_key(d) for d in dict.fromkeys(domains)), row["consent"] or "unknown",
+            AttemptHistory(h["total"], h["today"], h["last_at"], h["last_outcome"] if h["total"] else None,
+                           h["last_abandoned_at"]),
+            account_id=row["account_id"],
+        )  # fmt: skip
+    return targets
