@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,23 +31,17 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 from aiohttp import web
+from throwaway import free_port, throwaway_database
 
 from dialer.carrier import Carrier, CarrierError
 from dialer.leg_state import Leg, LegKind
 from sim.carrier import Options, SimCarrier
 
 PIVOTAL = str(Path(sys.executable).with_name("pivotal"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def wait_ready(endpoint: str) -> None:
@@ -235,15 +228,8 @@ async def main() -> None:
     args = parser.parse_args()
     if not args.database_url:
         raise SystemExit("give --database-url (or PIVOTAL_TEST_DATABASE_URL)")
-    name = f"pivotal_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(args.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        await run(urlunsplit(urlsplit(args.database_url)._replace(path="/" + name)), args.calls, args.agents,
-                  args.seed)  # fmt: skip
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with throwaway_database(args.database_url) as url:
+        await run(url, args.calls, args.agents, args.seed)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,11 +25,11 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 from nacl.signing import SigningKey
+from throwaway import free_port, throwaway_database
 
 from dialer.webhook_signature import public_key_text, sign
 
@@ -83,9 +82,7 @@ async def send(session: aiohttp.ClientSession, url: str, batch: list[tuple[bytes
 
 async def run(url: str, total: int, clients: int) -> None:
     key = SigningKey.generate()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIVOTAL_")}
     env |= {"PIVOTAL_DATABASE_URL": url, "PIVOTAL_TELEPHONY__WEBHOOK_PUBLIC_KEY": public_key_text(key),
             "PIVOTAL_TELEPHONY__SANDBOX": "false",
@@ -155,14 +152,8 @@ async def main() -> None:
     args = parser.parse_args()
     if not args.database_url:
         raise SystemExit("give --database-url (or PIVOTAL_TEST_DATABASE_URL)")
-    name = f"pivotal_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(args.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        await run(urlunsplit(urlsplit(args.database_url)._replace(path="/" + name)), args.events, args.clients)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with throwaway_database(args.database_url) as url:
+        await run(url, args.events, args.clients)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from aiohttp import WSMsgType, web
 
-from sim.wire import error
+from sim.wire import error, json_object, not_an_object
 
 if TYPE_CHECKING:
     from sim.carrier import SimCarrier, SimLeg
@@ -202,12 +202,9 @@ class FakeSoftphones:
 
     async def command(self, request: web.Request) -> web.Response:
         sip_username, command = request.match_info["sip_username"], request.match_info["command"]
-        try:
-            body = await request.json() if request.can_read_body else {}
-            if not isinstance(body, dict):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return error(400, "10015", "Bad Request", "The body is not a JSON object.")
+        body = await json_object(request)
+        if body is None:
+            return not_an_object()
         if command == "register":
             try:
                 self.register(sip_username, auto_answer=True, socket=None)

@@ -31,7 +31,7 @@ from sim.agents import FakeAgent, FakeSoftphones, sip_user
 from sim.credentials import Credentials
 from sim.scenarios import FAILURES, Script, script_for
 from sim.webhooks import WebhookSender
-from sim.wire import error, iso
+from sim.wire import error, iso, json_object, not_an_object
 
 DIALS_PER_WINDOW = 150  # 30 dials/s over a rolling 5 s (reference s6)
 DIAL_WINDOW_S = 5.0
@@ -201,12 +201,9 @@ class SimCarrier:
     # -- dial ------------------------------------------------------------------------------------------------
 
     async def dial(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return error(400, "10015", "Bad Request", "The body is not a JSON object.")
+        body = await json_object(request, empty_ok=False)
+        if body is None:
+            return not_an_object()
         remembered = self._remembered("dial", body.get("command_id"))
         if remembered is not None:  # sim choice (s8.2): the original response, nothing re-executed
             return web.json_response(remembered)
@@ -521,12 +518,9 @@ class SimCarrier:
 
     async def action(self, request: web.Request) -> web.Response:
         ccid, action = request.match_info["ccid"], request.match_info["action"]
-        try:
-            body = await request.json() if request.can_read_body else {}
-            if not isinstance(body, dict):
-                raise ValueError
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return error(400, "10015", "Bad Request", "The body is not a JSON object.")
+        body = await json_object(request)
+        if body is None:
+            return not_an_object()
         if self.options.slow_next_commands > 0:
             self.options.slow_next_commands -= 1
             await asyncio.sleep(self.options.slow_command_ms / 1000)

@@ -17,3 +17,17 @@ def error(status: int, code: str, title: str, detail: str = "", pointer: str | N
     if pointer:
         entry["source"] = {"pointer": pointer}
     return web.json_response({"errors": [entry]}, status=status)
+
+
+async def json_object(request: web.Request, *, empty_ok: bool = True) -> dict[str, Any] | None:
+    """The request's JSON object body ({} when there is none and ``empty_ok``), or None when it is not one
+    (answer 400)."""
+    try:
+        body = await request.json() if request.can_read_body or not empty_ok else {}
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def not_an_object() -> web.Response:
+    return error(400, "10015", "Bad Request", "The body is not a JSON object.")
