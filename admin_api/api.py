@@ -120,6 +120,11 @@ async def authenticate(request: web.Request, services: Services) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    return await principal_of(token, services)
+
+
+async def principal_of(token: str, services: Services) -> Principal:
+    """Who a bearer token speaks for (signature, expiry, revocation, the account's state): Problem 401 if nobody."""
     try:
         claims = services.tokens.verify(token.strip(), services.clock())
     except InvalidToken as exc:

@@ -38,6 +38,8 @@ class Services:
     default_phone_region: str = "US"
     #: Take the client address from X-Forwarded-For (only behind a proxy that sets it).
     trust_forwarded_for: bool = False
+    #: Sandbox mode: the simulated carrier's softphone websocket (ws://127.0.0.1:PORT/_sim/rtc).
+    sandbox_rtc_url: str | None = None
 
 
 SERVICES = web.AppKey("services", Services)

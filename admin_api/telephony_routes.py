@@ -69,6 +69,7 @@ class SoftphoneOut(BaseModel):
     connection: str
     sip_username: str
     login_token: str = Field(description="a fresh WebRTC login token (JWT) for @telnyx/webrtc's login_token")
+    rtc_url: str | None = Field(None, description="sandbox only: the simulated carrier's softphone websocket")
 
 
 def _problem(exc: TelephonyError) -> Problem:
@@ -143,4 +144,5 @@ async def softphone(req: ApiRequest) -> SoftphoneOut:
         raise _problem(exc) from None
     except CarrierError as exc:
         raise Problem(502, f"the carrier refused: {exc}") from None
-    return SoftphoneOut(connection=phone.connection, sip_username=phone.sip_username, login_token=phone.login_token)
+    return SoftphoneOut(connection=phone.connection, sip_username=phone.sip_username, login_token=phone.login_token,
+                        rtc_url=req.services.sandbox_rtc_url)  # fmt: skip

@@ -113,6 +113,12 @@ class TelephonySettings(_Section):
     secrets_key: SecretStr | None = None
     #: Telnyx API base URL, with its /v2 (the simulated carrier: http://127.0.0.1:PORT/v2).
     api_base_url: str = Field("https://api.telnyx.com/v2", pattern=r"^https?://")
+    #: Sandbox only: the simulated carrier's clock multiplier (10: rings, greetings and talk 10x shorter) and
+    #: its concurrent-call limit.
+    sandbox_speed: float = Field(1.0, ge=0.1, le=1000)
+    sandbox_channel_limit: int = Field(2000, ge=1, le=100_000)
+    #: Sandbox only: the simulated carrier's port (0: any free port; the softphone endpoint names it).
+    sandbox_port: int = Field(0, ge=0, le=65535)
 
     @field_validator("secrets_key")
     @classmethod

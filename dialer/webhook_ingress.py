@@ -45,6 +45,10 @@ LEG_IDLE_S = 5 * 3600.0
 MAX_QUEUED_EVENTS = 100_000
 
 
+#: Events that change no leg state but that the dialer waits for (a message played to its end).
+MEDIA_ENDED = frozenset({"call.speak.ended", "call.playback.ended"})
+
+
 @dataclass(frozen=True)
 class Outcome:
     status: int
@@ -231,8 +235,11 @@ class WebhookIngress:
         *,
         max_bytes: int = 65_536,
         clock: Callable[[], float] = time.time,
+        listener: Callable[[Leg, str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.key = key
+        #: told of every event that changed a leg (the dialer), before the webhook is answered
+        self.listener = listener
         self.legs = legs
         self.events = events
         self.max_bytes = max_bytes
@@ -276,6 +283,9 @@ class WebhookIngress:
             if leg is not None and kind is LegKind.AGENT and leg.kind is LegKind.CUSTOMER:
                 leg.kind = kind  # the first event to arrive (a speak or playback event) did not show the SIP end
             handling = leg.apply(event_type, payload, occurred_at) if leg is not None else Handling.IGNORED
+            told = handling is Handling.APPLIED or event_type in MEDIA_ENDED
+            if leg is not None and told and self.listener is not None:
+                self._tell(leg, event_type, payload)
             if leg is not None and event_type == "call.hangup":
                 self.legs.ended(call_control_id)
         else:
@@ -293,6 +303,13 @@ class WebhookIngress:
             )
         )
         return Outcome(200, handling.value)
+
+    def _tell(self, leg: Leg, event_type: str, payload: dict[str, Any]) -> None:
+        assert self.listener is not None
+        try:
+            self.listener(leg, event_type, payload)
+        except Exception:  # a fault in the dialer must not turn into a webhook the carrier retries forever
+            log.exception("webhook_listener_failed", event_type=event_type, leg=leg.call_control_id)
 
 
 def _plausible_event_type(event_type: str) -> bool:

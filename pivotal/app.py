@@ -36,6 +36,8 @@ from admin_api.api import Api
 from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
 from config import Settings
+from config.settings import TelephonySettings
+from console_web.agent_ws import ENGINE
 from crm.audience.import_service import ImportService
 from crm.audit import SYSTEM
 from crm.compliance.feed import SuppressionFeed
@@ -47,11 +49,12 @@ from dialer import connections
 from dialer.carrier import warm_up as carrier_warm_up
 from dialer.carriers import Carriers
 from dialer.connections import Sealer
+from dialer.engine import Engine
 from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
 from dialer.webhook_ingress import EventLog, Legs, WebhookIngress
 from dialer.webhook_signature import load_public_key
-from pivotal import ops_routes, webhook_routes
+from pivotal import console_routes, ops_routes, webhook_routes
 from pivotal.bootstrap import ensure_admin
 from pivotal.database import create_pool, database_url
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
@@ -91,6 +94,7 @@ def routes() -> Api:
         webhook_routes.api,
         telephony_routes.api,
         campaign_routes.api,
+        console_routes.api,
     )
 
 
@@ -186,9 +190,10 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
     if settings.sandbox:
         if settings.webhook_public_key:
             log.warning("sandbox_ignores_webhook_public_key", hint="set telephony.sandbox = false to take real calls")
-        sandbox, sim_key, base_url, point_webhooks = await _start_sandbox_carrier()
+        sandbox, sim_key, base_url, point_webhooks = await _start_sandbox_carrier(settings)
         key = load_public_key(sim_key)
         app[SERVICES].carriers.base_url = base_url
+        app[SERVICES].sandbox_rtc_url = base_url.replace("http://", "ws://").removesuffix("/v2") + "/_sim/rtc"
         app.setdefault(ON_LISTENING, []).append(point_webhooks)
         await _ensure_sandbox_connection(app)
     events = EventLog(app[POOL])
@@ -203,13 +208,15 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
             await sandbox.cleanup()
 
 
-async def _start_sandbox_carrier() -> tuple[web.AppRunner, str, str, Callable[[int], None]]:
+async def _start_sandbox_carrier(
+    settings: TelephonySettings,
+) -> tuple[web.AppRunner, str, str, Callable[[int], None]]:
     from sim.carrier import Options, SimCarrier  # sandbox only: production never imports the simulator
 
-    carrier = SimCarrier(Options(seed=1))
+    carrier = SimCarrier(Options(seed=1, speed=settings.sandbox_speed, channel_limit=settings.sandbox_channel_limit))
     runner = web.AppRunner(carrier.app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    await web.TCPSite(runner, "127.0.0.1", settings.sandbox_port).start()
     port = _first_port(runner)
     base_url = f"http://127.0.0.1:{port}/v2"
 
@@ -236,6 +243,22 @@ async def _ensure_sandbox_connection(app: web.Application) -> None:
         )  # fmt: skip
 
 
+async def _dialer(app: web.Application) -> AsyncIterator[None]:
+    """The dialer engine: recovery first, then a runner per running campaign; carrier events reach it from the
+    webhook ingress."""
+    services = app[SERVICES]
+    ingress = app[INGRESS]
+    engine = Engine(services.pool, services.carriers, services.suppressions, app[METRICS].dialer, ingress.legs)
+    await engine.start()
+    ingress.listener = engine.on_event
+    app[ENGINE] = engine
+    try:
+        yield
+    finally:
+        ingress.listener = None
+        await engine.close()
+
+
 def build_app(
     settings: Settings, *, extra_routes: Api | None = None, clock: Callable[[], float] = time.time
 ) -> web.Application:
@@ -252,5 +275,5 @@ def build_app(
         api.include(extra_routes)
     api.mount(app)
     app[ops_routes.ENDPOINTS] = api.endpoints
-    app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock), _telephony])
+    app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock), _telephony, _dialer])
     return app

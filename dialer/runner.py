@@ -1,0 +1,819 @@
+"""One running campaign's live state: the hopper, the pacer's tick, the calls in flight, routing answers to
+agents, abandons, machines, and the end of every call.
+
+The runner is driven by three things: its tick (every TICK_S, and at once whenever something changes), the
+carrier's events for its calls (from the webhook ingress, synchronously, through the engine), and its agents'
+consoles (ready, pause, dispositions). Nothing on the routing path waits for PostgreSQL: a human answer picks
+the longest-idle agent in memory and sends the bridge at once; the rows follow. Decisions about a contact's
+future (dispositions, retries, callbacks, leads, suppressions) are committed before anyone is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+
+from crm.campaigns.forms import AnswerError, validate_answers
+from crm.campaigns.scripts import render
+from crm.compliance.feed import SuppressionFeed
+from dialer import attempts, hopper
+from dialer.agent_sessions import AgentSession
+from dialer.agent_state import AgentEvent, AgentState, IllegalTransition
+from dialer.campaign_config import CampaignConfig
+from dialer.carrier import CallEnded, Carrier, CarrierError
+from dialer.dialer_metrics import DialerMetrics
+from dialer.errors import Refused
+from dialer.lead_caps import AccountCaps
+from dialer.leg_state import GREETING_EVENTS, Leg, LegState
+from dialer.outcome_rules import system_outcome
+from pacing.api import CallOutcome, CallResult, LiveOutcome, Pacer, Snapshot
+from pacing.pacers import PredictivePacer, PreviewPacer, ProgressivePacer
+
+log = structlog.get_logger(__name__)
+
+TICK_S = 0.25
+#: A person answered and no agent is free: the abandon message starts this long after we learn of the answer
+#: (the rule allows 2 s from the end of the greeting; the rest is margin for the carrier's delivery).
+ABANDON_AFTER_S = 1.7
+#: Longest wait for a message (abandon, voicemail) to finish before the line is hung up regardless.
+MESSAGE_LIMIT_S = 30.0
+#: A machine's greeting that never signals its end (no beep heard) is hung up on after this long.
+BEEP_WAIT_S = 20.0
+REFILL_EVERY_S = 2.0
+
+
+@dataclass(eq=False)
+class Call:
+    attempt_id: int
+    entry: hopper.Entry
+    dialed: float  # monotonic, at the dial
+    ccid: str | None = None
+    state: str = "dialing"  # dialing, waiting, reserved, bridged, abandoning, machine, ended
+    agent: AgentSession | None = None
+    preview: bool = False
+    answered: float | None = None  # monotonic, when we learnt of the answer
+    answered_at: datetime | None = None
+    human_seen: float | None = None  # perf_counter at the human answer's webhook (the routing latency's start)
+    bridged: float | None = None
+    ended: float | None = None
+    customer_gone: bool = False
+    connected: bool = False
+    abandoned: bool = False
+    machine: bool = False
+    timer: asyncio.TimerHandle | None = None
+    leg: Leg | None = None
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Callback:
+    due_at: datetime
+    personal: bool = True
+    notes: str = ""
+
+
+@dataclass
+class RunnerStats:
+    dials: int = 0
+    human: int = 0
+    machine: int = 0
+    abandoned: int = 0
+    bridged: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+
+class CampaignRunner:
+    def __init__(
+        self,
+        config: CampaignConfig,
+        *,
+        pool: asyncpg.Pool,
+        carrier: Callable[[int | None], Coroutine[Any, Any, Carrier]],
+        feed: SuppressionFeed,
+        metrics: DialerMetrics,
+        agents: Callable[[int], list[AgentSession]],
+        spawn: Callable[[Coroutine[Any, Any, Any], str], None],
+        leg_of: Callable[[str], Leg | None] = lambda ccid: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self._carrier = carrier
+        self.feed = feed
+        self.metrics = metrics
+        self._agents = agents
+        self._spawn = spawn
+        self._leg_of = leg_of
+        self.clock = clock
+        self.active = config.status == "running"
+        self.pacer: Pacer = self._pacer(config)
+        self.caps = AccountCaps(config.cap_mode, config.cap)  # type: ignore[arg-type]
+        self.hopper: deque[hopper.Entry] = deque()
+        self.calls: dict[int, Call] = {}  # attempt id -> call, until it is finished
+        self.waiting: deque[Call] = deque()  # people answered, no agent yet, oldest first
+        self.pending_dials = 0
+        self.live_numbers: Counter[int] = Counter()
+        self.live_accounts: Counter[int] = Counter()
+        self.stats = RunnerStats()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._refilling = False
+        self._last_refill = -1e9
+        self._exhausted_at = -1e9  # the last refill found nobody to dial
+        self.error: str | None = None
+
+    @staticmethod
+    def _pacer(config: CampaignConfig) -> Pacer:
+        if config.dial_mode == "preview":
+            return PreviewPacer()
+        if config.dial_mode == "progressive":
+            return ProgressivePacer()
+        return PredictivePacer(config.pacing)
+
+    def label(self) -> str:
+        return str(self.config.id)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._rebuild()
+        self._task = asyncio.create_task(self._run(), name=f"campaign-{self.config.id}")
+
+    async def _rebuild(self) -> None:
+        """Counts that outlive a restart: lead caps and the abandon ledger, from PostgreSQL."""
+        cid = self.config.id
+        if self.caps.cap is not None:
+            rows = await self.pool.fetch(
+                """SELECT a.account_id,
+                          count(*) FILTER (WHERE a.ended_at IS NULL) AS in_flight,
+                          count(*) FILTER (WHERE a.ended_at IS NULL AND a.bridged_at IS NOT NULL) AS connected,
+                          count(*) FILTER (WHERE a.ended_at IS NOT NULL AND a.bridged_at IS NOT NULL AND NOT EXISTS
+                                (SELECT 1 FROM attempt_dispositions d WHERE d.call_attempt_id = a.id)) AS awaiting
+                     FROM call_attempts a WHERE a.campaign_id = $1 AND a.account_id IS NOT NULL
+                    GROUP BY a.account_id""",
+                cid,
+            )
+            positive = await self.pool.fetch(
+                """SELECT account_id, count(*) AS n FROM leads
+                    WHERE campaign_id = $1 AND account_id IS NOT NULL AND status <> 'rejected' GROUP BY account_id""",
+                cid,
+            )
+            self.caps.rebuild(
+                in_flight={r["account_id"]: r["in_flight"] for r in rows if r["in_flight"]},
+                connected={r["account_id"]: r["connected"] for r in rows if r["connected"]},
+                awaiting={r["account_id"]: r["awaiting"] for r in rows if r["awaiting"]},
+                positive={r["account_id"]: r["n"] for r in positive},
+            )
+        if isinstance(self.pacer, PredictivePacer):
+            rows = await self.pool.fetch(
+                """SELECT (answered_at AT TIME ZONE 'UTC')::date AS day,
+                          count(*) FILTER (WHERE bridged_at IS NOT NULL AND NOT abandoned) AS connected,
+                          count(*) FILTER (WHERE abandoned) AS abandoned
+                     FROM call_attempts
+                    WHERE campaign_id = $1 AND answered_at > now() - interval '31 days'
+                      AND (bridged_at IS NOT NULL OR abandoned)
+                    GROUP BY 1""",
+                cid,
+            )
+            for row in rows:
+                day = row["day"].toordinal()
+                if row["connected"]:
+                    self.pacer.ledger.record(day, connected=True, weight=float(row["connected"]))
+                if row["abandoned"]:
+                    self.pacer.ledger.record(day, connected=False, weight=float(row["abandoned"]))
+            self.pacer.day = datetime.now(UTC).date().toordinal()
+
+    def reconfigure(self, config: CampaignConfig) -> None:
+        pacing_changed = (config.dial_mode, config.pacing) != (self.config.dial_mode, self.config.pacing)
+        self.config = config
+        if pacing_changed:
+            self.pacer = self._pacer(config)
+        self.caps.mode, self.caps.cap = config.cap_mode, config.cap  # type: ignore[assignment]
+        was, self.active = self.active, config.status == "running"
+        if was and not self.active:
+            self._spawn(self._return_hopper(), f"campaign-{config.id}-return-hopper")
+        self.wake()
+
+    async def stop(self) -> None:
+        self.active = False
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._return_hopper()
+
+    async def _return_hopper(self) -> None:
+        entries = list(self.hopper)
+        self.hopper.clear()
+        for entry in entries:
+            self.caps.unqueue(entry.account_id)
+        for session in self._agents(self.config.id):
+            if session.offer is not None:
+                entries.append(session.offer)
+                session.offer = None
+        if entries:
+            await hopper.give_back(self.pool, self.config.id, [(e.contact_id, e.was, None, None) for e in entries])
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- the tick --------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(TICK_S):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self._tick()
+            except Exception:  # a bug in one tick must not stop the campaign: logged, and the next tick runs
+                log.exception("campaign_tick_failed", campaign=self.config.id)
+
+    def _tick(self) -> None:
+        now = self.clock()
+        sessions = self._agents(self.config.id)
+        self._wrap_timeouts(sessions, now)
+        self._serve_waiting(sessions)
+        if not self.active:
+            return
+        self._maybe_refill(now)
+        if self.config.dial_mode == "preview":
+            self._offer_previews(sessions)
+            return
+        snapshot = self.snapshot(sessions, now)
+        wanted = self.pacer.dials(snapshot)
+        self.metrics.dial_level.labels(self.label()).set(
+            snapshot.lines_in_use / snapshot.agents_active if snapshot.agents_active else 0.0
+        )
+        for _ in range(min(wanted, len(self.hopper))):
+            self._dial(self.hopper.popleft())
+
+    def snapshot(self, sessions: list[AgentSession], now: float) -> Snapshot:
+        ready = talking = wrapping = paused = 0
+        talk: list[float] = []
+        wrap: list[float] = []
+        for s in sessions:
+            state = s.agent.state
+            if s.routable:
+                ready += 1
+            elif state in (AgentState.ON_CALL, AgentState.RESERVED):
+                talking += 1
+                call = s.call
+                talk.append(now - call.bridged if call is not None and call.bridged is not None else 0.0)
+            elif state is AgentState.WRAP_UP:
+                wrapping += 1
+                wrap.append(now - (s.wrap_started or now))
+            elif state is AgentState.PAUSED:
+                paused += 1
+        dialing = [now - c.dialed for c in self.calls.values() if c.state == "dialing"]
+        dialing += [0.0] * self.pending_dials
+        other = sum(1 for c in self.calls.values() if c.state in ("abandoning", "machine"))
+        active = ready + talking + wrapping
+        cap = int(self.config.lines_per_agent * active)
+        if self.config.connection.max_channels:
+            cap = min(cap, self.config.connection.max_channels)
+        return Snapshot(now=now, agents_ready=ready, agents_talking=tuple(talk), agents_wrapping=tuple(wrap),
+                        calls_dialing=tuple(dialing), calls_waiting=len(self.waiting), line_cap=cap,
+                        agents_paused=paused, lines_other=other)  # fmt: skip
+
+    def _maybe_refill(self, now: float) -> None:
+        low = len(self.hopper) < max(10, self.config.hopper_size // 2)
+        if self._refilling or not low or now - self._last_refill < REFILL_EVERY_S:
+            return
+        if now - self._exhausted_at < 5 * REFILL_EVERY_S and self.hopper:
+            return
+        self._refilling = True
+        self._last_refill = now
+        self._spawn(self._refill(), f"campaign-{self.config.id}-refill")
+
+    async def _refill(self) -> None:
+        try:
+            if not self.feed.healthy:
+                log.warning("hopper_paused_suppressions_stale", campaign=self.config.id)
+                self.error = "the suppression list is not known to be current: no dials until it is"
+                return
+            self.error = None
+            queued = {e.contact_id for e in self.hopper}
+            room = self.config.hopper_size - len(self.hopper)
+            if room <= 0:
+                return
+            result = await hopper.refill(
+                self.pool, self.config.compliance, self.feed.index, limit=room, now=datetime.now(UTC),
+                fallback_zone=self.config.fallback_zone, live_numbers=self.live_numbers,
+                live_accounts=self.live_accounts, cap_allows=self.caps.allows, cap_reason=self._cap_reason,
+            )  # fmt: skip
+            self.stats.refused.update(result.refused)
+            fresh = [e for e in result.entries if e.contact_id not in queued]
+            fresh.sort(key=lambda e: e.was != "callback")  # due callbacks first, order otherwise kept
+            if not fresh:
+                self._exhausted_at = self.clock()
+            for entry in fresh:
+                self.caps.queue(entry.account_id)
+            callbacks = [e for e in fresh if e.was == "callback"]
+            others = [e for e in fresh if e.was != "callback"]
+            self.hopper.extendleft(reversed(callbacks))
+            self.hopper.extend(others)
+            self.metrics.hopper.labels(self.label()).set(len(self.hopper))
+        except Exception:
+            log.exception("hopper_refill_failed", campaign=self.config.id)
+        finally:
+            self._refilling = False
+        self.wake()
+
+    def _cap_reason(self, account: int | None) -> str:
+        return f"the account has reached its lead cap ({self.caps.mode}: {self.caps.cap})"
+
+    # -- dialling --------------------------------------------------------------------------------------------
+
+    def _dial(self, entry: hopper.Entry, agent: AgentSession | None = None) -> None:
+        self.pending_dials += 1
+        self.caps.dial(entry.account_id)
+        self.live_numbers[entry.phone_key] += 1
+        if entry.account_id is not None:
+            self.live_accounts[entry.account_id] += 1
+        self._spawn(self._place(entry, agent), f"dial-{entry.contact_id}")
+
+    async def _place(self, entry: hopper.Entry, agent: AgentSession | None) -> None:
+        config = self.config
+        try:
+            attempt = await attempts.create(
+                self.pool, campaign_id=config.id, contact_id=entry.contact_id, account_id=entry.account_id,
+                connection_id=config.connection.id, to_e164=entry.phone, from_e164=config.caller_id_for(entry.phone),
+                agent_user_id=agent.user_id if agent else None,
+            )  # fmt: skip
+        except Exception:
+            self.pending_dials -= 1
+            self._release_line(entry)
+            self.caps.end(entry.account_id, was_connected=False)
+            log.exception("attempt_not_recorded", campaign=config.id, contact=entry.contact_id)
+            await hopper.give_back(self.pool, config.id, [(entry.contact_id, entry.was, None, None)])
+            if agent is not None:
+                self._release_agent(agent)
+            return
+        call = Call(attempt.id, entry, self.clock(), agent=agent, preview=agent is not None)
+        self.calls[attempt.id] = call
+        self.pending_dials -= 1
+        self.stats.dials += 1
+        self.metrics.dials.labels(self.label()).inc()
+        try:
+            carrier = await self._carrier(self.config.connection.id)
+            leg = await carrier.dial(
+                connection_id=config.connection.connection_id, from_=config.caller_id_for(entry.phone),
+                to=entry.phone, client_state=attempt.client_state, timeout_secs=config.ring_timeout_secs,
+                amd=config.amd_mode, command_id=attempt.dial_command_id,
+            )  # fmt: skip
+        except Exception as exc:  # the carrier refused or never answered: nothing rings
+            log.warning("dial_failed", campaign=config.id, attempt=attempt.id, error=str(exc))
+            call.state = "ended"
+            await self._finish(call, outcome="failed", failure=str(exc)[:500])
+            return
+        call.ccid = call.ccid or leg.call_control_id
+        try:
+            await attempts.dialled(self.pool, attempt.id, leg.call_control_id, leg.call_leg_id, leg.call_session_id)
+        except Exception:
+            log.exception("attempt_dial_not_recorded", attempt=attempt.id)
+
+    # -- carrier events --------------------------------------------------------------------------------------
+
+    def on_event(self, call: Call, leg: Leg, event_type: str, payload: dict[str, Any]) -> None:
+        call.leg = leg
+        if call.ccid is None:
+            call.ccid = leg.call_control_id
+        if event_type == "call.hangup":
+            self._customer_gone(call)
+            return
+        if call.state == "dialing":
+            amd = self.config.amd_mode != "disabled"
+            if leg.state is LegState.HUMAN or (not amd and leg.state in (LegState.ANSWERED, LegState.HUMAN)):
+                self._answered(call, leg, human=True)
+            elif leg.state is LegState.MACHINE:
+                self._answered(call, leg, human=False)
+            elif leg.state is LegState.ANSWERED and call.answered is None:
+                call.answered, call.answered_at = self.clock(), leg.answered_at
+        elif call.state == "machine" and event_type in GREETING_EVENTS:
+            self._leave_message(call)
+        elif call.state in ("abandoning", "machine") and event_type in ("call.speak.ended", "call.playback.ended"):
+            self._hang_up(call)
+
+    def _answered(self, call: Call, leg: Leg, *, human: bool) -> None:
+        now = self.clock()
+        if call.answered is None:
+            call.answered = now
+        call.answered_at = leg.answered_at
+        age = now - call.dialed
+        if self.config.machine_action == "route_to_agent":
+            human = True
+        self.pacer.observe_call(CallOutcome(now, CallResult.HUMAN if human else CallResult.MACHINE, age))
+        if not human:
+            call.state, call.machine = "machine", True
+            self.stats.machine += 1
+            self.metrics.answers.labels(self.label(), "machine").inc()
+            if self.config.machine_action == "leave_message" and self.config.machine_message:
+                if leg.greeting_ended_at is not None:
+                    self._leave_message(call)
+                else:
+                    call.timer = asyncio.get_running_loop().call_later(BEEP_WAIT_S, self._hang_up, call)
+            else:
+                self._hang_up(call)
+            self.wake()
+            return
+        self.stats.human += 1
+        self.metrics.answers.labels(self.label(), "human").inc()
+        call.human_seen = time.perf_counter()
+        agent = call.agent if call.preview else self._pick_agent(call)
+        if agent is not None:
+            self._connect(call, agent)
+        else:
+            call.state = "waiting"
+            self.waiting.append(call)
+            call.timer = asyncio.get_running_loop().call_later(ABANDON_AFTER_S, self._abandon, call)
+        self.wake()
+
+    def _pick_agent(self, call: Call) -> AgentSession | None:
+        best: AgentSession | None = None
+        for session in self._agents(self.config.id):
+            if not session.routable or session.offer is not None:
+                continue
+            if call.entry.assigned_user_id is not None and session.user_id == call.entry.assigned_user_id:
+                return session  # a personal callback goes to its agent when that agent is free
+            if best is None or (session.agent.ready_since or 0.0) < (best.agent.ready_since or 0.0):
+                best = session
+        return best
+
+    def _serve_waiting(self, sessions: list[AgentSession]) -> None:
+        while self.waiting:
+            call = self.waiting[0]
+            if call.state != "waiting":
+                self.waiting.popleft()
+                continue
+            agent = self._pick_agent(call)
+            if agent is None:
+                return
+            self.waiting.popleft()
+            if call.timer is not None:
+                call.timer.cancel()
+            self._connect(call, agent)
+
+    def agent_free(self) -> None:
+        """An agent became ready: a waiting call is served now, not at the next tick."""
+        self._serve_waiting(self._agents(self.config.id))
+        self.wake()
+
+    def _connect(self, call: Call, agent: AgentSession) -> None:
+        if not call.preview:
+            agent.agent.apply(AgentEvent.RESERVE, self.clock())
+        agent.call, call.agent, call.state = call, agent, "reserved"
+        self._spawn(self._bridge(call, agent), f"bridge-{call.attempt_id}")
+        agent.send(self.screen_pop(call, agent))
+        self._changed(agent)
+
+    async def _bridge(self, call: Call, agent: AgentSession) -> None:
+        command_id = f"bridge-{call.attempt_id}"
+        leg = agent.leg
+        try:
+            if leg is None or call.ccid is None:
+                raise CarrierError("the agent's softphone is not connected")
+            carrier = await self._carrier(self.config.connection.id)
+            if call.human_seen is not None:
+                self.metrics.answer_to_bridge.labels(self.label()).observe(time.perf_counter() - call.human_seen)
+            await carrier.bridge(leg, call.ccid, park_after_unbridge=True, command_id=command_id)
+        except CarrierError as exc:
+            ended = isinstance(exc, CallEnded) or call.customer_gone
+            log.warning("bridge_failed", attempt=call.attempt_id, agent=agent.user_id, error=str(exc))
+            self._release_agent(agent)
+            call.agent = None
+            if not ended and call.state == "reserved":
+                if agent.leg == leg and not isinstance(exc, CallEnded):
+                    agent.leg = None  # the softphone leg refused a bridge: do not route to it again
+                call.state = "waiting"
+                self.waiting.appendleft(call)
+                if call.answered is not None and self.clock() - call.answered >= ABANDON_AFTER_S:
+                    self._abandon(call)
+                else:
+                    self._serve_waiting(self._agents(self.config.id))
+            elif call.customer_gone:
+                self._spawn(self._finish(call, outcome=self._system_outcome(call)), f"finish-{call.attempt_id}")
+            return
+        now = self.clock()
+        call.bridged, call.connected = now, True
+        self.stats.bridged += 1
+        self.metrics.bridges.labels(self.label()).inc()
+        self.metrics.time_to_connect.labels(self.label()).observe(now - call.dialed)
+        if agent.agent.state is AgentState.RESERVED:
+            agent.agent.apply(AgentEvent.CONNECT, now)
+        if call.state == "reserved":
+            call.state = "bridged"
+        self.caps.connect(call.entry.account_id)
+        agent.send(self.call_frame(call, "bridged"))
+        self._changed(agent)
+        try:
+            await attempts.assigned(self.pool, call.attempt_id, agent.user_id, agent.session_id, command_id)
+        except Exception:
+            log.exception("attempt_assignment_not_recorded", attempt=call.attempt_id)
+        if call.customer_gone:  # the customer left while the bridge was on its way
+            self._conversation_over(call)
+
+    def _release_agent(self, agent: AgentSession) -> None:
+        agent.call = None
+        if agent.agent.state is AgentState.RESERVED:
+            agent.agent.apply(AgentEvent.RELEASE, self.clock())
+        self._changed(agent)
+
+    def _abandon(self, call: Call) -> None:
+        if call.state != "waiting":
+            return
+        with_message = bool(self.config.abandon_message)
+        call.state, call.abandoned = "abandoning", True
+        self.stats.abandoned += 1
+        self.metrics.abandons.labels(self.label()).inc()
+        self.pacer.observe_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
+                                            day=datetime.now(UTC).date().toordinal()))  # fmt: skip
+        self._spawn(self._abandon_call(call, with_message), f"abandon-{call.attempt_id}")
+
+    async def _abandon_call(self, call: Call, with_message: bool) -> None:
+        if call.ccid is None:
+            return
+        try:
+            carrier = await self._carrier(self.config.connection.id)
+            if with_message:
+                await carrier.speak(call.ccid, self.config.abandon_message, command_id=f"abandon-{call.attempt_id}")
+                call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self._hang_up, call)
+                return
+        except CallEnded:
+            return
+        except CarrierError as exc:
+            log.warning("abandon_message_failed", attempt=call.attempt_id, error=str(exc))
+        self._hang_up(call)
+
+    def _leave_message(self, call: Call) -> None:
+        if call.ccid is None or call.customer_gone:
+            return
+        if call.timer is not None:
+            call.timer.cancel()
+
+        async def speak() -> None:
+            try:
+                carrier = await self._carrier(self.config.connection.id)
+                await carrier.speak(call.ccid or "", self.config.machine_message or "",
+                                    command_id=f"voicemail-{call.attempt_id}")  # fmt: skip
+                call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self._hang_up, call)
+            except CarrierError:
+                self._hang_up(call)
+
+        self._spawn(speak(), f"voicemail-{call.attempt_id}")
+
+    def _hang_up(self, call: Call) -> None:
+        if call.customer_gone or call.ccid is None:
+            return
+
+        async def hang_up() -> None:
+            try:
+                carrier = await self._carrier(self.config.connection.id)
+                await carrier.hangup(call.ccid or "", command_id=f"hangup-{call.attempt_id}")
+            except CarrierError as exc:
+                log.warning("hangup_failed", attempt=call.attempt_id, error=str(exc))
+
+        self._spawn(hang_up(), f"hangup-{call.attempt_id}")
+
+    def hang_up_for_agent(self, call: Call) -> None:
+        self._hang_up(call)
+
+    def _answer_age(self, call: Call) -> float:
+        return (call.answered or self.clock()) - call.dialed
+
+    # -- the end of a call -----------------------------------------------------------------------------------
+
+    def _customer_gone(self, call: Call) -> None:
+        if call.customer_gone:
+            return
+        call.customer_gone, call.ended = True, self.clock()
+        if call.timer is not None:
+            call.timer.cancel()
+        state = call.state
+        if state == "dialing":
+            leg = call.leg
+            result = {"busy": CallResult.BUSY, "no_answer": CallResult.NO_ANSWER}.get(
+                self._system_outcome(call), CallResult.FAILED
+            )
+            if leg is not None and leg.answered_at is not None:  # answered but no verdict yet: nobody was routed
+                result = CallResult.HUMAN
+            self.pacer.observe_call(CallOutcome(self.clock(), result, self.clock() - call.dialed))
+        if state == "reserved":
+            return  # the bridge in flight fails or lands; either way it finishes the call
+        if state in ("bridged",):
+            self._conversation_over(call)
+            return
+        if state == "waiting":
+            call.state = "ended"
+        self._spawn(self._finish(call, outcome=self._system_outcome(call)), f"finish-{call.attempt_id}")
+
+    def _system_outcome(self, call: Call) -> str:
+        leg = call.leg
+        return system_outcome(
+            answered=call.answered is not None or (leg is not None and leg.answered_at is not None),
+            machine=call.machine, abandoned=call.abandoned,
+            hangup_cause=leg.hangup_cause if leg else None, sip_cause=leg.sip_hangup_cause if leg else None,
+        )  # fmt: skip
+
+    def _conversation_over(self, call: Call) -> None:
+        """A bridged call ended: its agent wraps up and owes the disposition."""
+        if call.state == "ended":
+            return
+        call.state = "ended"
+        agent = call.agent
+        self._release_line(call.entry)
+        self.caps.end(call.entry.account_id, was_connected=True)
+        if agent is not None:
+            if agent.leg is not None:
+                self._unbridge_agent_leg(agent.leg)
+            if agent.agent.state is AgentState.ON_CALL:
+                agent.agent.apply(AgentEvent.HANGUP, self.clock())
+                agent.wrap_started = self.clock()
+            agent.send(self.call_frame(call, "ended"))
+            self._changed(agent)
+        self._spawn(self._record_end(call), f"finish-{call.attempt_id}")
+        self.wake()
+
+    def _unbridge_agent_leg(self, ccid: str) -> None:
+        leg = self._leg_of(ccid)
+        if leg is not None:
+            leg.unbridged()  # the carrier sends no event when a customer leaves a parked agent's bridge
+
+    async def _record_end(self, call: Call) -> None:
+        try:
+            await attempts.finish(self.pool, call.attempt_id, call.leg, abandoned=call.abandoned,
+                                  answered_at=call.leg.answered_at if call.leg else None)  # fmt: skip
+        except Exception:
+            log.exception("attempt_end_not_recorded", attempt=call.attempt_id)
+        self.calls.pop(call.attempt_id, None)
+
+    def _release_line(self, entry: hopper.Entry) -> None:
+        self.live_numbers[entry.phone_key] -= 1
+        if self.live_numbers[entry.phone_key] <= 0:
+            del self.live_numbers[entry.phone_key]
+        if entry.account_id is not None:
+            self.live_accounts[entry.account_id] -= 1
+            if self.live_accounts[entry.account_id] <= 0:
+                del self.live_accounts[entry.account_id]
+
+    async def _finish(self, call: Call, *, outcome: str, failure: str | None = None) -> None:
+        """A call no agent will disposition: its facts, the dialer's outcome and the member's next step."""
+        if call.finished:
+            return
+        call.finished, call.state = True, "ended"
+        self._release_line(call.entry)
+        self.caps.end(call.entry.account_id, was_connected=False)
+        if call.agent is not None and call.preview:  # a previewed call that reached nobody frees its agent
+            agent, call.agent = call.agent, None
+            self._release_agent(agent)
+            agent.send(self.call_frame(call, "ended", outcome=outcome))
+        config = self.config
+        try:
+            await attempts.finish(
+                self.pool, call.attempt_id, call.leg, abandoned=call.abandoned,
+                answered_at=call.leg.answered_at if call.leg else None, failure_reason=failure,
+                outcome=config.system[outcome], max_attempts=config.max_attempts,
+                default_retry_minutes=config.default_retry_minutes,
+                lockout_hours=config.abandon_lockout_hours if call.abandoned else 0,
+            )  # fmt: skip
+        except Exception:
+            log.exception("attempt_end_not_recorded", attempt=call.attempt_id)
+        self.calls.pop(call.attempt_id, None)
+        self.wake()
+
+    # -- agents ----------------------------------------------------------------------------------------------
+
+    def _wrap_timeouts(self, sessions: list[AgentSession], now: float) -> None:
+        for s in sessions:
+            if s.agent.wrap_timed_out(now, self.config.wrap_up_seconds):
+                s.agent.apply(AgentEvent.WRAP_TIMEOUT, now)
+                self._changed(s)
+
+    def _offer_previews(self, sessions: list[AgentSession]) -> None:
+        for s in sessions:
+            if s.routable and s.offer is None and self.hopper:
+                entry = self.hopper.popleft()
+                self.caps.unqueue(entry.account_id)
+                s.offer = entry
+                s.send({"type": "preview", "contact": entry.contact, "account": entry.account,
+                        "contact_id": entry.contact_id, "script": self._script(entry)})  # fmt: skip
+
+    def preview_accept(self, session: AgentSession, contact_id: int) -> None:
+        entry = session.offer
+        if entry is None or entry.contact_id != contact_id:
+            raise Refused("no_such_preview", "that contact is not the one offered to you")
+        session.offer = None
+        self.caps.queue(entry.account_id)
+        session.agent.apply(AgentEvent.RESERVE, self.clock())
+        self._changed(session)
+        self._dial(entry, agent=session)
+
+    async def preview_skip(self, session: AgentSession, contact_id: int) -> None:
+        entry = session.offer
+        if entry is None or entry.contact_id != contact_id:
+            raise Refused("no_such_preview", "that contact is not the one offered to you")
+        session.offer = None
+        later = datetime.now(UTC) + timedelta(minutes=self.config.default_retry_minutes)
+        await hopper.give_back(self.pool, self.config.id, [(entry.contact_id, entry.was, later, None)])
+        self.wake()
+
+    def _script(self, entry: hopper.Entry) -> str:
+        return render(self.config.script, {"contact": entry.contact, "account": entry.account})
+
+    def screen_pop(self, call: Call, agent: AgentSession) -> dict[str, Any]:
+        entry = call.entry
+        return {"type": "screen_pop", "attempt_id": call.attempt_id, "contact_id": entry.contact_id,
+                "contact": entry.contact, "account": entry.account, "script": self._script(entry),
+                "form": self.config.form, "callback_id": entry.callback_id,
+                "dispositions": [{"code": f.code, "label": f.label, "positive": f.is_positive,
+                                  "callback": f.is_callback, "hotkey": f.hotkey}
+                                 for f in self.config.dispositions.values()]}  # fmt: skip
+
+    def call_frame(self, call: Call, state: str, **extra: Any) -> dict[str, Any]:
+        return {"type": "call", "attempt_id": call.attempt_id, "state": state, "contact_id": call.entry.contact_id,
+                **extra}  # fmt: skip
+
+    def _changed(self, agent: AgentSession) -> None:
+        if agent.on_change is not None:
+            agent.on_change(agent)
+
+    async def dispose(
+        self,
+        session: AgentSession,
+        *,
+        attempt_id: int,
+        code: str,
+        answers: dict[str, Any],
+        notes: str = "",
+        callback: Callback | None = None,
+    ) -> attempts.Saved:
+        """Validate and save an agent's disposition (durable before this returns), then free the agent."""
+        call = session.call if isinstance(session.call, Call) else None
+        owed = attempt_id in session.owed
+        if not owed and (call is None or call.attempt_id != attempt_id):
+            raise Refused("not_your_call", f"call attempt {attempt_id} is not yours to disposition")
+        if call is not None and call.attempt_id == attempt_id and call.state in ("reserved", "bridged"):
+            raise Refused("call_in_progress", "hang up before saving the disposition")
+        flags = self.config.dispositions.get(code)
+        if flags is None:
+            raise Refused("unknown_disposition", f"{code!r} is not a disposition of this campaign")
+        try:
+            answers = validate_answers(self.config.form_fields, dict(answers), require=flags.is_positive)
+        except AnswerError as exc:
+            detail = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
+            raise Refused("invalid_answers", detail) from None
+        due = None
+        if flags.is_callback:
+            if callback is None:
+                raise Refused("callback_required", f"{code!r} needs a callback time")
+            due = callback.due_at
+            now = datetime.now(UTC)
+            if not now < due < now + timedelta(days=366):
+                raise Refused("bad_callback", "a callback is due in the future, within a year")
+        saved = await attempts.dispose(
+            self.pool, attempt_id=attempt_id, user_id=session.user_id, flags=flags, answers=answers,
+            notes=notes, callback_due=due, callback_personal=callback.personal if callback else True,
+            callback_notes=callback.notes if callback else "", max_attempts=self.config.max_attempts,
+            default_retry_minutes=self.config.default_retry_minutes,
+            client_organisation_id=self.config.client_organisation_id,
+        )  # fmt: skip
+        if not saved.repeated:
+            self._disposed(session, attempt_id, call, flags.is_positive, person=code not in _MACHINES)
+        return saved
+
+    def _disposed(self, session: AgentSession, attempt_id: int, call: Call | None, positive: bool,
+                  *, person: bool) -> None:  # fmt: skip
+        now = self.clock()
+        account = call.entry.account_id if call is not None else None
+        self.caps.dispose(account, positive=positive)
+        if call is not None and call.attempt_id == attempt_id:
+            talk = (call.ended or now) - (call.bridged or now)
+            wrap = now - (session.wrap_started or now)
+            self.pacer.observe_handle(max(0.0, talk), max(0.0, wrap))
+            self.pacer.observe_live(LiveOutcome(now, connected=True, answer_age=self._answer_age(call),
+                                                person=person, day=datetime.now(UTC).date().toordinal()))  # fmt: skip
+            session.call = None
+        if attempt_id in session.owed:
+            session.owed.remove(attempt_id)
+        if session.agent.owes_disposition or session.agent.state is AgentState.WRAP_UP:
+            with contextlib.suppress(IllegalTransition):
+                session.agent.apply(AgentEvent.DISPOSE, now)
+        session.agent.owes_disposition = bool(session.owed)
+        session.wrap_started = None
+        self._changed(session)
+        self.agent_free()
+
+
+#: Agent dispositions that say the "answer" was a machine (for the pacer's person-by-answer-age model).
+_MACHINES = frozenset({"voicemail_left", "machine", "answering_machine"})

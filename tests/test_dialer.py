@@ -1,0 +1,174 @@
+"""The dialer end to end: the real daemon in sandbox mode (the simulated carrier at 20x speed), a campaign made
+through the API, bot agents over the real websocket protocol and softphones, then what PostgreSQL holds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+import websockets
+
+from crm.roles import Role
+from pivotal.server import ON_LISTENING
+from sim.bot_agents import BotOptions, ensure_bots, run_bots
+from tests.conftest import PASSWORD, AppFactory, bearer, login
+
+ALL_WEEK = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+FORM = {"name": "BANT", "fields": [
+    {"key": "budget", "label": "Budget", "type": "integer", "required": True, "min": 1000},
+    {"key": "timeline", "label": "Timeline", "type": "select", "required": True,
+     "options": [{"value": "q1", "label": "Q1"}, {"value": "q2", "label": "Q2"}]},
+]}  # fmt: skip
+
+
+@pytest.fixture
+async def dialer_db(clean_db: asyncpg.Pool) -> asyncpg.Pool:
+    pool = clean_db
+    await pool.execute(
+        """TRUNCATE campaigns, campaign_members, call_attempts, call_events, agent_sessions, callbacks, leads,
+                    scripts, qualification_forms, static_lists, list_members, contacts, accounts,
+                    telephony_connections, telephony_credentials, caller_id_numbers, suppressions CASCADE"""
+    )
+    await pool.execute("DELETE FROM disposition_catalogues WHERE code <> 'default'")
+    # 60 contacts in 20 accounts (three lines each: the multi-line rule is in play), all in New York.
+    await pool.execute(
+        """INSERT INTO accounts (id, name, domain, registrable_domain) OVERRIDING SYSTEM VALUE
+           SELECT a, 'Account ' || a, 'a' || a || '.example', 'a' || a || '.example' FROM generate_series(1, 20) a;
+           INSERT INTO contacts (id, account_id, first_name, last_name, phone_e164, timezone) OVERRIDING SYSTEM VALUE
+           SELECT c, 1 + c % 20, 'First' || c, 'Last' || c, '+1212555' || lpad(c::text, 4, '0'), 'America/New_York'
+             FROM generate_series(1, 60) c;"""
+    )
+    return pool
+
+
+async def _sandbox_daemon(make_client: AppFactory, **telephony: Any) -> Any:
+    """The daemon in sandbox mode on a real socket, its simulated carrier told where to send webhooks (what
+    ``pivotal run`` does once it listens)."""
+    client = await make_client(telephony={"sandbox": True, **telephony})
+    for point_webhooks in client.app[ON_LISTENING]:
+        point_webhooks(client.server.port)
+    return client
+
+
+async def _campaign(client: Any, manager: dict[str, str], *, mode: str, contacts: int = 60) -> int:
+    script = await (await client.post("/api/scripts", json={"name": "Opener", "body": "Hi {{contact.first_name}}"},
+                                      headers=manager)).json()  # fmt: skip
+    form = await (await client.post("/api/forms", json=FORM, headers=manager)).json()
+    catalogues = await (await client.get("/api/disposition-catalogues", headers=manager)).json()
+    default = next(c for c in catalogues["items"] if c["code"] == "default")
+    targets = await (await client.post("/api/lists", json={"name": "Targets"}, headers=manager)).json()
+    await client.post(f"/api/lists/{targets['id']}/members", json={"contact_ids": list(range(1, contacts + 1))},
+                      headers=manager)  # fmt: skip
+    created = await client.post("/api/campaigns", json={
+        "name": f"E2E {mode}", "dial_mode": mode, "script_id": script["id"], "qualification_form_id": form["id"],
+        "disposition_catalogue_id": default["id"], "caller_id_e164": "+12125550199", "ring_timeout_secs": 15,
+        "abandon_message": "Acme calling; press 9 to opt out.", "wrap_up_seconds": 30}, headers=manager)  # fmt: skip
+    assert created.status == 201, await created.text()
+    cid: int = (await created.json())["id"]
+    audience = await client.put(f"/api/campaigns/{cid}/audience",
+                                json={"rules": [{"mode": "include", "list_id": targets["id"]}]}, headers=manager)  # fmt: skip
+    assert audience.status == 200, await audience.text()
+    rules = await client.put(f"/api/campaigns/{cid}/compliance", json={
+        "calling_window": ALL_WEEK, "default_retry_minutes": 0, "max_attempts": 3, "max_attempts_per_day": 3},
+        headers=manager)  # fmt: skip
+    assert rules.status == 200, await rules.text()
+    started = await client.post(f"/api/campaigns/{cid}/actions/start", headers=manager)
+    assert started.status == 200, await started.text()
+    return cid
+
+
+async def _settled(pool: asyncpg.Pool, campaign_id: int, timeout: float = 30.0) -> None:
+    """Every call over and every conversation dispositioned."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = await pool.fetchval(
+            """SELECT count(*) FROM call_attempts a WHERE a.campaign_id = $1 AND (a.ended_at IS NULL OR NOT EXISTS
+                 (SELECT 1 FROM attempt_dispositions d WHERE d.call_attempt_id = a.id))""",
+            campaign_id,
+        )
+        if left == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{left} attempts still open")
+
+
+async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_users: Any, dialer_db: Any) -> None:
+    client = await _sandbox_daemon(make_client, sandbox_speed=20.0)
+    base = str(client.make_url("")).rstrip("/")
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await _campaign(client, manager, mode="progressive")
+    bots = await ensure_bots(base, "admin@test.example", PASSWORD, 3, PASSWORD)
+    stats = await run_bots(bots, BotOptions(base, cid, PASSWORD, wrap_s=(0.1, 0.4), positive_share=0.3,
+                                            max_talk_s=1.5), duration_s=12)  # fmt: skip
+    await client.post(f"/api/campaigns/{cid}/actions/pause", headers=manager)
+    await _settled(dialer_db, cid)
+    assert stats.errors == []
+    assert stats.calls >= 3, "the bots took calls"
+
+    attempts = await dialer_db.fetch("SELECT * FROM call_attempts WHERE campaign_id = $1", cid)
+    assert len(attempts) >= 10
+    dispositions = {r["call_attempt_id"]: r for r in await dialer_db.fetch(
+        "SELECT * FROM attempt_dispositions WHERE campaign_id = $1", cid)}  # fmt: skip
+    # Nothing acknowledged is missing, and what was acknowledged is what was stored.
+    for attempt_id, code in stats.acked.items():
+        assert dispositions[attempt_id]["disposition_code"] == code
+    bridged = [a for a in attempts if a["bridged_at"] is not None]
+    assert len(bridged) == stats.calls
+    for a in attempts:
+        d = dispositions[a["id"]]
+        assert (d["agent_user_id"] is not None) == (a["bridged_at"] is not None), dict(a)
+    # Progressive dialling never leaves a person without an agent.
+    assert not any(a["abandoned"] for a in attempts)
+    # Never two calls at once to one number, nor to two lines of one account (the multi-line rule).
+    for key in ("to_e164", "account_id"):
+        spans: dict[Any, list[tuple[Any, Any]]] = {}
+        for a in attempts:
+            spans.setdefault(a[key], []).append((a["created_at"], a["ended_at"]))
+        for intervals in spans.values():
+            intervals.sort()
+            for (_, end), (start, _) in zip(intervals, intervals[1:], strict=False):
+                assert start >= end, f"overlapping calls by {key}"
+    # Positive dispositions made leads with the form's answers; members moved on.
+    leads = await dialer_db.fetch("SELECT * FROM leads WHERE campaign_id = $1", cid)
+    positive = [d for d in dispositions.values() if d["disposition_code"] == "qualified"]
+    assert len(leads) == len(positive)
+    for lead in leads:
+        assert lead["form_answers"]["timeline"] == "q1" and lead["form_answers"]["budget"] == 1000
+        assert lead["status"] == "pending_qa"
+    # Pausing gives the hopper back: no member stays claimed.
+    for _ in range(50):
+        in_progress = await dialer_db.fetchval(
+            "SELECT count(*) FROM campaign_members WHERE campaign_id = $1 AND status = 'in_progress'", cid
+        )
+        if in_progress == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert in_progress == 0
+    metrics = await (await client.get("/metrics")).text()
+    assert f'pivotal_dialer_dials_total{{campaign="{cid}"}}' in metrics
+    assert "pivotal_dialer_answer_to_bridge_seconds_bucket" in metrics
+    changes = await dialer_db.fetchval("SELECT count(*) FROM agent_state_changes WHERE campaign_id = $1", cid)
+    assert changes > 0
+
+
+async def test_the_agent_socket_refuses_bad_tokens_and_bad_frames(
+    make_client: AppFactory, role_users: Any, dialer_db: Any
+) -> None:
+    client = await _sandbox_daemon(make_client)
+    url = str(client.make_url("/ws/agent")).replace("http", "ws", 1)
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(url, subprotocols=["pivotal.v1", "bearer.nope"]):  # type: ignore[list-item]
+            pass
+    assert refused.value.response.status_code == 401
+    token = await login(client, f"{Role.AGENT}@test.example")
+    async with websockets.connect(url + f"?access_token={token}") as socket:
+        welcome = await socket.recv()
+        assert '"type": "welcome"' in str(welcome) or '"type":"welcome"' in str(welcome)
+        for bad, code in (("{", "bad_json"), ('{"type": "fly"}', "unknown_type"), ('{"type": "ready"}', "not_joined"),
+                          ('{"type": "join", "campaign_id": 999}', "not_running")):  # fmt: skip
+            await socket.send(bad)
+            answer = await socket.recv()
+            assert f'"code": "{code}"' in str(answer) or f'"code":"{code}"' in str(answer), answer
