@@ -99,7 +99,9 @@ async def dialled(pool: asyncpg.Pool, attempt_id: int, ccid: str, leg_id: str | 
 async def assigned(pool: asyncpg.Pool, attempt_id: int, user_id: int, session_id: int | None, command_id: str) -> None:
     await pool.execute(
         """UPDATE call_attempts SET agent_user_id = $2, agent_session_id = $3, bridge_command_id = $4,
-                  state = 'bridged', state_changed_at = now(), updated_at = now() WHERE id = $1""",
+                  state = 'bridged', bridged_at = coalesce(bridged_at, now()), state_changed_at = now(),
+                  updated_at = now()
+            WHERE id = $1""",
         attempt_id, user_id, session_id, command_id,
     )  # fmt: skip
 

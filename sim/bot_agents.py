@@ -43,6 +43,7 @@ class BotOptions:
     positive_share: float = 0.15
     callback_share: float = 0.05
     max_talk_s: float | None = None  # hang up after this long (None: the customer ends the call)
+    rtc_url: str | None = None  # the simulated carrier's softphone socket (default: what the daemon says)
     seed: int = 1
 
 
@@ -97,7 +98,7 @@ class BotAgent:
         ws_url = self.options.base_url.replace("http", "ws", 1) + "/ws/agent"
         async with (
             websockets.connect(ws_url, subprotocols=["pivotal.v1", f"bearer.{token}"]) as console,  # type: ignore[list-item]
-            websockets.connect(phone["rtc_url"]) as rtc,
+            websockets.connect(self.options.rtc_url or phone["rtc_url"]) as rtc,
         ):
             self._ws = console
             reader = asyncio.create_task(self._read(console))
@@ -106,13 +107,19 @@ class BotAgent:
                 await rtc.send(json.dumps({"type": "login", "login_token": phone["login_token"]}))
                 await rtc.send(json.dumps({"type": "invite", "destination": "sip:pivotal@sip.telnyx.com"}))
                 await asyncio.wait_for(self.softphone_up.wait(), 30)
+                while self._wrapping:  # noqa: ASYNC110 - what this agent owed (a lost connection) is settled first
+                    await asyncio.sleep(0.05)
                 await self._request({"type": "ready"})
-                await stop.wait()
+                stopping = asyncio.create_task(stop.wait())
+                await asyncio.wait([stopping, reader], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if reader.done():
+                    raise ConnectionError("the daemon closed the console")
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._request({"type": "pause", "reason": "end_of_shift"}), 5)
                 # Calls still in progress finish and are dispositioned before the bot leaves (bounded).
                 deadline = time.monotonic() + 120
-                while (self.pops or self._wrapping) and time.monotonic() < deadline:
+                while (self.pops or self._wrapping) and time.monotonic() < deadline and not reader.done():  # noqa: ASYNC110
                     await asyncio.sleep(0.1)
             finally:
                 reader.cancel()
@@ -160,24 +167,23 @@ class BotAgent:
             elif kind == "call" and frame.get("state") == "bridged":
                 self.stats.calls += 1
                 if self.options.max_talk_s is not None:
-                    asyncio.get_running_loop().call_later(
-                        self.rng.uniform(0.5, 1.0) * self.options.max_talk_s,
-                        lambda a=frame["attempt_id"]: asyncio.ensure_future(self._hang_up(a)),
-                    )
+                    talk = self.rng.uniform(0.5, 1.0) * self.options.max_talk_s
+                    asyncio.ensure_future(self._hang_up(frame["attempt_id"], after=talk))
             elif (
                 kind == "call"
                 and frame.get("state") == "ended"
                 and frame.get("attempt_id") in self.pops
                 or kind == "owed"
             ):
+                self._wrapping += 1  # counted now: a ready sent meanwhile must wait for it
                 asyncio.ensure_future(self._wrap_up(frame["attempt_id"]))
 
-    async def _hang_up(self, attempt_id: int) -> None:
+    async def _hang_up(self, attempt_id: int, after: float) -> None:
+        await asyncio.sleep(after)
         with contextlib.suppress(Exception):
             await self._request({"type": "hangup", "attempt_id": attempt_id})
 
     async def _wrap_up(self, attempt_id: int) -> None:
-        self._wrapping += 1
         try:
             await self._dispose(attempt_id)
         finally:
@@ -210,7 +216,7 @@ class BotAgent:
                 return
             except TimeoutError:
                 continue
-            except RuntimeError as exc:
+            except (RuntimeError, websockets.ConnectionClosed) as exc:
                 self.stats.errors.append(f"{self.email}: disposition {attempt_id}: {exc}")
                 return
             finally:
@@ -238,7 +244,7 @@ async def run_bots(emails: list[str], options: BotOptions, duration_s: float) ->
     bots = [BotAgent(email, options, stats) for email in emails]
     tasks = [asyncio.create_task(bot.run(stop)) for bot in bots]
     try:
-        await asyncio.sleep(duration_s)
+        await asyncio.wait(tasks, timeout=duration_s)  # sooner if every bot has stopped (the daemon went away)
     finally:
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -48,12 +48,16 @@ async def _sandbox_daemon(make_client: AppFactory, **telephony: Any) -> Any:
     """The daemon in sandbox mode on a real socket, its simulated carrier told where to send webhooks (what
     ``pivotal run`` does once it listens)."""
     client = await make_client(telephony={"sandbox": True, **telephony})
+    assert client.server.port is not None
     for point_webhooks in client.app[ON_LISTENING]:
         point_webhooks(client.server.port)
     return client
 
 
-async def _campaign(client: Any, manager: dict[str, str], *, mode: str, contacts: int = 60) -> int:
+async def make_campaign(
+    client: Any, manager: dict[str, str], *, mode: str, contacts: int = 60, retry_minutes: int = 0
+) -> int:
+    """A campaign through the API (script, form, the default catalogue, a list, an all-week window), started."""
     script = await (await client.post("/api/scripts", json={"name": "Opener", "body": "Hi {{contact.first_name}}"},
                                       headers=manager)).json()  # fmt: skip
     form = await (await client.post("/api/forms", json=FORM, headers=manager)).json()
@@ -68,11 +72,12 @@ async def _campaign(client: Any, manager: dict[str, str], *, mode: str, contacts
         "abandon_message": "Acme calling; press 9 to opt out.", "wrap_up_seconds": 30}, headers=manager)  # fmt: skip
     assert created.status == 201, await created.text()
     cid: int = (await created.json())["id"]
-    audience = await client.put(f"/api/campaigns/{cid}/audience",
-                                json={"rules": [{"mode": "include", "list_id": targets["id"]}]}, headers=manager)  # fmt: skip
+    rule = {"rules": [{"mode": "include", "list_id": targets["id"]}]}
+    audience = await client.put(f"/api/campaigns/{cid}/audience", json=rule, headers=manager)
     assert audience.status == 200, await audience.text()
     rules = await client.put(f"/api/campaigns/{cid}/compliance", json={
-        "calling_window": ALL_WEEK, "default_retry_minutes": 0, "max_attempts": 3, "max_attempts_per_day": 3},
+        "calling_window": ALL_WEEK, "default_retry_minutes": retry_minutes, "max_attempts": 3,
+        "max_attempts_per_day": 3},
         headers=manager)  # fmt: skip
     assert rules.status == 200, await rules.text()
     started = await client.post(f"/api/campaigns/{cid}/actions/start", headers=manager)
@@ -80,7 +85,7 @@ async def _campaign(client: Any, manager: dict[str, str], *, mode: str, contacts
     return cid
 
 
-async def _settled(pool: asyncpg.Pool, campaign_id: int, timeout: float = 30.0) -> None:
+async def settled(pool: asyncpg.Pool, campaign_id: int, timeout: float = 30.0) -> None:
     """Every call over and every conversation dispositioned."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,12 +104,12 @@ async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_use
     client = await _sandbox_daemon(make_client, sandbox_speed=20.0)
     base = str(client.make_url("")).rstrip("/")
     manager = bearer(await login(client, "campaign_manager@test.example"))
-    cid = await _campaign(client, manager, mode="progressive")
+    cid = await make_campaign(client, manager, mode="progressive")
     bots = await ensure_bots(base, "admin@test.example", PASSWORD, 3, PASSWORD)
     stats = await run_bots(bots, BotOptions(base, cid, PASSWORD, wrap_s=(0.1, 0.4), positive_share=0.3,
                                             max_talk_s=1.5), duration_s=12)  # fmt: skip
     await client.post(f"/api/campaigns/{cid}/actions/pause", headers=manager)
-    await _settled(dialer_db, cid)
+    await settled(dialer_db, cid)
     assert stats.errors == []
     assert stats.calls >= 3, "the bots took calls"
 
@@ -136,7 +141,7 @@ async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_use
     positive = [d for d in dispositions.values() if d["disposition_code"] == "qualified"]
     assert len(leads) == len(positive)
     for lead in leads:
-        assert lead["form_answers"]["timeline"] == "q1" and lead["form_answers"]["budget"] == 1000
+        assert lead["form_answers"] == {"timeline": "q1", "budget": 1000}
         assert lead["status"] == "pending_qa"
     # Pausing gives the hopper back: no member stays claimed.
     for _ in range(50):
