@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument("--api-latency-ms", type=float, default=0.0, help="median API latency (log-normal)")
     chaos.add_argument("--api-5xx-prob", type=float, default=0.0, help="share of call commands answered 500")
 
+    simulate = sub.add_parser("simulate", help="bot agents working a campaign over the real websocket protocol")
+    simulate.add_argument("--url", default="http://127.0.0.1:8080", help="the daemon (default: %(default)s)")
+    simulate.add_argument("--campaign", type=int, required=True, help="the campaign's id (it must be running)")
+    simulate.add_argument("--agents", type=int, default=10, help="how many bot agents (default: %(default)s)")
+    simulate.add_argument("--duration", type=float, default=600.0, help="seconds to work (default: %(default)s)")
+    simulate.add_argument("--admin-email", default="admin@pivotal.local", help="creates the bot accounts")
+    simulate.add_argument("--bot-password", default="pivotal-bot-agent", help="the bot accounts' password")
+    simulate.add_argument("--wrap", type=float, nargs=2, default=(1.0, 4.0), metavar=("MIN", "MAX"),
+                          help="seconds of wrap-up before each disposition")  # fmt: skip
+    simulate.add_argument("--max-talk", type=float, help="bots hang up after at most this many seconds")
+    simulate.add_argument("--rtc-url", help="the simulated carrier's softphone socket (default: the daemon's)")
+
     user = sub.add_parser("user", help="manage users without a running daemon")
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     create = user_sub.add_parser("create", help="create a user")
@@ -97,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "user": _user_create,
         "import": _import,
         "sim-carrier": _sim_carrier,
+        "simulate": _simulate,
     }
     try:
         return _asyncio_run(commands[args.command](args, settings))
@@ -142,6 +156,29 @@ async def _sim_carrier(args: argparse.Namespace, settings: Settings) -> int:
     with contextlib.suppress(asyncio.CancelledError):  # SIGINT or SIGTERM: a clean stop
         await task
     return 0
+
+
+async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Bot agents on a running daemon: the admin's password comes from PIVOTAL_ADMIN_PASSWORD (never argv)."""
+    import os
+
+    from sim.bot_agents import BotOptions, ensure_bots, run_bots
+
+    admin_password = os.environ.get("PIVOTAL_ADMIN_PASSWORD")
+    if not admin_password or args.agents < 1 or args.duration <= 0:
+        print("pivotal: set PIVOTAL_ADMIN_PASSWORD; --agents and --duration must be positive", file=sys.stderr)
+        return 2
+    url = args.url.rstrip("/")
+    emails = await ensure_bots(url, args.admin_email, admin_password, args.agents, args.bot_password)
+    options = BotOptions(url, args.campaign, args.bot_password, wrap_s=tuple(args.wrap), max_talk_s=args.max_talk,
+                         rtc_url=args.rtc_url)  # fmt: skip
+    stats = await run_bots(emails, options, args.duration)
+    hours = (time.monotonic() - stats.started) / 3600
+    print(f"{args.agents} bot agents, {hours * 60:.1f} min: {stats.calls} calls, {len(stats.acked)} dispositions "
+          f"acknowledged, {len(stats.errors)} errors")  # fmt: skip
+    for error in stats.errors[:20]:
+        print(f"  {error}")
+    return 0 if not stats.errors else 1
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> int:
