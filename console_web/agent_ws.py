@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 ENGINE = web.AppKey("dialer_engine", Engine)
 SUBPROTOCOL = "pivotal.v1"
 HEARTBEAT_S = 20.0
+RECHECK_S = 60.0
 
 #: token -> user id, raising ``Unauthorized`` (the composition root supplies it: the API's own check).
 Authenticate = Callable[[str], Awaitable[int]]
@@ -58,8 +59,27 @@ async def serve(request: web.Request, authenticate: Authenticate) -> web.StreamR
                                    max_msg_size=protocol.MAX_FRAME_BYTES + 1024)  # fmt: skip
     await socket.prepare(request)
     connection = AgentConnection(engine, user_id, socket)
-    await connection.run()
+    watch = asyncio.create_task(_recheck(connection, token, authenticate), name=f"agent-token-{user_id}")
+    try:
+        await connection.run()
+    finally:
+        watch.cancel()
     return socket
+
+
+async def _recheck(connection: AgentConnection, token: str, authenticate: Authenticate) -> None:
+    """A token revoked, expired or whose account was deactivated ends the connection within RECHECK_S."""
+    while True:
+        await asyncio.sleep(RECHECK_S)
+        try:
+            await authenticate(token)
+        except Unauthorized as exc:
+            connection.console.send(protocol.error("unauthorized", f"signed out: {exc}"))
+            connection.console.close()
+            await connection.socket.close()
+            return
+        except Exception:  # the database is briefly away: keep the agent, check again later
+            log.warning("agent_token_recheck_failed", user=connection.user_id)
 
 
 class AgentConnection:

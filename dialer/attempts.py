@@ -7,6 +7,7 @@ suppression) happens in one transaction, so a crash leaves either all of it or n
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -90,20 +91,39 @@ async def create(
 
 async def dialled(pool: asyncpg.Pool, attempt_id: int, ccid: str, leg_id: str | None, session_id: str | None) -> None:
     await pool.execute(
-        """UPDATE call_attempts SET call_control_id = $2, call_leg_id = $3, call_session_id = $4, state = 'dialing',
+        """UPDATE call_attempts SET call_control_id = $2, call_leg_id = $3, call_session_id = $4,
+                  state = CASE WHEN ended_at IS NULL THEN 'dialing' ELSE state END,
                   dialed_at = now(), state_changed_at = now(), updated_at = now() WHERE id = $1""",
         attempt_id, ccid, leg_id, session_id,
     )  # fmt: skip
 
 
 async def assigned(pool: asyncpg.Pool, attempt_id: int, user_id: int, session_id: int | None, command_id: str) -> None:
+    """The call reached this agent (recovery and the disposition's ownership check read it): retried, since
+    an agent could not disposition a call whose row does not name them."""
+    for attempt in range(5):
+        try:
+            await pool.execute(
+                """UPDATE call_attempts SET agent_user_id = $2, agent_session_id = $3, bridge_command_id = $4,
+                          state = CASE WHEN ended_at IS NULL THEN 'bridged' ELSE state END,
+                          bridged_at = coalesce(bridged_at, now()), state_changed_at = now(), updated_at = now()
+                    WHERE id = $1""",
+                attempt_id, user_id, session_id, command_id,
+            )  # fmt: skip
+            return
+        except (asyncpg.PostgresError, OSError, TimeoutError):
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2 * 2**attempt)
+
+
+async def mark_abandoned(pool: asyncpg.Pool, attempt_id: int) -> None:
+    """Written when the abandon is decided, not at the call's end: a crash in between must not lose it."""
     await pool.execute(
-        """UPDATE call_attempts SET agent_user_id = $2, agent_session_id = $3, bridge_command_id = $4,
-                  state = 'bridged', bridged_at = coalesce(bridged_at, now()), state_changed_at = now(),
-                  updated_at = now()
+        """UPDATE call_attempts SET abandoned = true, answered_at = coalesce(answered_at, now()), updated_at = now()
             WHERE id = $1""",
-        attempt_id, user_id, session_id, command_id,
-    )  # fmt: skip
+        attempt_id,
+    )
 
 
 def _facts(leg: Leg | None) -> dict[str, Any]:
@@ -131,9 +151,10 @@ async def finish(
     max_attempts: int = 5,
     default_retry_minutes: int = 240,
     lockout_hours: int = 0,
+    callback_id: int | None = None,
 ) -> None:
     """The attempt is over: its facts; and, with ``outcome`` (nobody will disposition it), the dialer's own
-    disposition and the member's next step, in one transaction."""
+    disposition and the member's next step, in one transaction (a callback it was made for is missed)."""
     facts = _facts(leg)
     answered = facts.get("answered_at") or answered_at
     if abandoned and answered is None:
@@ -164,6 +185,8 @@ async def finish(
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_attempt_id) DO NOTHING RETURNING id""",
             attempt_id, row["campaign_id"], row["contact_id"], outcome.id, outcome.code,
         )  # fmt: skip
+        if inserted is not None and callback_id is not None:
+            await _close_callback(conn, callback_id, "missed", attempt_id)
         if inserted is not None:
             await _step_member(conn, row["campaign_id"], row["contact_id"], outcome, max_attempts,
                                default_retry_minutes, now, None, lockout_hours if abandoned else 0)  # fmt: skip
@@ -200,13 +223,22 @@ async def _step_member(
     )  # fmt: skip
 
 
+async def _close_callback(conn: asyncpg.Connection, callback_id: int, status: str, attempt_id: int) -> None:
+    await conn.execute(
+        """UPDATE callbacks SET status = $2::callback_status, closed_at = now(), completed_attempt_id = $3,
+                  updated_at = now() WHERE id = $1 AND status = 'scheduled'""",
+        callback_id, status, attempt_id,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Saved:
     disposition_id: int
     code: str
     lead_id: int | None
     callback_id: int | None
-    repeated: bool  # the same disposition had been saved before (a resend): nothing new was written
+    repeated: bool
+    account_id: int | None = None  # the same disposition had been saved before (a resend): nothing new was written
 
 
 async def dispose(
@@ -223,8 +255,35 @@ async def dispose(
     max_attempts: int,
     default_retry_minutes: int,
     client_organisation_id: int | None,
+    source_callback_id: int | None = None,
 ) -> Saved:
-    """The agent's disposition and everything it decides, committed in one transaction before it returns."""
+    """The agent's disposition and everything it decides, committed in one transaction before it returns. Two
+    sends of one disposition at once: the second finds the first's row and is told it was repeated."""
+    try:
+        return await _dispose(pool, attempt_id, user_id, flags, answers, notes, callback_due, callback_personal,
+                              callback_notes, max_attempts, default_retry_minutes, client_organisation_id,
+                              source_callback_id)  # fmt: skip
+    except asyncpg.UniqueViolationError:
+        return await _dispose(pool, attempt_id, user_id, flags, answers, notes, callback_due, callback_personal,
+                              callback_notes, max_attempts, default_retry_minutes, client_organisation_id,
+                              source_callback_id)  # fmt: skip
+
+
+async def _dispose(
+    pool: asyncpg.Pool,
+    attempt_id: int,
+    user_id: int,
+    flags: Flags,
+    answers: dict[str, Any],
+    notes: str,
+    callback_due: datetime | None,
+    callback_personal: bool,
+    callback_notes: str,
+    max_attempts: int,
+    default_retry_minutes: int,
+    client_organisation_id: int | None,
+    source_callback_id: int | None,
+) -> Saved:
     now = datetime.now(UTC)
     async with pool.acquire() as conn, conn.transaction():
         attempt = await conn.fetchrow(
@@ -240,8 +299,11 @@ async def dispose(
         if attempt["disposition_id"] is not None:
             if attempt["disposition_code"] != flags.code:
                 raise Refused("already_disposed", f"this call was already saved as {attempt['disposition_code']!r}")
-            return Saved(attempt["disposition_id"], flags.code, attempt["lead_id"], attempt["callback_id"], True)
+            return Saved(attempt["disposition_id"], flags.code, attempt["lead_id"], attempt["callback_id"], True,
+                         attempt["account_id"])  # fmt: skip
         campaign_id, contact_id = attempt["campaign_id"], attempt["contact_id"]
+        if source_callback_id is not None:  # the callback this call was made for is done (a new one may follow)
+            await _close_callback(conn, source_callback_id, "completed", attempt_id)
         callback_id = None
         if flags.is_callback and callback_due is not None:
             callback_id = await conn.fetchval(
@@ -290,7 +352,7 @@ async def dispose(
                                jsonb_build_object('call_attempt_id', $2::bigint, 'agent_user_id', $3::bigint))""",
                     lead_id, attempt_id, user_id,
                 )  # fmt: skip
-    return Saved(disposition_id, flags.code, lead_id, callback_id, False)
+    return Saved(disposition_id, flags.code, lead_id, callback_id, False, attempt["account_id"])
 
 
 async def owed(pool: asyncpg.Pool, user_id: int, campaign_id: int) -> list[asyncpg.Record]:

@@ -32,7 +32,7 @@ class CampaignConfig:
     machine_action: str
     machine_message: str | None
     abandon_message: str
-    abandon_lockout_hours: int
+    abandon_lockout_hours: int  # 0 unless the rules lock an abandoned contact (UK, or chosen)
     lines_per_agent: float
     wrap_up_seconds: int
     hopper_size: int
@@ -116,7 +116,8 @@ async def load(pool: asyncpg.Pool, campaign_id: int) -> CampaignConfig:
         ),
         ring_timeout_secs=c["ring_timeout_secs"], amd_mode=c["amd_mode"], machine_action=c["amd_machine_action"],
         machine_message=c["machine_message"], abandon_message=c["abandon_message"],
-        abandon_lockout_hours=rules.abandon_lockout_hours, lines_per_agent=float(c["lines_per_agent"]),
+        abandon_lockout_hours=rules.phone(campaign_id).attempts.abandon_lockout_hours,
+        lines_per_agent=float(c["lines_per_agent"]),
         wrap_up_seconds=int(c["wrap_up_seconds"]), hopper_size=int(c["hopper_size"]),
         max_attempts=rules.max_attempts, default_retry_minutes=rules.default_retry_minutes,
         cap_mode=c["account_cap_mode"], cap=c["account_cap"], client_organisation_id=c["client_organisation_id"],

@@ -25,9 +25,16 @@ class DialerMetrics:
         self.bridges = Counter("pivotal_dialer_bridges", "Calls bridged to an agent", ["campaign"], registry=registry)
         self.answer_to_bridge = Histogram(
             "pivotal_dialer_answer_to_bridge_seconds",
-            "From the human-answer webhook to the bridge command being sent",
+            "Routing latency when an agent is free: from the human-answer webhook to the bridge command",
             ["campaign"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "pivotal_dialer_queue_wait_seconds",
+            "People who waited for a free agent: from the human-answer webhook to the bridge command",
+            ["campaign"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 1.7, 2.0, 3.0, 5.0),
             registry=registry,
         )
         self.time_to_connect = Histogram(

@@ -18,7 +18,7 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -117,13 +117,17 @@ class Engine:
 
     async def recover(self) -> None:
         """Settle what a previous process left in flight (see the module's docstring)."""
-        await self.pool.execute(
+        parked = await self.pool.fetch(
             """UPDATE agent_sessions SET state = 'offline', pause_reason = NULL, ended_at = now(),
                       end_reason = 'daemon_restart', state_changed_at = now(), updated_at = now()
-                WHERE ended_at IS NULL"""
+                WHERE ended_at IS NULL RETURNING parked_call_control_id"""
         )
+        for row in parked:  # agents' softphone legs: the softphones call in again when their agents rejoin
+            if row["parked_call_control_id"]:
+                await self._hangup_leg(row["parked_call_control_id"])
         live = await self.pool.fetch(
-            """SELECT id, campaign_id, call_control_id, telephony_connection_id, bridged_at, agent_user_id
+            """SELECT id, campaign_id, call_control_id, telephony_connection_id, bridged_at, agent_user_id, abandoned,
+                      answered_at
                  FROM call_attempts WHERE ended_at IS NULL ORDER BY id"""
         )
         hung_up = 0
@@ -141,12 +145,14 @@ class Engine:
             if not talking:
                 with contextlib.suppress(Exception):
                     config = await campaign_config.load(self.pool, row["campaign_id"])
-                outcome = config.system["failed"] if config else None
+                code = "abandoned" if row["abandoned"] else "failed"
+                outcome = config.system[code] if config else None
             await attempts.finish(
-                self.pool, row["id"], None, abandoned=False, answered_at=None,
+                self.pool, row["id"], None, abandoned=row["abandoned"], answered_at=row["answered_at"],
                 failure_reason="the daemon restarted during the call", outcome=outcome,
                 max_attempts=config.max_attempts if config else 5,
                 default_retry_minutes=config.default_retry_minutes if config else 240,
+                lockout_hours=config.abandon_lockout_hours if config and row["abandoned"] else 0,
             )  # fmt: skip
         returned = await self.pool.execute(
             """UPDATE campaign_members m
@@ -207,12 +213,15 @@ class Engine:
             else:
                 runner.reconfigure(config)
         for cid, runner in list(self.runners.items()):
-            if cid not in seen and runner.active:
+            if cid in seen:
+                continue
+            if runner.active:  # completed, archived or deleted: no more dials; calls and agents finish normally
                 runner.active = False
-                await runner.stop()
-                if not runner.calls and not self.agents_of(cid):
-                    del self.runners[cid]
+                self.spawn(runner.give_back_hopper(), f"campaign-{cid}-return-hopper")
                 log.info("campaign_runner_stopped", campaign=cid)
+            if not runner.calls and not self.agents_of(cid):
+                await runner.stop()
+                del self.runners[cid]
 
     # -- agents ----------------------------------------------------------------------------------------------
 
@@ -237,7 +246,8 @@ class Engine:
             if session.campaign_id == campaign_id:
                 self.attach(session, console)
                 return session
-            if session.call is not None or session.agent.owes_disposition:
+            busy = (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP)
+            if session.call is not None or session.agent.owes_disposition or session.agent.state in busy:
                 raise Refused("busy", "finish your call in the other campaign first")
             await self.leave(session, reason="switched_campaign")
         sip = await self.pool.fetchval(
@@ -380,8 +390,13 @@ class Engine:
     async def schedule_callback(self, session: AgentSession, contact_id: int, callback: Callback) -> int:
         """A callback outside a disposition (the contact asked again later): one scheduled per contact."""
         now = datetime.now(UTC)
-        if not now < callback.due_at:
-            raise Refused("bad_callback", "a callback is due in the future")
+        if not now < callback.due_at < now + timedelta(days=366):
+            raise Refused("bad_callback", "a callback is due in the future, within a year")
+        current = session.call.entry.contact_id if isinstance(session.call, Call) else None
+        if contact_id != current and not await self.pool.fetchval(
+            "SELECT 1 FROM call_attempts WHERE id = ANY($1::bigint[]) AND contact_id = $2", session.owed, contact_id
+        ):
+            raise Refused("not_your_contact", "schedule callbacks for the contact of your current or owed call")
         async with self.pool.acquire() as conn, conn.transaction():
             member = await conn.fetchval(
                 "SELECT status::text FROM campaign_members WHERE campaign_id = $1 AND contact_id = $2 FOR UPDATE",

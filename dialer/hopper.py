@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from crm.compliance.decision import Decision, PhoneCampaign, decide_phone
+from crm.compliance.decision import Decision, PhoneCampaign, PhoneTarget, decide_phone
 from crm.compliance.facts import phone_targets
 from crm.compliance.suppression_index import SuppressionIndex
 
@@ -28,6 +28,8 @@ PERMANENT = frozenset({"no_valid_phone", "suppressed_phone_global", "suppressed_
                        "consent_required", "max_attempts", "local_time_unknown"})  # fmt: skip
 #: A refused member with no known lifting time is looked at again after this long.
 RECHECK = timedelta(minutes=15)
+#: Reasons that only mean "not this instant": the entry stays in the hopper and is tried again shortly.
+BUSY = frozenset({"line_busy", "account_line_busy"})
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Entry:
     assigned_user_id: int | None = None  # a personal callback's agent
     contact: dict[str, Any] = field(default_factory=dict)  # the screen pop
     account: dict[str, Any] = field(default_factory=dict)
+    target: PhoneTarget | None = None  # the decision's facts, for the check again at dial time
 
 
 @dataclass
@@ -83,7 +86,10 @@ async def refill(
     live_accounts: Container[int],
     cap_allows: Callable[[int | None], bool],
     cap_reason: Callable[[int | None], str],
+    cap_take: Callable[[int | None], None],
 ) -> Refill:
+    """Claim up to ``limit`` members and decide each; ``cap_take`` counts an accepted entry against its account's
+    lead cap at once, so the next one in the same batch sees it."""
     claimed = await claim(pool, campaign.campaign_id, limit)
     if not claimed:
         return Refill([], {})
@@ -103,30 +109,69 @@ async def refill(
             refused["contact_deleted"] = refused.get("contact_deleted", 0) + 1
             continue
         if not cap_allows(target.account_id):
-            target = _with_cap(target, cap_reason(target.account_id))
-        decision = decide_phone(campaign, target, index, now, live_numbers, live_accounts)
-        if callback and not decision.allowed:
-            # The contact asked for this time: the retry delay after the call that set it up does not apply.
-            decision = Decision.of([r for r in decision.reasons if r.code != "retry_delay"], now)
+            target = replace(target, lead_cap_reached=cap_reason(target.account_id))
+        callback_id = callback.get("id")
+        decision = _decide(campaign, target, index, now, live_numbers, live_accounts, callback_id is not None)
         if decision.allowed and target.phone_key is not None:
+            cap_take(target.account_id)
             pop = pops.get(contact_id)
             entries.append(Entry(
                 contact_id, target.account_id, pop["phone_e164"] if pop else "", target.phone_key, was,
-                callback.get("id"), callback.get("user"),
-                contact=_contact(pop), account=_account(pop),
+                callback_id, callback.get("user"), contact=_contact(pop), account=_account(pop),
+                target=replace(target, lead_cap_reached=None),
             ))  # fmt: skip
             continue
         for reason in decision.reasons:
             refused[reason.code] = refused.get(reason.code, 0) + 1
-        permanent = next((r.code for r in decision.reasons if r.code in PERMANENT), None)
-        if permanent is not None:
-            back.append((contact_id, "excluded", None, permanent))
-        else:
-            status = "callback" if was == "callback" else ("new" if was == "new" else "scheduled")
-            back.append((contact_id, status, decision.next_possible or now + RECHECK, None))
+        back.append(_placement(contact_id, was, decision, now))
     if back:
         await give_back(pool, campaign.campaign_id, back)
     return Refill(entries, refused)
+
+
+def _decide(
+    campaign: PhoneCampaign,
+    target: PhoneTarget,
+    index: SuppressionIndex,
+    now: datetime,
+    live_numbers: Container[int],
+    live_accounts: Container[int],
+    callback: bool,
+) -> Decision:
+    decision = decide_phone(campaign, target, index, now, live_numbers, live_accounts)
+    if callback and not decision.allowed:
+        # The contact asked for this time: the retry delay after the call that set it up does not apply.
+        decision = Decision.of([r for r in decision.reasons if r.code != "retry_delay"], now)
+    return decision
+
+
+def decide(
+    campaign: PhoneCampaign,
+    entry: Entry,
+    index: SuppressionIndex,
+    now: datetime,
+    live_numbers: Container[int],
+    live_accounts: Container[int],
+) -> Decision:
+    """The decision again for an entry about to be dialled (its facts from the refill, the rest as of now)."""
+    if entry.target is None:
+        return Decision(True, (), now)
+    return _decide(campaign, entry.target, index, now, live_numbers, live_accounts, entry.callback_id is not None)
+
+
+def _placement(
+    contact_id: int, was: str, decision: Decision, now: datetime
+) -> tuple[int, str, datetime | None, str | None]:
+    permanent = next((r.code for r in decision.reasons if r.code in PERMANENT), None)
+    if permanent is not None:
+        return (contact_id, "excluded", None, permanent)
+    status = "callback" if was == "callback" else ("new" if was == "new" else "scheduled")
+    return (contact_id, status, decision.next_possible or now + RECHECK, None)
+
+
+def placement(entry: Entry, decision: Decision, now: datetime) -> tuple[int, str, datetime | None, str | None]:
+    """Where a refused entry goes back to: excluded for good, or its status with when to look again."""
+    return _placement(entry.contact_id, entry.was, decision, now)
 
 
 async def give_back(
@@ -146,10 +191,6 @@ async def give_back(
         [m[2] for m in members],
         [m[3] for m in members],
     )
-
-
-def _with_cap(target: Any, reason: str) -> Any:
-    return replace(target, lead_cap_reached=reason)
 
 
 _SCREEN_POP = """SELECT c.id, c.first_name, c.last_name, c.job_title, c.email, c.phone_e164, c.phone_extension,

@@ -49,6 +49,8 @@ MESSAGE_LIMIT_S = 30.0
 #: A machine's greeting that never signals its end (no beep heard) is hung up on after this long.
 BEEP_WAIT_S = 20.0
 REFILL_EVERY_S = 2.0
+#: A bridge this long after the answer reached us broke the 2-second rule: the call counts as abandoned.
+LATE_BRIDGE_S = 2.0
 
 
 @dataclass(eq=False)
@@ -63,6 +65,7 @@ class Call:
     answered: float | None = None  # monotonic, when we learnt of the answer
     answered_at: datetime | None = None
     human_seen: float | None = None  # perf_counter at the human answer's webhook (the routing latency's start)
+    queued: bool = False  # waited for an agent (its time to the bridge is a queue wait, not routing latency)
     bridged: float | None = None
     ended: float | None = None
     customer_gone: bool = False
@@ -196,11 +199,19 @@ class CampaignRunner:
         pacing_changed = (config.dial_mode, config.pacing) != (self.config.dial_mode, self.config.pacing)
         self.config = config
         if pacing_changed:
-            self.pacer = self._pacer(config)
+            old, self.pacer = self.pacer, self._pacer(config)
+            if isinstance(old, PredictivePacer) and isinstance(self.pacer, PredictivePacer):
+                # What was learnt and counted stays: above all the abandon ledger the guard reads.
+                self.pacer.answers, self.pacer.handles, self.pacer.people = old.answers, old.handles, old.people
+                self.pacer.ledger, self.pacer.day, self.pacer.scale = old.ledger, old.day, old.scale
+            elif isinstance(self.pacer, PredictivePacer):
+                self._spawn(self._rebuild(), f"campaign-{config.id}-rebuild")
         self.caps.mode, self.caps.cap = config.cap_mode, config.cap  # type: ignore[assignment]
         was, self.active = self.active, config.status == "running"
         if was and not self.active:
             self._spawn(self._return_hopper(), f"campaign-{config.id}-return-hopper")
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"campaign-{config.id}")
         self.wake()
 
     async def stop(self) -> None:
@@ -208,6 +219,9 @@ class CampaignRunner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self._return_hopper()
+
+    async def give_back_hopper(self) -> None:
         await self._return_hopper()
 
     async def _return_hopper(self) -> None:
@@ -256,8 +270,33 @@ class CampaignRunner:
         self.metrics.dial_level.labels(self.label()).set(
             snapshot.lines_in_use / snapshot.agents_active if snapshot.agents_active else 0.0
         )
-        for _ in range(min(wanted, len(self.hopper))):
-            self._dial(self.hopper.popleft())
+        self._dial_from_hopper(wanted)
+
+    def _dial_from_hopper(self, wanted: int) -> None:
+        """Dial up to ``wanted`` entries, each decided again now (the window may have closed, a DNC arrived, the
+        number or another line of the account may be in a call): busy ones stay in the hopper for later."""
+        if wanted <= 0:
+            return
+        now = datetime.now(UTC)
+        busy: list[hopper.Entry] = []
+        refused: list[tuple[int, str, datetime | None, str | None]] = []
+        scanned = 0
+        while wanted > 0 and self.hopper and scanned < 4 * wanted + 50:
+            entry = self.hopper.popleft()
+            scanned += 1
+            decision = hopper.decide(self.config.compliance, entry, self.feed.index, now, self.live_numbers,
+                                     self.live_accounts)  # fmt: skip
+            if decision.allowed:
+                self._dial(entry)
+                wanted -= 1
+            elif all(r.code in hopper.BUSY for r in decision.reasons):
+                busy.append(entry)
+            else:
+                self.caps.unqueue(entry.account_id)
+                refused.append(hopper.placement(entry, decision, now))
+        self.hopper.extendleft(reversed(busy))
+        if refused:
+            self._spawn(hopper.give_back(self.pool, self.config.id, refused), f"campaign-{self.config.id}-refused")
 
     def snapshot(self, sessions: list[AgentSession], now: float) -> Snapshot:
         ready = talking = wrapping = paused = 0
@@ -312,14 +351,21 @@ class CampaignRunner:
                 self.pool, self.config.compliance, self.feed.index, limit=room, now=datetime.now(UTC),
                 fallback_zone=self.config.fallback_zone, live_numbers=self.live_numbers,
                 live_accounts=self.live_accounts, cap_allows=self.caps.allows, cap_reason=self._cap_reason,
+                cap_take=self.caps.queue,
             )  # fmt: skip
             self.stats.refused.update(result.refused)
             fresh = [e for e in result.entries if e.contact_id not in queued]
+            for entry in result.entries:
+                if entry.contact_id in queued:
+                    self.caps.unqueue(entry.account_id)  # counted by the refill, already in the hopper
+            if not self.active:  # paused while the refill ran: everything goes back
+                for entry in fresh:
+                    self.caps.unqueue(entry.account_id)
+                await hopper.give_back(self.pool, self.config.id, [(e.contact_id, e.was, None, None) for e in fresh])
+                return
             fresh.sort(key=lambda e: e.was != "callback")  # due callbacks first, order otherwise kept
             if not fresh:
                 self._exhausted_at = self.clock()
-            for entry in fresh:
-                self.caps.queue(entry.account_id)
             callbacks = [e for e in fresh if e.was == "callback"]
             others = [e for e in fresh if e.was != "callback"]
             self.hopper.extendleft(reversed(callbacks))
@@ -435,7 +481,7 @@ class CampaignRunner:
         if agent is not None:
             self._connect(call, agent)
         else:
-            call.state = "waiting"
+            call.state, call.queued = "waiting", True
             self.waiting.append(call)
             call.timer = asyncio.get_running_loop().call_later(ABANDON_AFTER_S, self._abandon, call)
         self.wake()
@@ -486,27 +532,29 @@ class CampaignRunner:
                 raise CarrierError("the agent's softphone is not connected")
             carrier = await self._carrier(self.config.connection.id)
             if call.human_seen is not None:
-                self.metrics.answer_to_bridge.labels(self.label()).observe(time.perf_counter() - call.human_seen)
+                waited = time.perf_counter() - call.human_seen
+                histogram = self.metrics.queue_wait if call.queued else self.metrics.answer_to_bridge
+                histogram.labels(self.label()).observe(waited)
             await carrier.bridge(leg, call.ccid, park_after_unbridge=True, command_id=command_id)
         except CarrierError as exc:
-            ended = isinstance(exc, CallEnded) or call.customer_gone
             log.warning("bridge_failed", attempt=call.attempt_id, agent=agent.user_id, error=str(exc))
             self._release_agent(agent)
             call.agent = None
-            if not ended and call.state == "reserved":
-                if agent.leg == leg and not isinstance(exc, CallEnded):
-                    agent.leg = None  # the softphone leg refused a bridge: do not route to it again
-                call.state = "waiting"
-                self.waiting.appendleft(call)
-                if call.answered is not None and self.clock() - call.answered >= ABANDON_AFTER_S:
-                    self._abandon(call)
-                else:
-                    self._serve_waiting(self._agents(self.config.id))
-            elif call.customer_gone:
+            if call.customer_gone:
                 self._spawn(self._finish(call, outcome=self._system_outcome(call)), f"finish-{call.attempt_id}")
+                return
+            # The customer is still there as far as we know (if it was their leg that ended, its hangup event
+            # finishes the call from the queue): the agent's line is the suspect, and the call waits again.
+            if agent.leg == leg:
+                agent.leg = None  # no call is routed to that line again until the softphone calls back in
+                agent.send({"type": "softphone", "connected": False, "sip_username": agent.sip_username})
+            self._requeue(call)
             return
         now = self.clock()
         call.bridged, call.connected = now, True
+        if call.answered is not None and now - call.answered > LATE_BRIDGE_S:
+            call.abandoned = True  # connected, but later than the rule allows: it counts as an abandon
+            log.warning("late_bridge", attempt=call.attempt_id, seconds=round(now - call.answered, 3))
         self.stats.bridged += 1
         self.metrics.bridges.labels(self.label()).inc()
         self.metrics.time_to_connect.labels(self.label()).observe(now - call.dialed)
@@ -524,6 +572,16 @@ class CampaignRunner:
         if call.customer_gone:  # the customer left while the bridge was on its way
             self._conversation_over(call)
 
+    def _requeue(self, call: Call) -> None:
+        """A call whose bridge failed waits again, first in line, with what is left of its deadline."""
+        call.state, call.preview, call.queued = "waiting", False, True
+        self.waiting.appendleft(call)
+        elapsed = self.clock() - (call.answered if call.answered is not None else self.clock())
+        if call.timer is not None:
+            call.timer.cancel()
+        call.timer = asyncio.get_running_loop().call_later(max(0.0, ABANDON_AFTER_S - elapsed), self._abandon, call)
+        self._serve_waiting(self._agents(self.config.id))
+
     def _release_agent(self, agent: AgentSession) -> None:
         agent.call = None
         if agent.agent.state is AgentState.RESERVED:
@@ -540,6 +598,7 @@ class CampaignRunner:
         self.pacer.observe_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
                                             day=datetime.now(UTC).date().toordinal()))  # fmt: skip
         self._spawn(self._abandon_call(call, with_message), f"abandon-{call.attempt_id}")
+        self._spawn(attempts.mark_abandoned(self.pool, call.attempt_id), f"abandoned-{call.attempt_id}")
 
     async def _abandon_call(self, call: Call, with_message: bool) -> None:
         if call.ccid is None:
@@ -686,6 +745,7 @@ class CampaignRunner:
                 outcome=config.system[outcome], max_attempts=config.max_attempts,
                 default_retry_minutes=config.default_retry_minutes,
                 lockout_hours=config.abandon_lockout_hours if call.abandoned else 0,
+                callback_id=call.entry.callback_id,
             )  # fmt: skip
         except Exception:
             log.exception("attempt_end_not_recorded", attempt=call.attempt_id)
@@ -713,9 +773,12 @@ class CampaignRunner:
         entry = session.offer
         if entry is None or entry.contact_id != contact_id:
             raise Refused("no_such_preview", "that contact is not the one offered to you")
+        try:
+            session.agent.apply(AgentEvent.RESERVE, self.clock())
+        except IllegalTransition as exc:
+            raise Refused("illegal_state", str(exc)) from None
         session.offer = None
         self.caps.queue(entry.account_id)
-        session.agent.apply(AgentEvent.RESERVE, self.clock())
         self._changed(session)
         self._dial(entry, agent=session)
 
@@ -787,21 +850,25 @@ class CampaignRunner:
             callback_notes=callback.notes if callback else "", max_attempts=self.config.max_attempts,
             default_retry_minutes=self.config.default_retry_minutes,
             client_organisation_id=self.config.client_organisation_id,
+            source_callback_id=call.entry.callback_id if call is not None and call.attempt_id == attempt_id else None,
         )  # fmt: skip
-        if not saved.repeated:
-            self._disposed(session, attempt_id, call, flags.is_positive, person=code not in _MACHINES)
+        # Also after a repeat: the first send may have been saved and its answer lost before memory caught up.
+        self._disposed(session, attempt_id, call, saved.account_id, flags.is_positive, person=code not in _MACHINES)
         return saved
 
-    def _disposed(self, session: AgentSession, attempt_id: int, call: Call | None, positive: bool,
-                  *, person: bool) -> None:  # fmt: skip
+    def _disposed(self, session: AgentSession, attempt_id: int, call: Call | None, account: int | None,
+                  positive: bool, *, person: bool) -> None:  # fmt: skip
+        """Memory catches up with a saved disposition, once (a repeat finds nothing left to do)."""
+        current = call is not None and call.attempt_id == attempt_id
+        if not current and attempt_id not in session.owed:
+            return
         now = self.clock()
-        account = call.entry.account_id if call is not None else None
         self.caps.dispose(account, positive=positive)
-        if call is not None and call.attempt_id == attempt_id:
+        if call is not None and current:
             talk = (call.ended or now) - (call.bridged or now)
             wrap = now - (session.wrap_started or now)
             self.pacer.observe_handle(max(0.0, talk), max(0.0, wrap))
-            self.pacer.observe_live(LiveOutcome(now, connected=True, answer_age=self._answer_age(call),
+            self.pacer.observe_live(LiveOutcome(now, connected=not call.abandoned, answer_age=self._answer_age(call),
                                                 person=person, day=datetime.now(UTC).date().toordinal()))  # fmt: skip
             session.call = None
         if attempt_id in session.owed:

@@ -62,6 +62,9 @@ READY = Readiness(
         ({"amd_machine_action": "leave_message", "machine_message": "Hi, it's Acme..."}, []),
         ({"ends_at": datetime(2026, 11, 1, tzinfo=UTC)}, ["schedule"]),
         ({"amd_mode": "disabled"}, []),  # a warning, not a blocker
+        ({"abandon_rule": "uk_ofcom"}, ["amd_under_ofcom"]),  # AMD outlasts Ofcom's 2 s from the answer
+        ({"abandon_rule": "uk_ofcom", "amd_mode": "disabled"}, []),
+        ({"abandon_rule": "uk_ofcom", "dial_mode": "preview"}, []),
     ],
 )
 def test_checklist(changes: dict[str, Any], failing: list[str]) -> None:

@@ -4,13 +4,16 @@ through the API, bot agents over the real websocket protocol and softphones, the
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 import websockets
 
+from admin_api.services import SERVICES
 from crm.roles import Role
 from pivotal.server import ON_LISTENING
 from sim.bot_agents import BotOptions, ensure_bots, run_bots
@@ -55,7 +58,13 @@ async def _sandbox_daemon(make_client: AppFactory, **telephony: Any) -> Any:
 
 
 async def make_campaign(
-    client: Any, manager: dict[str, str], *, mode: str, contacts: int = 60, retry_minutes: int = 0
+    client: Any,
+    manager: dict[str, str],
+    *,
+    mode: str,
+    contacts: int = 60,
+    retry_minutes: int = 0,
+    rules: dict[str, Any] | None = None,
 ) -> int:
     """A campaign through the API (script, form, the default catalogue, a list, an all-week window), started."""
     script = await (await client.post("/api/scripts", json={"name": "Opener", "body": "Hi {{contact.first_name}}"},
@@ -75,11 +84,11 @@ async def make_campaign(
     rule = {"rules": [{"mode": "include", "list_id": targets["id"]}]}
     audience = await client.put(f"/api/campaigns/{cid}/audience", json=rule, headers=manager)
     assert audience.status == 200, await audience.text()
-    rules = await client.put(f"/api/campaigns/{cid}/compliance", json={
+    compliance = await client.put(f"/api/campaigns/{cid}/compliance", json={
         "calling_window": ALL_WEEK, "default_retry_minutes": retry_minutes, "max_attempts": 3,
-        "max_attempts_per_day": 3},
+        "max_attempts_per_day": 3, **(rules or {})},
         headers=manager)  # fmt: skip
-    assert rules.status == 200, await rules.text()
+    assert compliance.status == 200, await compliance.text()
     started = await client.post(f"/api/campaigns/{cid}/actions/start", headers=manager)
     assert started.status == 200, await started.text()
     return cid
@@ -177,3 +186,74 @@ async def test_the_agent_socket_refuses_bad_tokens_and_bad_frames(
             await socket.send(bad)
             answer = await socket.recv()
             assert f'"code": "{code}"' in str(answer) or f'"code":"{code}"' in str(answer), answer
+
+
+async def test_a_person_nobody_can_take_hears_the_message_within_two_seconds(
+    make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
+) -> None:
+    """The only agent pauses while the call rings: the person who answers is given the abandon message within
+    2 s of the answer, hung up on, counted as abandoned, and locked out for 72 h."""
+    client = await _sandbox_daemon(make_client)
+    sim = client.app[SERVICES].carriers.base_url.removesuffix("/v2")
+    async with aiohttp.ClientSession() as http:
+        script = {"to": "+12125550001", "outcome": "human", "ring_ms": 2500, "greeting_ms": 300, "talk_ms": 20000}
+        response = await http.post(f"{sim}/_sim/scenario", json=script, headers={"Authorization": "Bearer x"})
+        assert response.status == 200, await response.text()
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await make_campaign(client, manager, mode="progressive", contacts=1, rules={"abandon_lockout": True})
+    token = await login(client, f"{Role.AGENT}@test.example")
+    phone = await (await client.get("/api/telephony/softphone", headers=bearer(token))).json()
+    url = str(client.make_url("/ws/agent")).replace("http", "ws", 1)
+    async with websockets.connect(phone["rtc_url"]) as rtc, websockets.connect(f"{url}?access_token={token}") as ws:
+        for _ in range(100):  # the campaign reaches the dialer within a second of its start
+            await ws.send(json.dumps({"type": "join", "campaign_id": cid, "id": "j"}))
+            if await _answer(ws, "j") == "ack":
+                break
+            await asyncio.sleep(0.1)
+        await rtc.send(json.dumps({"type": "login", "login_token": phone["login_token"]}))
+        await rtc.send(json.dumps({"type": "invite", "destination": "sip:pivotal@sip.telnyx.com"}))
+        await _frame(ws, lambda f: f["type"] == "softphone" and f["connected"])
+        await ws.send(json.dumps({"type": "ready", "id": "r"}))
+        assert await _answer(ws, "r") == "ack"
+        attempt = await _poll(dialer_db, "SELECT id FROM call_attempts WHERE campaign_id = $1", cid)
+        await ws.send(json.dumps({"type": "pause", "reason": "coffee", "id": "p"}))
+        assert await _answer(ws, "p") == "ack"
+        await _poll(dialer_db, "SELECT 1 FROM call_attempts WHERE id = $1 AND ended_at IS NOT NULL", attempt, 20)
+    row = await dialer_db.fetchrow("SELECT * FROM call_attempts WHERE id = $1", attempt)
+    assert row["abandoned"]
+    assert row["bridged_at"] is None
+    disposition = await dialer_db.fetchrow("SELECT * FROM attempt_dispositions WHERE call_attempt_id = $1", attempt)
+    assert (disposition["disposition_code"], disposition["agent_user_id"]) == ("abandoned", None)
+    spoke = await dialer_db.fetchval(
+        "SELECT min(occurred_at) FROM call_events WHERE call_control_id = $1 AND event_type = 'call.speak.started'",
+        row["call_control_id"],
+    )
+    assert spoke is not None, "the abandon message was played"
+    assert (spoke - row["answered_at"]).total_seconds() < 2.0
+    locked = await dialer_db.fetchval(
+        "SELECT locked_until - now() FROM campaign_members WHERE campaign_id = $1 AND contact_id = 1", cid
+    )
+    assert locked.total_seconds() > 71 * 3600
+    metrics = await (await client.get("/metrics")).text()
+    assert f'pivotal_dialer_abandons_total{{campaign="{cid}"}} 1.0' in metrics
+
+
+async def _answer(ws: Any, frame_id: str) -> str:
+    frame = await _frame(ws, lambda f: f.get("id") == frame_id and f["type"] in ("ack", "error"))
+    return str(frame["type"])
+
+
+async def _frame(ws: Any, wanted: Any, timeout: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if wanted(frame):
+                return dict(frame)
+
+
+async def _poll(pool: asyncpg.Pool, query: str, arg: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while (value := await pool.fetchval(query, arg)) is None:
+        assert time.monotonic() < deadline, query
+        await asyncio.sleep(0.05)
+    return value

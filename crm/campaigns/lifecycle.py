@@ -91,6 +91,7 @@ class Readiness:
     abandon_message: str
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    abandon_rule: str = "us_fcc"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,10 @@ def checklist(r: Readiness, now: datetime) -> list[Item]:
         Item("machine_message", r.amd_machine_action != "leave_message" or bool((r.machine_message or "").strip()),
              "write the voicemail message, or choose another action on machines"),
         Item("schedule", r.ends_at is None or r.ends_at > now, "the campaign's end is in the past"),
+        # Ofcom counts from the answer and counts AMD's false positives: detection alone outlasts its 2 s.
+        Item("amd_under_ofcom", r.abandon_rule != "uk_ofcom" or r.amd_mode == "disabled" or r.dial_mode == "preview",
+             "switch AMD off under the UK rule: Ofcom's 2 s run from the answer and detection takes longer, so every "
+             "call AMD hangs up on a person is an abandon"),
         Item("amd_with_predictive", not (predictive and r.amd_mode == "disabled"),
              "predictive dialling without AMD sends answering machines to agents", blocking=False),
     ]  # fmt: skip

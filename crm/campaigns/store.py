@@ -295,7 +295,9 @@ async def readiness(conn: asyncpg.Connection, campaign_id: int) -> Readiness:
               AND (id = $1 OR ($1::bigint IS NULL AND is_default))""",
         c["telephony_connection_id"],
     )
-    window = await conn.fetchval("SELECT calling_window FROM campaigns WHERE id = $1", campaign_id)
+    window, rule = await conn.fetchrow(
+        "SELECT calling_window, abandon_rule::text FROM campaigns WHERE id = $1", campaign_id
+    )
     script = await conn.fetchval("SELECT id FROM scripts WHERE id = $1 AND deleted_at IS NULL", c["script_id"])
     return Readiness(
         dial_mode=c["dial_mode"], audience_rules=includes, audience_size=size, script_id=script,
@@ -306,7 +308,7 @@ async def readiness(conn: asyncpg.Connection, campaign_id: int) -> Readiness:
         telephony_connection_ok=bool(connection_ok), calling_window_ok=_window_opens(window),
         ring_timeout_secs=c["ring_timeout_secs"], amd_mode=c["amd_mode"], amd_machine_action=c["amd_machine_action"],
         machine_message=c["machine_message"], abandon_message=c["abandon_message"], starts_at=c["starts_at"],
-        ends_at=c["ends_at"],
+        ends_at=c["ends_at"], abandon_rule=rule,
     )  # fmt: skip
 
 
