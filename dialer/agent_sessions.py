@@ -54,6 +54,7 @@ class AgentSession:
     disconnected_at: float | None = None
     wrap_started: float | None = None
     on_change: Callable[[AgentSession], None] | None = None
+    disposing: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def routable(self) -> bool:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import httpx
 import structlog
 import telnyx
 from telnyx import AsyncTelnyx
@@ -107,7 +108,13 @@ class Carrier:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
-        self.client = AsyncTelnyx(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
+        # The SDK keeps 20 idle connections: a dialer sending dials, bridges and hangups for hundreds of calls
+        # would open a new one for most commands, on the routing path too. Keep enough for the busiest second.
+        http = telnyx.DefaultAsyncHttpxClient(
+            timeout=timeout_s, limits=httpx.Limits(max_connections=400, max_keepalive_connections=200)
+        )
+        self.client = AsyncTelnyx(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s,
+                                  http_client=http)  # fmt: skip
         # Call actions wait at most this long before resending with the same command_id: Telnyx advises a resend
         # after 500 ms, and a bridge must land within the 2-second abandon rule (dials and credentials: timeout_s).
         self._commands = self.client.with_options(timeout=command_timeout_s)

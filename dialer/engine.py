@@ -362,8 +362,9 @@ class Engine:
         runner = self.runners.get(session.campaign_id)
         if runner is None:
             raise Refused("not_running", "the campaign is not loaded on this node")
-        saved = await runner.dispose(session, attempt_id=attempt_id, code=code, answers=answers, notes=notes,
-                                     callback=callback)  # fmt: skip
+        async with session.disposing:  # one at a time per agent: a resend waits for the first and is a repeat
+            saved = await runner.dispose(session, attempt_id=attempt_id, code=code, answers=answers, notes=notes,
+                                         callback=callback)  # fmt: skip
         if not saved.repeated:
             self.metrics.dispositions.labels(str(session.campaign_id), code).inc()
         return saved

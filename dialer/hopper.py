@@ -17,10 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from crm.compliance.decision import Decision, PhoneCampaign, PhoneTarget, decide_phone
 from crm.compliance.facts import phone_targets
 from crm.compliance.suppression_index import SuppressionIndex
+
+log = structlog.get_logger(__name__)
 
 #: Reasons that do not lift by themselves: the member is excluded, with the reason.
 PERMANENT = frozenset({"no_valid_phone", "suppressed_phone_global", "suppressed_phone_campaign",
@@ -125,7 +128,10 @@ async def refill(
             refused[reason.code] = refused.get(reason.code, 0) + 1
         back.append(_placement(contact_id, was, decision, now))
     if back:
-        await give_back(pool, campaign.campaign_id, back)
+        try:
+            await give_back(pool, campaign.campaign_id, back)
+        except Exception:  # they stay claimed until the next restart's recovery; the accepted ones are still dialled
+            log.exception("hopper_give_back_failed", campaign=campaign.campaign_id, members=len(back))
     return Refill(entries, refused)
 
 

@@ -51,6 +51,7 @@ BEEP_WAIT_S = 20.0
 REFILL_EVERY_S = 2.0
 #: A bridge this long after the answer reached us broke the 2-second rule: the call counts as abandoned.
 LATE_BRIDGE_S = 2.0
+CARRIER_TTL_S = 5.0
 
 
 @dataclass(eq=False)
@@ -133,6 +134,8 @@ class CampaignRunner:
         self._last_refill = -1e9
         self._exhausted_at = -1e9  # the last refill found nobody to dial
         self.error: str | None = None
+        self._carrier_cache: Carrier | None = None
+        self._carrier_at = 0.0
 
     @staticmethod
     def _pacer(config: CampaignConfig) -> Pacer:
@@ -141,6 +144,15 @@ class CampaignRunner:
         if config.dial_mode == "progressive":
             return ProgressivePacer()
         return PredictivePacer(config.pacing)
+
+    async def carrier(self) -> Carrier:
+        """The campaign's carrier adapter, looked up at most every CARRIER_TTL_S: the bridge on the routing path
+        must not wait for the two queries a lookup costs (a changed key or dial limit counts within seconds)."""
+        now = self.clock()
+        if self._carrier_cache is None or now - self._carrier_at > CARRIER_TTL_S:
+            self._carrier_cache = await self._carrier(self.config.connection.id)
+            self._carrier_at = now
+        return self._carrier_cache
 
     def label(self) -> str:
         return str(self.config.id)
@@ -153,6 +165,10 @@ class CampaignRunner:
 
     async def _rebuild(self) -> None:
         """Counts that outlive a restart: lead caps and the abandon ledger, from PostgreSQL."""
+        await self._rebuild_caps()
+        await self._rebuild_ledger()
+
+    async def _rebuild_caps(self) -> None:
         cid = self.config.id
         if self.caps.cap is not None:
             rows = await self.pool.fetch(
@@ -176,6 +192,9 @@ class CampaignRunner:
                 awaiting={r["account_id"]: r["awaiting"] for r in rows if r["awaiting"]},
                 positive={r["account_id"]: r["n"] for r in positive},
             )
+
+    async def _rebuild_ledger(self) -> None:
+        cid = self.config.id
         if isinstance(self.pacer, PredictivePacer):
             rows = await self.pool.fetch(
                 """SELECT (answered_at AT TIME ZONE 'UTC')::date AS day,
@@ -196,6 +215,7 @@ class CampaignRunner:
             self.pacer.day = datetime.now(UTC).date().toordinal()
 
     def reconfigure(self, config: CampaignConfig) -> None:
+        self._carrier_cache = None  # the connection may have changed
         pacing_changed = (config.dial_mode, config.pacing) != (self.config.dial_mode, self.config.pacing)
         self.config = config
         if pacing_changed:
@@ -205,7 +225,7 @@ class CampaignRunner:
                 self.pacer.answers, self.pacer.handles, self.pacer.people = old.answers, old.handles, old.people
                 self.pacer.ledger, self.pacer.day, self.pacer.scale = old.ledger, old.day, old.scale
             elif isinstance(self.pacer, PredictivePacer):
-                self._spawn(self._rebuild(), f"campaign-{config.id}-rebuild")
+                self._spawn(self._rebuild_ledger(), f"campaign-{config.id}-rebuild")
         self.caps.mode, self.caps.cap = config.cap_mode, config.cap  # type: ignore[assignment]
         was, self.active = self.active, config.status == "running"
         if was and not self.active:
@@ -294,7 +314,7 @@ class CampaignRunner:
             else:
                 self.caps.unqueue(entry.account_id)
                 refused.append(hopper.placement(entry, decision, now))
-        self.hopper.extendleft(reversed(busy))
+        self.hopper.extend(busy)  # to the back: what can be dialled now must not wait behind them
         if refused:
             self._spawn(hopper.give_back(self.pool, self.config.id, refused), f"campaign-{self.config.id}-refused")
 
@@ -413,7 +433,7 @@ class CampaignRunner:
         self.stats.dials += 1
         self.metrics.dials.labels(self.label()).inc()
         try:
-            carrier = await self._carrier(self.config.connection.id)
+            carrier = await self.carrier()
             leg = await carrier.dial(
                 connection_id=config.connection.connection_id, from_=config.caller_id_for(entry.phone),
                 to=entry.phone, client_state=attempt.client_state, timeout_secs=config.ring_timeout_secs,
@@ -530,7 +550,7 @@ class CampaignRunner:
         try:
             if leg is None or call.ccid is None:
                 raise CarrierError("the agent's softphone is not connected")
-            carrier = await self._carrier(self.config.connection.id)
+            carrier = await self.carrier()
             if call.human_seen is not None:
                 waited = time.perf_counter() - call.human_seen
                 histogram = self.metrics.queue_wait if call.queued else self.metrics.answer_to_bridge
@@ -544,10 +564,12 @@ class CampaignRunner:
                 self._spawn(self._finish(call, outcome=self._system_outcome(call)), f"finish-{call.attempt_id}")
                 return
             # The customer is still there as far as we know (if it was their leg that ended, its hangup event
-            # finishes the call from the queue): the agent's line is the suspect, and the call waits again.
-            if agent.leg == leg:
-                agent.leg = None  # no call is routed to that line again until the softphone calls back in
-                agent.send({"type": "softphone", "connected": False, "sip_username": agent.sip_username})
+            # finishes the call from the queue): the call waits again. The agent's line is to blame only if it
+            # has ended or the carrier refused the bridge for another reason than a call that ended.
+            agent_leg = self._leg_of(leg) if leg is not None else None
+            line_gone = agent_leg is not None and agent_leg.state is LegState.ENDED
+            if leg is not None and agent.leg == leg and (line_gone or not isinstance(exc, CallEnded)):
+                self._drop_line(agent, leg, hang_up=not line_gone)
             self._requeue(call)
             return
         now = self.clock()
@@ -571,6 +593,24 @@ class CampaignRunner:
             log.exception("attempt_assignment_not_recorded", attempt=call.attempt_id)
         if call.customer_gone:  # the customer left while the bridge was on its way
             self._conversation_over(call)
+
+    def _drop_line(self, agent: AgentSession, leg: str, *, hang_up: bool) -> None:
+        """The agent's softphone line cannot take calls: no call is routed to it until the softphone calls in
+        again (hung up here so that it does)."""
+        agent.leg = None
+        agent.send({"type": "softphone", "connected": False, "sip_username": agent.sip_username})
+        if agent.agent.state is AgentState.READY:
+            agent.agent.apply(AgentEvent.PAUSE, self.clock(), "softphone_lost")
+            self._changed(agent)
+        if hang_up:
+
+            async def hang_up_line() -> None:
+                try:
+                    await (await self.carrier()).hangup(leg)
+                except CarrierError as exc:
+                    log.warning("agent_line_hangup_failed", leg=leg, error=str(exc))
+
+            self._spawn(hang_up_line(), f"agent-line-{agent.user_id}")
 
     def _requeue(self, call: Call) -> None:
         """A call whose bridge failed waits again, first in line, with what is left of its deadline."""
@@ -604,7 +644,7 @@ class CampaignRunner:
         if call.ccid is None:
             return
         try:
-            carrier = await self._carrier(self.config.connection.id)
+            carrier = await self.carrier()
             if with_message:
                 await carrier.speak(call.ccid, self.config.abandon_message, command_id=f"abandon-{call.attempt_id}")
                 call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self._hang_up, call)
@@ -623,7 +663,7 @@ class CampaignRunner:
 
         async def speak() -> None:
             try:
-                carrier = await self._carrier(self.config.connection.id)
+                carrier = await self.carrier()
                 await carrier.speak(call.ccid or "", self.config.machine_message or "",
                                     command_id=f"voicemail-{call.attempt_id}")  # fmt: skip
                 call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self._hang_up, call)
@@ -638,7 +678,7 @@ class CampaignRunner:
 
         async def hang_up() -> None:
             try:
-                carrier = await self._carrier(self.config.connection.id)
+                carrier = await self.carrier()
                 await carrier.hangup(call.ccid or "", command_id=f"hangup-{call.attempt_id}")
             except CarrierError as exc:
                 log.warning("hangup_failed", attempt=call.attempt_id, error=str(exc))
@@ -745,7 +785,8 @@ class CampaignRunner:
                 outcome=config.system[outcome], max_attempts=config.max_attempts,
                 default_retry_minutes=config.default_retry_minutes,
                 lockout_hours=config.abandon_lockout_hours if call.abandoned else 0,
-                callback_id=call.entry.callback_id,
+                # a callback the contact missed is closed; one our side failed (no line, no agent) stays due
+                callback_id=call.entry.callback_id if outcome not in ("failed", "abandoned") else None,
             )  # fmt: skip
         except Exception:
             log.exception("attempt_end_not_recorded", attempt=call.attempt_id)
@@ -773,6 +814,17 @@ class CampaignRunner:
         entry = session.offer
         if entry is None or entry.contact_id != contact_id:
             raise Refused("no_such_preview", "that contact is not the one offered to you")
+        now = datetime.now(UTC)
+        decision = hopper.decide(self.config.compliance, entry, self.feed.index, now, self.live_numbers,
+                                 self.live_accounts)  # fmt: skip
+        if not decision.allowed:
+            if all(r.code in hopper.BUSY for r in decision.reasons):
+                raise Refused("line_busy", "the number or another line of the account is in a call: try again shortly")
+            session.offer = None
+            self._spawn(hopper.give_back(self.pool, self.config.id, [hopper.placement(entry, decision, now)]),
+                        f"preview-refused-{entry.contact_id}")  # fmt: skip
+            self.wake()
+            raise Refused("not_callable_now", "; ".join(r.message for r in decision.reasons))
         try:
             session.agent.apply(AgentEvent.RESERVE, self.clock())
         except IllegalTransition as exc:
@@ -823,9 +875,8 @@ class CampaignRunner:
     ) -> attempts.Saved:
         """Validate and save an agent's disposition (durable before this returns), then free the agent."""
         call = session.call if isinstance(session.call, Call) else None
-        owed = attempt_id in session.owed
-        if not owed and (call is None or call.attempt_id != attempt_id):
-            raise Refused("not_your_call", f"call attempt {attempt_id} is not yours to disposition")
+        # Neither the current call nor one owed: a resend of a saved disposition (answered as a repeat), or not
+        # this agent's call at all (refused by the ownership check in the transaction).
         if call is not None and call.attempt_id == attempt_id and call.state in ("reserved", "bridged"):
             raise Refused("call_in_progress", "hang up before saving the disposition")
         flags = self.config.dispositions.get(code)
@@ -859,7 +910,8 @@ class CampaignRunner:
     def _disposed(self, session: AgentSession, attempt_id: int, call: Call | None, account: int | None,
                   positive: bool, *, person: bool) -> None:  # fmt: skip
         """Memory catches up with a saved disposition, once (a repeat finds nothing left to do)."""
-        current = call is not None and call.attempt_id == attempt_id
+        # Judged now, not when the disposition arrived: a repeat may come back after the agent took a new call.
+        current = call is not None and session.call is call and call.attempt_id == attempt_id
         if not current and attempt_id not in session.owed:
             return
         now = self.clock()

@@ -257,3 +257,119 @@ async def _poll(pool: asyncpg.Pool, query: str, arg: Any, timeout: float = 10.0)
         assert time.monotonic() < deadline, query
         await asyncio.sleep(0.05)
     return value
+
+
+async def _agent_console(client: Any, cid: int, email: str) -> tuple[Any, Any, Any]:
+    """An agent signed in, joined, with its softphone parked: (console socket, softphone socket, token)."""
+    token = await login(client, email)
+    phone = await (await client.get("/api/telephony/softphone", headers=bearer(token))).json()
+    url = str(client.make_url("/ws/agent")).replace("http", "ws", 1)
+    ws = await websockets.connect(f"{url}?access_token={token}")
+    rtc = await websockets.connect(phone["rtc_url"])
+    for _ in range(100):
+        await ws.send(json.dumps({"type": "join", "campaign_id": cid, "id": "j"}))
+        if await _answer(ws, "j") == "ack":
+            break
+        await asyncio.sleep(0.1)
+    await rtc.send(json.dumps({"type": "login", "login_token": phone["login_token"]}))
+    await rtc.send(json.dumps({"type": "invite", "destination": "sip:pivotal@sip.telnyx.com"}))
+    await _frame(ws, lambda f: f["type"] == "softphone" and f["connected"])
+    return ws, rtc, token
+
+
+async def _set_scripts(client: Any, scripts: list[dict[str, Any]]) -> None:
+    sim = client.app[SERVICES].carriers.base_url.removesuffix("/v2")
+    async with aiohttp.ClientSession() as http:
+        for script in scripts:
+            response = await http.post(f"{sim}/_sim/scenario", json=script, headers={"Authorization": "Bearer x"})
+            assert response.status == 200, await response.text()
+
+
+async def test_preview_mode_offers_skips_and_dials_what_the_agent_accepts(
+    make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
+) -> None:
+    client = await _sandbox_daemon(make_client, sandbox_speed=5.0)
+    await _set_scripts(client, [{"to": f"+1212555000{n}", "outcome": "human", "ring_ms": 1000, "greeting_ms": 300,
+                                 "talk_ms": 60000} for n in (1, 2)])  # fmt: skip
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await make_campaign(client, manager, mode="preview", contacts=2, retry_minutes=60)
+    ws, rtc, _ = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
+    try:
+        await ws.send(json.dumps({"type": "ready", "id": "r"}))
+        first = await _frame(ws, lambda f: f["type"] == "preview")
+        assert first["contact"]["first_name"] == f"First{first['contact_id']}"
+        assert await dialer_db.fetchval("SELECT count(*) FROM call_attempts") == 0, "nothing dials by itself"
+        await ws.send(json.dumps({"type": "preview_skip", "contact_id": first["contact_id"], "id": "s"}))
+        assert await _answer(ws, "s") == "ack"
+        second = await _frame(ws, lambda f: f["type"] == "preview")
+        assert second["contact_id"] != first["contact_id"]
+        await ws.send(json.dumps({"type": "preview_accept", "contact_id": first["contact_id"], "id": "bad"}))
+        assert await _answer(ws, "bad") == "error", "only the contact on offer can be dialled"
+        await ws.send(json.dumps({"type": "preview_accept", "contact_id": second["contact_id"], "id": "a"}))
+        assert await _answer(ws, "a") == "ack"
+        pop = await _frame(ws, lambda f: f["type"] == "screen_pop")
+        assert pop["contact_id"] == second["contact_id"]
+        assert pop["script"] == f"Hi First{second['contact_id']}"
+        await _frame(ws, lambda f: f["type"] == "call" and f["state"] == "bridged")
+        refused = {"type": "disposition", "attempt_id": pop["attempt_id"], "code": "not_interested", "id": "d0"}
+        await ws.send(json.dumps(refused))
+        assert await _answer(ws, "d0") == "error", "not before the call is over"
+        await ws.send(json.dumps({"type": "hangup", "attempt_id": pop["attempt_id"], "id": "h"}))
+        await _frame(ws, lambda f: f["type"] == "call" and f["state"] == "ended")
+        positive = {"type": "disposition", "attempt_id": pop["attempt_id"], "code": "qualified", "id": "d1",
+                    "answers": {"budget": 5}}  # fmt: skip
+        await ws.send(json.dumps(positive))
+        error = await _frame(ws, lambda f: f.get("id") == "d1")
+        assert error["code"] == "invalid_answers", error
+        assert "budget" in error["message"]
+        assert "timeline: required" in error["message"]
+        positive["answers"], positive["id"] = {"budget": 5000, "timeline": "q2"}, "d2"
+        await ws.send(json.dumps(positive))
+        saved = await _frame(ws, lambda f: f.get("id") == "d2")
+        assert (saved["type"], saved["repeated"]) == ("ack", False)
+        positive["id"] = "d3"
+        await ws.send(json.dumps(positive))  # a console that lost the answer sends it again
+        again = await _frame(ws, lambda f: f.get("id") == "d3")
+        assert (again["lead_id"], again["repeated"]) == (saved["lead_id"], True)
+    finally:
+        await ws.close()
+        await rtc.close()
+    lead = await dialer_db.fetchrow("SELECT * FROM leads WHERE id = $1", saved["lead_id"])
+    assert lead["form_answers"] == {"budget": 5000, "timeline": "q2"}
+    assert await dialer_db.fetchval("SELECT count(*) FROM attempt_dispositions") == 1
+    skipped = await dialer_db.fetchrow(
+        "SELECT status::text, next_attempt_at > now() + interval '50 minutes' AS later FROM campaign_members "
+        "WHERE contact_id = $1", first["contact_id"],
+    )  # fmt: skip
+    assert dict(skipped) == {"status": "new", "later": True}
+
+
+async def test_machines_detected_by_amd_are_hung_up_and_never_reach_an_agent(
+    make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
+) -> None:
+    client = await _sandbox_daemon(make_client, sandbox_speed=5.0)
+    await _set_scripts(client, [{"to": "+12125550001", "outcome": "machine", "ring_ms": 1000, "greeting_ms": 6000,
+                                 "amd_delay_ms": 800, "talk_ms": 30000}])  # fmt: skip
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await make_campaign(client, manager, mode="progressive", contacts=1)
+    patched = await client.patch(f"/api/campaigns/{cid}", json={"amd_mode": "detect"}, headers=manager)
+    if patched.status == 409:  # running campaigns are edited while paused
+        await client.post(f"/api/campaigns/{cid}/actions/pause", headers=manager)
+        patched = await client.patch(f"/api/campaigns/{cid}", json={"amd_mode": "detect"}, headers=manager)
+        await client.post(f"/api/campaigns/{cid}/actions/resume", headers=manager)
+    assert patched.status == 200, await patched.text()
+    ws, rtc, _ = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
+    try:
+        await asyncio.sleep(1.5)  # the runner picks up the change
+        await ws.send(json.dumps({"type": "ready", "id": "r"}))
+        assert await _answer(ws, "r") == "ack"
+        attempt = await _poll(dialer_db, "SELECT id FROM call_attempts WHERE campaign_id = $1", cid)
+        await _poll(dialer_db, "SELECT 1 FROM call_attempts WHERE id = $1 AND ended_at IS NOT NULL", attempt, 20)
+    finally:
+        await ws.close()
+        await rtc.close()
+    row = await dialer_db.fetchrow("SELECT * FROM call_attempts WHERE id = $1", attempt)
+    assert (row["amd_result"], row["bridged_at"], row["hangup_source"]) == ("machine", None, "caller")
+    code = await dialer_db.fetchval("SELECT disposition_code FROM attempt_dispositions WHERE call_attempt_id = $1",
+                                    attempt)  # fmt: skip
+    assert code == "machine"
