@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--agents", type=int, default=10, help="how many bot agents (default: %(default)s)")
     simulate.add_argument("--duration", type=float, default=600.0, help="seconds to work (default: %(default)s)")
     simulate.add_argument("--admin-email", default="admin@pivotal.local", help="creates the bot accounts")
+    simulate.add_argument("--admin-password-stdin", action="store_true", required=True,
+                          help="read the admin's password from the first line of standard input")  # fmt: skip
     simulate.add_argument("--bot-password", default="pivotal-bot-agent", help="the bot accounts' password")
     simulate.add_argument("--wrap", type=float, nargs=2, default=(1.0, 4.0), metavar=("MIN", "MAX"),
                           help="seconds of wrap-up before each disposition")  # fmt: skip
@@ -159,14 +161,13 @@ async def _sim_carrier(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    """Bot agents on a running daemon: the admin's password comes from PIVOTAL_ADMIN_PASSWORD (never argv)."""
-    import os
-
+    """Bot agents on a running daemon: the admin's password comes on standard input (never argv)."""
     from sim.bot_agents import BotOptions, ensure_bots, run_bots
 
-    admin_password = os.environ.get("PIVOTAL_ADMIN_PASSWORD")
+    admin_password = sys.stdin.readline().rstrip("\n")
     if not admin_password or args.agents < 1 or args.duration <= 0:
-        print("pivotal: set PIVOTAL_ADMIN_PASSWORD; --agents and --duration must be positive", file=sys.stderr)
+        print("pivotal: give the admin's password on standard input; --agents and --duration must be positive",
+              file=sys.stderr)  # fmt: skip
         return 2
     url = args.url.rstrip("/")
     emails = await ensure_bots(url, args.admin_email, admin_password, args.agents, args.bot_password)
