@@ -43,6 +43,14 @@ class AccountCaps:
             return True
         return self._used(account) < self.cap
 
+    def allows_queued(self, account: int | None) -> bool:
+        """May this account's contact, already counted in the hopper, be dialled now? (The cap may have been
+        reached since it was queued: another of the account's calls connected or qualified.)"""
+        if self.cap is None or account is None:
+            return True
+        mine = 1 if self.mode == "queue_size" and self.queued[account] > 0 else 0
+        return self._used(account) - mine < self.cap
+
     def remaining(self, account: int) -> int | None:
         return None if self.cap is None else max(0, self.cap - self._used(account))
 

@@ -24,7 +24,9 @@ import structlog
 
 from crm.campaigns.forms import AnswerError, validate_answers
 from crm.campaigns.scripts import render
+from crm.compliance.decision import Decision
 from crm.compliance.feed import SuppressionFeed
+from crm.compliance.rules import Reason
 from dialer import attempts, hopper
 from dialer.agent_sessions import AgentSession
 from dialer.agent_state import AgentEvent, AgentState, IllegalTransition
@@ -306,6 +308,8 @@ class CampaignRunner:
             scanned += 1
             decision = hopper.decide(self.config.compliance, entry, self.feed.index, now, self.live_numbers,
                                      self.live_accounts)  # fmt: skip
+            if decision.allowed and not self.caps.allows_queued(entry.account_id):
+                decision = Decision.of([Reason("account_lead_cap", self._cap_reason(entry.account_id))], now)
             if decision.allowed:
                 self._dial(entry)
                 wanted -= 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -65,6 +66,8 @@ async def make_campaign(
     contacts: int = 60,
     retry_minutes: int = 0,
     rules: dict[str, Any] | None = None,
+    contact_ids: list[int] | None = None,
+    fields: dict[str, Any] | None = None,
 ) -> int:
     """A campaign through the API (script, form, the default catalogue, a list, an all-week window), started."""
     script = await (await client.post("/api/scripts", json={"name": "Opener", "body": "Hi {{contact.first_name}}"},
@@ -73,12 +76,14 @@ async def make_campaign(
     catalogues = await (await client.get("/api/disposition-catalogues", headers=manager)).json()
     default = next(c for c in catalogues["items"] if c["code"] == "default")
     targets = await (await client.post("/api/lists", json={"name": "Targets"}, headers=manager)).json()
-    await client.post(f"/api/lists/{targets['id']}/members", json={"contact_ids": list(range(1, contacts + 1))},
+    members = contact_ids or list(range(1, contacts + 1))
+    await client.post(f"/api/lists/{targets['id']}/members", json={"contact_ids": members},
                       headers=manager)  # fmt: skip
     created = await client.post("/api/campaigns", json={
         "name": f"E2E {mode}", "dial_mode": mode, "script_id": script["id"], "qualification_form_id": form["id"],
         "disposition_catalogue_id": default["id"], "caller_id_e164": "+12125550199", "ring_timeout_secs": 15,
-        "abandon_message": "Acme calling; press 9 to opt out.", "wrap_up_seconds": 30}, headers=manager)  # fmt: skip
+        "abandon_message": "Acme calling; press 9 to opt out.", "wrap_up_seconds": 30, **(fields or {})},
+        headers=manager)  # fmt: skip
     assert created.status == 201, await created.text()
     cid: int = (await created.json())["id"]
     rule = {"rules": [{"mode": "include", "list_id": targets["id"]}]}
@@ -373,3 +378,55 @@ async def test_machines_detected_by_amd_are_hung_up_and_never_reach_an_agent(
     code = await dialer_db.fetchval("SELECT disposition_code FROM attempt_dispositions WHERE call_attempt_id = $1",
                                     attempt)  # fmt: skip
     assert code == "machine"
+
+
+async def test_lead_caps_and_callbacks_steer_what_is_dialled_next(
+    make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
+) -> None:
+    """Contacts 1 and 21 share an account capped at one qualified lead; contact 2 asks to be called back. After
+    1 qualifies, 21 is not dialled; 2 is called again when due, by the same agent, and the callback is closed."""
+    client = await _sandbox_daemon(make_client, sandbox_speed=5.0)
+    await _set_scripts(client, [{"to": f"+121255500{n:02d}", "outcome": "human", "ring_ms": 500, "greeting_ms": 200,
+                                 "talk_ms": 120000} for n in (1, 2, 21)])  # fmt: skip
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await make_campaign(client, manager, mode="progressive", contact_ids=[1, 2, 21], retry_minutes=60,
+                              fields={"account_cap_mode": "positive_dispositions", "account_cap": 1})  # fmt: skip
+    ws, rtc, _ = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
+    seen: list[int] = []
+
+    async def take_call(code: str, **extra: Any) -> dict[str, Any]:
+        pop = await _frame(ws, lambda f: f["type"] == "screen_pop", timeout=20)
+        seen.append(pop["contact_id"])
+        await _frame(ws, lambda f: f["type"] == "call" and f["state"] == "bridged")
+        await ws.send(json.dumps({"type": "hangup", "attempt_id": pop["attempt_id"]}))
+        await _frame(ws, lambda f: f["type"] == "call" and f["state"] == "ended")
+        frame_id = f"d{len(seen)}"
+        await ws.send(json.dumps({"type": "disposition", "attempt_id": pop["attempt_id"], "code": code,
+                                  "id": frame_id, **extra}))  # fmt: skip
+        answer = await _frame(ws, lambda f: f.get("id") == frame_id)
+        assert answer["type"] == "ack", answer
+        return pop
+
+    try:
+        await ws.send(json.dumps({"type": "ready", "id": "r"}))
+        assert await _answer(ws, "r") == "ack"
+        await take_call("qualified", answers={"budget": 2000, "timeline": "q1"})
+        due = datetime.now(UTC) + timedelta(seconds=4)
+        first = await take_call("callback", callback={"due_at": due.isoformat(), "personal": True})
+        again = await take_call("not_interested")
+    finally:
+        await ws.close()
+        await rtc.close()
+    assert seen == [1, 2, 2], "21's account reached its cap; 2 was called back"
+    assert again["callback_id"] is not None
+    callback = await dialer_db.fetchrow("SELECT * FROM callbacks WHERE id = $1", again["callback_id"])
+    assert (callback["status"], callback["kind"], callback["source_attempt_id"]) == (
+        "completed", "personal", first["attempt_id"])  # fmt: skip
+    assert callback["completed_attempt_id"] == again["attempt_id"]
+    assert await dialer_db.fetchval("SELECT count(*) FROM call_attempts WHERE contact_id = 21") == 0
+    held = await dialer_db.fetchrow(
+        "SELECT status::text, next_attempt_at > now() + interval '10 minutes' AS later FROM campaign_members "
+        "WHERE contact_id = 21"
+    )
+    assert dict(held) == {"status": "new", "later": True}, "held back, not excluded: the cap may lift"
+    assert await dialer_db.fetchval("SELECT count(*) FROM leads") == 1

@@ -74,3 +74,27 @@ def test_rebuild_and_report() -> None:
 def test_bad_settings(mode: str | None, cap: int | None) -> None:
     with pytest.raises(ValueError, match="a cap needs"):
         AccountCaps(mode, cap)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("mode", "cap", "steps", "dialable"),
+    [
+        ("queue_size", 1, ["queue"], True),  # the queued contact itself is not in its own way
+        ("queue_size", 2, ["queue", "queue"], True),
+        ("queue_size", 1, ["queue", "queue"], False),  # queued past the cap (a refill raced): not both
+        ("queue_size", 1, ["queue", "dial", "queue"], False),
+        ("positive_dispositions", 1, ["queue", "queue", "dial", "connect", "end_connected", "qualify"], False),
+        ("positive_dispositions", 2, ["queue", "queue", "dial", "connect", "end_connected", "qualify"], True),
+        ("connected_calls", 1, ["queue", "queue", "dial", "connect"], False),
+        ("connected_calls", 1, ["queue", "queue", "dial", "connect", "end_connected"], True),
+        (None, None, ["queue", "queue"], True),
+    ],
+)
+def test_a_queued_contact_is_checked_again_before_its_dial(
+    mode: str | None, cap: int | None, steps: list[str], dialable: bool
+) -> None:
+    """Two of an account's contacts in the hopper; the first qualifies (or connects): the second may not be
+    dialled, although it was allowed when it was queued."""
+    caps = AccountCaps(mode, cap)  # type: ignore[arg-type]
+    _run(caps, steps)
+    assert caps.allows_queued(A) is dialable
