@@ -97,11 +97,11 @@ class AgentConnection:
             self.engine.attach(self.session, self.console)
         try:
             async for message in self.socket:
+                if self.console.closed:  # replaced by another console, or too slow to read: this one is done
+                    break
                 if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
                     await self._frame(message.data)
                 elif message.type is WSMsgType.ERROR:
-                    break
-                if self.console.closed:
                     break
         finally:
             session = self.engine.sessions.get(self.user_id)
@@ -115,7 +115,9 @@ class AgentConnection:
     async def _write(self) -> None:
         while True:
             frame = await self.console.queue.get()
-            if frame is None:
+            if frame is None:  # closed: replaced by another console, or a reader that fell too far behind
+                with contextlib.suppress(Exception):
+                    await self.socket.close()
                 return
             try:
                 await self.socket.send_json(frame)
@@ -145,7 +147,9 @@ class AgentConnection:
         if session is None:
             raise Refused("not_joined", "join a campaign first")
         if session.console is not self.console:
-            self.engine.attach(session, self.console)
+            if self.console.closed or session.console is not None:
+                raise Refused("replaced", "another console holds this session")
+            self.engine.attach(session, self.console)  # this console outlived a logout and a fresh join
         return session
 
     async def _handle(self, frame: Any) -> dict[str, Any] | None:

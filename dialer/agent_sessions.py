@@ -55,6 +55,7 @@ class AgentSession:
     wrap_started: float | None = None
     on_change: Callable[[AgentSession], None] | None = None
     disposing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    leaving: bool = False  # logged out: whatever still holds this session must let it go
 
     @property
     def routable(self) -> bool:

@@ -66,10 +66,11 @@ class Engine:
         self._by_sip: dict[str, int] = {}  # softphone sip username -> user id
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._locks: dict[int, asyncio.Lock] = {}  # per agent: join and leave one at a time
         self._lag: asyncio.Task[None] | None = None
         self._hung_up: set[str] = set()
         self._changes: list[tuple[Any, ...]] = []
-        self._last_state: dict[int, str] = {}  # agent session -> the state last written
+        self._last_state: dict[int, tuple[str, str | None]] = {}  # agent session -> (state, reason) last written
         self._flusher: asyncio.Task[None] | None = None
         metrics.agents.source = self._agents_by_state
         metrics.agents.waiting = lambda: [(cid, len(r.waiting)) for cid, r in self.runners.items()]
@@ -238,6 +239,16 @@ class Engine:
                 for r in self.runners.values()]  # fmt: skip
 
     async def join(self, user_id: int, campaign_id: int, console: Console) -> AgentSession:
+        async with self._lock(user_id):  # two tabs joining at once: one session
+            return await self._join(user_id, campaign_id, console)
+
+    def _lock(self, user_id: int) -> asyncio.Lock:
+        lock = self._locks.get(user_id)
+        if lock is None:
+            lock = self._locks[user_id] = asyncio.Lock()
+        return lock
+
+    async def _join(self, user_id: int, campaign_id: int, console: Console) -> AgentSession:
         runner = self.runners.get(campaign_id)
         if runner is None:
             raise Refused("not_running", f"campaign {campaign_id} is not running")
@@ -249,7 +260,7 @@ class Engine:
             busy = (AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP)
             if session.call is not None or session.agent.owes_disposition or session.agent.state in busy:
                 raise Refused("busy", "finish your call in the other campaign first")
-            await self.leave(session, reason="switched_campaign")
+            await self._leave(session, reason="switched_campaign")
         sip = await self.pool.fetchval(
             "SELECT sip_username FROM telephony_credentials WHERE user_id = $1 AND revoked_at IS NULL "
             "ORDER BY id DESC LIMIT 1",
@@ -304,38 +315,57 @@ class Engine:
             return
         session.console = None
         session.disconnected_at = self.clock()
-        if session.agent.state is AgentState.READY:
-            self._apply(session, AgentEvent.PAUSE, "disconnected")
+        if session.agent.state in (AgentState.READY, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
+            self._apply(session, AgentEvent.PAUSE, "disconnected")  # during a call: taken when it is done
 
     def _sweep_disconnected(self) -> None:
         now = self.clock()
         for session in list(self.sessions.values()):
             gone = session.disconnected_at is not None and now - session.disconnected_at > RECONNECT_GRACE_S
-            if gone and session.call is None and session.agent.state is not AgentState.RESERVED:
-                self.spawn(self.leave(session, reason="connection_lost", force=True), f"logout-{session.user_id}")
+            talking = isinstance(session.call, Call) and session.call.state != "ended"
+            busy = talking or session.agent.state in (AgentState.RESERVED, AgentState.ON_CALL)
+            if gone and not busy and not session.leaving:
+                # A conversation over and not dispositioned stays owed: offered again when the agent rejoins.
+                self.spawn(self._sweep_out(session), f"logout-{session.user_id}")
+
+    async def _sweep_out(self, session: AgentSession) -> None:
+        async with self._lock(session.user_id):
+            if self.sessions.get(session.user_id) is session and session.disconnected_at is not None:
+                await self._leave(session, reason="connection_lost", force=True)
 
     async def leave(self, session: AgentSession, *, reason: str = "logout", force: bool = False) -> None:
+        async with self._lock(session.user_id):
+            await self._leave(session, reason=reason, force=force)
+
+    async def _leave(self, session: AgentSession, *, reason: str = "logout", force: bool = False) -> None:
+        """Everything in memory first (no await can leave a half-gone session behind), then the rows."""
         if not force:
             if session.call is not None or session.agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
                 raise Refused("on_call", "finish the call first")
             self._apply(session, AgentEvent.LOGOUT)
         else:
             self._apply(session, AgentEvent.FORCE_LOGOUT, reason)
+        session.leaving = True
+        if self.sessions.get(session.user_id) is session:
+            del self.sessions[session.user_id]
+        if session.sip_username:
+            self._by_sip.pop(session.sip_username, None)
+        leg, session.leg = session.leg, None
+        if leg is not None:
+            self.spawn(self._hangup_leg(leg), f"agent-leg-{session.user_id}")
         if session.offer is not None:
             runner = self.runners.get(session.campaign_id)
             entry, session.offer = session.offer, None
             if runner is not None:
-                await hopper.give_back(self.pool, runner.config.id, [(entry.contact_id, entry.was, None, None)])
-        self.sessions.pop(session.user_id, None)
-        leg, session.leg = session.leg, None
-        if leg is not None:
-            self.spawn(self._hangup_leg(leg), f"agent-leg-{session.user_id}")
+                back: list[tuple[int, str, datetime | None, str | None]] = [(entry.contact_id, entry.was, None, None)]
+                self.spawn(hopper.give_back(self.pool, runner.config.id, back), f"offer-back-{entry.contact_id}")
         await self.pool.execute(
             """UPDATE agent_sessions SET state = 'offline', pause_reason = NULL, ended_at = now(), end_reason = $2,
                       parked_call_control_id = NULL, state_changed_at = now(), updated_at = now() WHERE id = $1""",
             session.session_id,
             reason,
         )
+        self._last_state.pop(session.session_id, None)
         if session.console is not None:
             self._send_state(session)
 
@@ -463,16 +493,26 @@ class Engine:
             return
         changes, self._changes = self._changes, []
         last: dict[int, tuple[Any, ...]] = {}
+        known = dict(self._last_state)
         rows = []
         for session_id, user_id, campaign_id, state, reason, at, attempt_id in changes:
-            before = self._last_state.get(session_id)
-            if before == state:
+            before = known.get(session_id)
+            if before == (state, reason):
                 continue
-            rows.append((session_id, user_id, campaign_id, before, state, reason, attempt_id, at))
-            self._last_state[session_id] = state
+            rows.append((session_id, user_id, campaign_id, before[0] if before else None, state, reason, attempt_id,
+                         at))  # fmt: skip
+            known[session_id] = (state, reason)
             last[session_id] = (session_id, state, reason, at)
         if not rows:
             return
+        try:
+            await self._write_rows(rows, list(last.values()))
+        except BaseException:
+            self._changes = changes + self._changes  # kept for the next flush
+            raise
+        self._last_state.update(known)
+
+    async def _write_rows(self, rows: list[tuple[Any, ...]], last: list[tuple[Any, ...]]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 """INSERT INTO agent_state_changes (agent_session_id, user_id, campaign_id, from_state, to_state,
@@ -486,7 +526,7 @@ class Engine:
                           updated_at = now()
                     WHERE id = $1 AND ended_at IS NULL""",
                 [(sid, state, reason if reason and _code(reason) else "other", at)
-                 for sid, state, reason, at in last.values()],
+                 for sid, state, reason, at in last],
             )  # fmt: skip
 
     # -- carrier events --------------------------------------------------------------------------------------
@@ -502,7 +542,9 @@ class Engine:
         runner = self.runners.get(ids[0])
         call = runner.calls.get(ids[1]) if runner is not None else None
         if call is None or runner is None:
-            if leg.state is not LegState.ENDED and leg.call_control_id not in self._hung_up:
+            if leg.state is LegState.ENDED:
+                self._hung_up.discard(leg.call_control_id)
+            elif leg.call_control_id not in self._hung_up:
                 self._hung_up.add(leg.call_control_id)
                 log.warning("orphan_call_hung_up", attempt=ids[1], leg=leg.call_control_id)
                 self.spawn(self._hangup_leg(leg.call_control_id), f"orphan-{ids[1]}")
@@ -542,12 +584,16 @@ class Engine:
         except CarrierError as exc:
             log.warning("agent_leg_answer_failed", leg=ccid, error=str(exc))
             return
+        if self.sessions.get(session.user_id) is not session:  # the agent left while the answer was on its way
+            await self._hangup_leg(ccid)
+            return
         old, session.leg = session.leg, ccid
         if old is not None and old != ccid and not isinstance(session.call, Call):
             self.spawn(self._hangup_leg(old), f"agent-leg-old-{session.user_id}")
         session.send({"type": "softphone", "connected": True, "sip_username": session.sip_username})
         await self.pool.execute(
-            "UPDATE agent_sessions SET parked_call_control_id = $2, updated_at = now() WHERE id = $1",
+            """UPDATE agent_sessions SET parked_call_control_id = $2, updated_at = now()
+                WHERE id = $1 AND ended_at IS NULL""",
             session.session_id,
             ccid,
         )

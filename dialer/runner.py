@@ -630,7 +630,13 @@ class CampaignRunner:
         agent.call = None
         if agent.agent.state is AgentState.RESERVED:
             agent.agent.apply(AgentEvent.RELEASE, self.clock())
+        self._no_line_no_calls(agent)
         self._changed(agent)
+
+    def _no_line_no_calls(self, agent: AgentSession) -> None:
+        """Back to work without a softphone line (it dropped during the call): paused until it calls in again."""
+        if agent.agent.state is AgentState.READY and agent.leg is None:
+            agent.agent.apply(AgentEvent.PAUSE, self.clock(), "softphone_lost")
 
     def _abandon(self, call: Call) -> None:
         if call.state != "waiting":
@@ -818,6 +824,8 @@ class CampaignRunner:
         entry = session.offer
         if entry is None or entry.contact_id != contact_id:
             raise Refused("no_such_preview", "that contact is not the one offered to you")
+        if session.leg is None:
+            raise Refused("no_softphone", "connect your softphone first: nobody could take the call")
         now = datetime.now(UTC)
         decision = hopper.decide(self.config.compliance, entry, self.feed.index, now, self.live_numbers,
                                  self.live_accounts)  # fmt: skip
@@ -934,6 +942,7 @@ class CampaignRunner:
                 session.agent.apply(AgentEvent.DISPOSE, now)
         session.agent.owes_disposition = bool(session.owed)
         session.wrap_started = None
+        self._no_line_no_calls(session)
         self._changed(session)
         self.agent_free()
 

@@ -430,3 +430,34 @@ async def test_lead_caps_and_callbacks_steer_what_is_dialled_next(
     )
     assert dict(held) == {"status": "new", "later": True}, "held back, not excluded: the cap may lift"
     assert await dialer_db.fetchval("SELECT count(*) FROM leads") == 1
+
+
+async def test_a_second_console_takes_the_session_over_and_the_first_is_closed(
+    make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
+) -> None:
+    client = await _sandbox_daemon(make_client)
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await make_campaign(client, manager, mode="progressive", contacts=1)
+    first, rtc, token = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
+    try:
+        url = str(client.make_url("/ws/agent")).replace("http", "ws", 1)
+        async with websockets.connect(url, subprotocols=["pivotal.v1", f"bearer.{token}"]) as second:  # type: ignore[list-item]
+            assert second.subprotocol == "pivotal.v1"
+            resumed = await _frame(second, lambda f: f["type"] == "state")
+            assert (resumed["state"], resumed["campaign_id"]) == ("paused", cid), "the session resumes here"
+            replaced = await _frame(first, lambda f: f["type"] == "error")
+            assert replaced["code"] == "replaced"
+            with pytest.raises(websockets.ConnectionClosed):  # the old console is closed: it can no longer act
+                await _stale_frames(first)
+            await second.send(json.dumps({"type": "ready", "id": "r"}))
+            assert await _answer(second, "r") == "ack"
+    finally:
+        await first.close()
+        await rtc.close()
+
+
+async def _stale_frames(socket: Any) -> None:
+    for _ in range(20):
+        await socket.send(json.dumps({"type": "ready", "id": "stale"}))
+        frame = json.loads(await asyncio.wait_for(socket.recv(), 2))
+        assert frame.get("id") != "stale" or frame["type"] == "error"
