@@ -19,9 +19,9 @@ from aiohttp import WSMsgType, web
 
 from console_web import protocol
 from dialer.agent_sessions import AgentSession, Console
+from dialer.calls import Callback
 from dialer.engine import Engine
 from dialer.errors import Refused
-from dialer.runner import Callback
 
 log = structlog.get_logger(__name__)
 

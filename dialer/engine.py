@@ -28,12 +28,13 @@ from crm.compliance.feed import SuppressionFeed
 from dialer import attempts, campaign_config, connections, hopper
 from dialer.agent_sessions import AgentSession, Console
 from dialer.agent_state import Agent, AgentEvent, AgentState, Change, IllegalTransition
+from dialer.calls import Call, Callback
 from dialer.carrier import Carrier, CarrierError
 from dialer.carriers import Carriers
 from dialer.dialer_metrics import DialerMetrics
 from dialer.errors import Refused
 from dialer.leg_state import Leg, LegKind, LegState
-from dialer.runner import Call, Callback, CampaignRunner
+from dialer.runner import CampaignRunner
 from dialer.webhook_ingress import Legs
 
 log = structlog.get_logger(__name__)

@@ -15,14 +15,12 @@ import contextlib
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import structlog
 
-from crm.campaigns.forms import AnswerError, validate_answers
 from crm.campaigns.scripts import render
 from crm.compliance.decision import Decision
 from crm.compliance.feed import SuppressionFeed
@@ -30,9 +28,11 @@ from crm.compliance.rules import Reason
 from dialer import attempts, hopper
 from dialer.agent_sessions import AgentSession
 from dialer.agent_state import AgentEvent, AgentState, IllegalTransition
+from dialer.calls import Call, Callback, RunnerStats
 from dialer.campaign_config import CampaignConfig
 from dialer.carrier import CallEnded, Carrier, CarrierError
 from dialer.dialer_metrics import DialerMetrics
+from dialer.disposition_check import check_disposition
 from dialer.errors import Refused
 from dialer.lead_caps import AccountCaps
 from dialer.leg_state import GREETING_EVENTS, Leg, LegState
@@ -54,47 +54,6 @@ REFILL_EVERY_S = 2.0
 #: A bridge this long after the answer reached us broke the 2-second rule: the call counts as abandoned.
 LATE_BRIDGE_S = 2.0
 CARRIER_TTL_S = 5.0
-
-
-@dataclass(eq=False)
-class Call:
-    attempt_id: int
-    entry: hopper.Entry
-    dialed: float  # monotonic, at the dial
-    ccid: str | None = None
-    state: str = "dialing"  # dialing, waiting, reserved, bridged, abandoning, machine, ended
-    agent: AgentSession | None = None
-    preview: bool = False
-    answered: float | None = None  # monotonic, when we learnt of the answer
-    answered_at: datetime | None = None
-    human_seen: float | None = None  # perf_counter at the human answer's webhook (the routing latency's start)
-    queued: bool = False  # waited for an agent (its time to the bridge is a queue wait, not routing latency)
-    bridged: float | None = None
-    ended: float | None = None
-    customer_gone: bool = False
-    connected: bool = False
-    abandoned: bool = False
-    machine: bool = False
-    timer: asyncio.TimerHandle | None = None
-    leg: Leg | None = None
-    finished: bool = False
-
-
-@dataclass(frozen=True)
-class Callback:
-    due_at: datetime
-    personal: bool = True
-    notes: str = ""
-
-
-@dataclass
-class RunnerStats:
-    dials: int = 0
-    human: int = 0
-    machine: int = 0
-    abandoned: int = 0
-    bridged: int = 0
-    refused: Counter[str] = field(default_factory=Counter)
 
 
 class CampaignRunner:
@@ -891,22 +850,10 @@ class CampaignRunner:
         # this agent's call at all (refused by the ownership check in the transaction).
         if call is not None and call.attempt_id == attempt_id and call.state in ("reserved", "bridged"):
             raise Refused("call_in_progress", "hang up before saving the disposition")
-        flags = self.config.dispositions.get(code)
-        if flags is None:
-            raise Refused("unknown_disposition", f"{code!r} is not a disposition of this campaign")
-        try:
-            answers = validate_answers(self.config.form_fields, dict(answers), require=flags.is_positive)
-        except AnswerError as exc:
-            detail = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
-            raise Refused("invalid_answers", detail) from None
-        due = None
-        if flags.is_callback:
-            if callback is None:
-                raise Refused("callback_required", f"{code!r} needs a callback time")
-            due = callback.due_at
-            now = datetime.now(UTC)
-            if not now < due < now + timedelta(days=366):
-                raise Refused("bad_callback", "a callback is due in the future, within a year")
+        flags, answers, due = check_disposition(
+            self.config.dispositions, self.config.form_fields, code, answers,
+            callback.due_at if callback is not None else None, datetime.now(UTC),
+        )  # fmt: skip
         saved = await attempts.dispose(
             self.pool, attempt_id=attempt_id, user_id=session.user_id, flags=flags, answers=answers,
             notes=notes, callback_due=due, callback_personal=callback.personal if callback else True,
