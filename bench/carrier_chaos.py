@@ -35,26 +35,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp import web
-from throwaway import free_port, throwaway_database
+from throwaway import free_port, throwaway_database, wait_ready
 
 from dialer.carrier import Carrier, CarrierError
 from dialer.leg_state import Leg, LegKind
 from sim.carrier import Options, SimCarrier
 
 PIVOTAL = str(Path(sys.executable).with_name("pivotal"))
-
-
-async def wait_ready(endpoint: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(150):
-            try:
-                async with session.get(f"{endpoint}/readyz") as ready:
-                    if ready.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit("the daemon did not become ready")
 
 
 async def until(condition: Callable[[], bool], timeout_s: float) -> None:

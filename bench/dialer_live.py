@@ -34,7 +34,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestServer
-from throwaway import free_port, throwaway_database
+from throwaway import free_port, throwaway_database, wait_ready
 
 from sim.bot_agents import BotOptions, ensure_bots, run_bots
 from sim.carrier import Options, SimCarrier
@@ -170,7 +170,7 @@ async def main() -> None:
                 stderr=subprocess.DEVNULL,
             )  # fmt: skip
             try:
-                await wait_ready(base)
+                await wait_ready(base, timeout_s=60)
                 async with aiohttp.ClientSession(base_url=base) as http:
                     async with http.post(
                         "/api/auth/login", json={"email": "bench@pivotal.local", "password": ADMIN_PASSWORD}
@@ -210,19 +210,6 @@ async def main() -> None:
                 daemon.terminate()
                 await daemon.wait()
     await sim.close()
-
-
-async def wait_ready(endpoint: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{endpoint}/readyz") as ready:
-                    if ready.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.2)
-    raise SystemExit("the daemon did not become ready")
 
 
 async def report(url: str, cid: int, stats: Any, samples: list[tuple[int, int]], metrics: str, elapsed: float,

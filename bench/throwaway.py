@@ -1,13 +1,16 @@
-"""What the daemon benchmarks share: a throwaway database on a given server, and a free loopback port."""
+"""What the daemon benchmarks share: a throwaway database on a given server, a free loopback port, and waiting
+for the daemon to be ready."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 
 
@@ -28,3 +31,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+async def wait_ready(endpoint: str, timeout_s: float = 60.0) -> None:
+    """Until ``GET /readyz`` answers 200 (exits the benchmark if it never does)."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(timeout_s / 0.2)):
+            try:
+                async with session.get(f"{endpoint}/readyz") as ready:
+                    if ready.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise SystemExit("the daemon did not become ready")

@@ -259,14 +259,15 @@ async def dispose(
 ) -> Saved:
     """The agent's disposition and everything it decides, committed in one transaction before it returns. Two
     sends of one disposition at once: the second finds the first's row and is told it was repeated."""
-    try:
-        return await _dispose(pool, attempt_id, user_id, flags, answers, notes, callback_due, callback_personal,
-                              callback_notes, max_attempts, default_retry_minutes, client_organisation_id,
-                              source_callback_id)  # fmt: skip
-    except asyncpg.UniqueViolationError:
-        return await _dispose(pool, attempt_id, user_id, flags, answers, notes, callback_due, callback_personal,
-                              callback_notes, max_attempts, default_retry_minutes, client_organisation_id,
-                              source_callback_id)  # fmt: skip
+    for first in (True, False):
+        try:
+            return await _dispose(pool, attempt_id, user_id, flags, answers, notes, callback_due, callback_personal,
+                                  callback_notes, max_attempts, default_retry_minutes, client_organisation_id,
+                                  source_callback_id)  # fmt: skip
+        except asyncpg.UniqueViolationError:
+            if not first:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _dispose(

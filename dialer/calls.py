@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from dialer.agent_sessions import AgentSession
@@ -41,13 +40,3 @@ class Callback:
     due_at: datetime
     personal: bool = True
     notes: str = ""
-
-
-@dataclass
-class RunnerStats:
-    dials: int = 0
-    human: int = 0
-    machine: int = 0
-    abandoned: int = 0
-    bridged: int = 0
-    refused: Counter[str] = field(default_factory=Counter)

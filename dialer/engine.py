@@ -1,11 +1,9 @@
 """The dialer engine: a runner per running (or paused) phone campaign, the agents logged in on this node, the
 carrier's events routed to their calls, and recovery after a crash.
 
-At start, before any runner dials, the engine settles what a previous process left behind: agent sessions are
-closed (agents reconnect), live attempts are hung up at the carrier and ended (one that was talking to an agent
-waits for that agent's disposition; any other gets the dialer's "failed" outcome and the retry rules), and
-members claimed by a hopper go back to the queue. A carrier event for an attempt no runner holds is an orphan
-(a call the crash left behind, or one dialled just before it) and is hung up.
+At start, before any runner dials, ``dialer.recovery`` settles what a previous process left behind. A carrier
+event for an attempt no runner holds is an orphan (a call the crash left behind, or one dialled just before it)
+and is hung up.
 
 Then it watches the campaigns table (every WATCH_S): a campaign that starts running gets a runner; one that
 is paused or completed stops dialling (its live calls finish normally); an edited one is reconfigured.
@@ -14,7 +12,6 @@ is paused or completed stops dialling (its live calls finish normally); an edite
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -25,9 +22,10 @@ import asyncpg
 import structlog
 
 from crm.compliance.feed import SuppressionFeed
-from dialer import attempts, campaign_config, connections, hopper
+from dialer import attempts, campaign_config, connections, hopper, recovery
 from dialer.agent_sessions import AgentSession, Console
 from dialer.agent_state import Agent, AgentEvent, AgentState, Change, IllegalTransition
+from dialer.agent_state_log import AgentStateLog
 from dialer.calls import Call, Callback
 from dialer.carrier import Carrier, CarrierError
 from dialer.carriers import Carriers
@@ -70,9 +68,7 @@ class Engine:
         self._locks: dict[int, asyncio.Lock] = {}  # per agent: join and leave one at a time
         self._lag: asyncio.Task[None] | None = None
         self._hung_up: set[str] = set()
-        self._changes: list[tuple[Any, ...]] = []
-        self._last_state: dict[int, tuple[str, str | None]] = {}  # agent session -> (state, reason) last written
-        self._flusher: asyncio.Task[None] | None = None
+        self.state_log = AgentStateLog(pool)
         metrics.agents.source = self._agents_by_state
         metrics.agents.waiting = lambda: [(cid, len(r.waiting)) for cid, r in self.runners.items()]
 
@@ -83,10 +79,10 @@ class Engine:
         await self._watch_once()
         self._watcher = asyncio.create_task(self._watch(), name="dialer-watch")
         self._lag = asyncio.create_task(self._measure_lag(), name="event-loop-lag")
-        self._flusher = asyncio.create_task(self._flush_changes(), name="agent-state-log")
+        self.state_log.start()
 
     async def close(self) -> None:
-        for task in (self._watcher, self._lag, self._flusher):
+        for task in (self._watcher, self._lag):
             if task is not None:
                 task.cancel()
         for runner in list(self.runners.values()):
@@ -94,8 +90,7 @@ class Engine:
         for session in list(self.sessions.values()):
             if session.console is not None:
                 session.console.close()
-        with contextlib.suppress(Exception):
-            await self._write_changes()
+        await self.state_log.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
@@ -118,58 +113,7 @@ class Engine:
     # -- recovery --------------------------------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Settle what a previous process left in flight (see the module's docstring)."""
-        parked = await self.pool.fetch(
-            """UPDATE agent_sessions SET state = 'offline', pause_reason = NULL, ended_at = now(),
-                      end_reason = 'daemon_restart', state_changed_at = now(), updated_at = now()
-                WHERE ended_at IS NULL RETURNING parked_call_control_id"""
-        )
-        for row in parked:  # agents' softphone legs: the softphones call in again when their agents rejoin
-            if row["parked_call_control_id"]:
-                await self._hangup_leg(row["parked_call_control_id"])
-        live = await self.pool.fetch(
-            """SELECT id, campaign_id, call_control_id, telephony_connection_id, bridged_at, agent_user_id, abandoned,
-                      answered_at
-                 FROM call_attempts WHERE ended_at IS NULL ORDER BY id"""
-        )
-        hung_up = 0
-        for row in live:
-            if row["call_control_id"]:
-                try:
-                    carrier = await self._carrier(row["telephony_connection_id"])
-                    await carrier.hangup(row["call_control_id"], command_id=f"recover-{row['id']}")
-                    hung_up += 1
-                except Exception as exc:  # the carrier ends every call eventually; the row is settled either way
-                    log.warning("orphan_hangup_failed", attempt=row["id"], error=str(exc))
-            talking = row["bridged_at"] is not None and row["agent_user_id"] is not None
-            outcome = None
-            config = None
-            if not talking:
-                with contextlib.suppress(Exception):
-                    config = await campaign_config.load(self.pool, row["campaign_id"])
-                code = "abandoned" if row["abandoned"] else "failed"
-                outcome = config.system[code] if config else None
-            await attempts.finish(
-                self.pool, row["id"], None, abandoned=row["abandoned"], answered_at=row["answered_at"],
-                failure_reason="the daemon restarted during the call", outcome=outcome,
-                max_attempts=config.max_attempts if config else 5,
-                default_retry_minutes=config.default_retry_minutes if config else 240,
-                lockout_hours=config.abandon_lockout_hours if config and row["abandoned"] else 0,
-            )  # fmt: skip
-        returned = await self.pool.execute(
-            """UPDATE campaign_members m
-                  SET status = CASE WHEN EXISTS (SELECT 1 FROM callbacks b WHERE b.campaign_id = m.campaign_id
-                                                   AND b.contact_id = m.contact_id AND b.status = 'scheduled')
-                                    THEN 'callback' WHEN m.attempts = 0 THEN 'new' ELSE 'scheduled' END
-                                    ::audience_member_status,
-                      updated_at = now()
-                WHERE m.status = 'in_progress' AND NOT EXISTS (
-                      SELECT 1 FROM call_attempts a WHERE a.campaign_id = m.campaign_id AND a.contact_id = m.contact_id
-                         AND a.bridged_at IS NOT NULL
-                         AND NOT EXISTS (SELECT 1 FROM attempt_dispositions d WHERE d.call_attempt_id = a.id))"""
-        )
-        log.info("dialer_recovered", live_attempts=len(live), hung_up=hung_up,
-                 members_returned=int(returned.rsplit(" ", 1)[-1]))  # fmt: skip
+        await recovery.recover(self.pool, self._carrier, self._hangup_leg)
 
     # -- campaigns -------------------------------------------------------------------------------------------
 
@@ -366,7 +310,7 @@ class Engine:
             session.session_id,
             reason,
         )
-        self._last_state.pop(session.session_id, None)
+        self.state_log.forget(session.session_id)
         if session.console is not None:
             self._send_state(session)
 
@@ -405,7 +349,7 @@ class Engine:
         runner = self.runners.get(session.campaign_id)
         if not isinstance(call, Call) or call.attempt_id != attempt_id or runner is None:
             raise Refused("not_your_call", f"call attempt {attempt_id} is not your current call")
-        runner.hang_up_for_agent(call)
+        runner.hang_up(call)
 
     def preview_accept(self, session: AgentSession, contact_id: int) -> None:
         runner = self.runners.get(session.campaign_id)
@@ -468,7 +412,7 @@ class Engine:
 
     def _on_agent_change(self, session: AgentSession) -> None:
         agent = session.agent
-        self._changes.append((session.session_id, session.user_id, session.campaign_id, agent.state.value,
+        self.state_log.append((session.session_id, session.user_id, session.campaign_id, agent.state.value,
                               agent.pause_reason, datetime.now(UTC),
                               session.call.attempt_id if isinstance(session.call, Call) else None))  # fmt: skip
         self._send_state(session)
@@ -479,56 +423,6 @@ class Engine:
         session.send({"type": "state", "state": agent.state.value, "since": datetime.fromtimestamp(since, UTC)
                       .isoformat(), "reason": agent.pause_reason, "campaign_id": session.campaign_id,
                       "owes_disposition": agent.owes_disposition, "pending_pause": agent.pending_pause})  # fmt: skip
-
-    async def _flush_changes(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            try:
-                await self._write_changes()
-            except Exception:
-                log.exception("agent_state_log_failed")
-
-    async def _write_changes(self) -> None:
-        """Agent state changes, in batches: the session's current state and the time-in-state history."""
-        if not self._changes:
-            return
-        changes, self._changes = self._changes, []
-        last: dict[int, tuple[Any, ...]] = {}
-        known = dict(self._last_state)
-        rows = []
-        for session_id, user_id, campaign_id, state, reason, at, attempt_id in changes:
-            before = known.get(session_id)
-            if before == (state, reason):
-                continue
-            rows.append((session_id, user_id, campaign_id, before[0] if before else None, state, reason, attempt_id,
-                         at))  # fmt: skip
-            known[session_id] = (state, reason)
-            last[session_id] = (session_id, state, reason, at)
-        if not rows:
-            return
-        try:
-            await self._write_rows(rows, list(last.values()))
-        except BaseException:
-            self._changes = changes + self._changes  # kept for the next flush
-            raise
-        self._last_state.update(known)
-
-    async def _write_rows(self, rows: list[tuple[Any, ...]], last: list[tuple[Any, ...]]) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                """INSERT INTO agent_state_changes (agent_session_id, user_id, campaign_id, from_state, to_state,
-                                                    reason, call_attempt_id, at)
-                   VALUES ($1, $2, $3, $4::agent_state, $5::agent_state, $6, $7, $8)""",
-                rows,
-            )
-            await conn.executemany(
-                """UPDATE agent_sessions SET state = $2::agent_state,
-                          pause_reason = CASE WHEN $2 = 'paused' THEN $3 END, state_changed_at = $4,
-                          updated_at = now()
-                    WHERE id = $1 AND ended_at IS NULL""",
-                [(sid, state, reason if reason and _code(reason) else "other", at)
-                 for sid, state, reason, at in last],
-            )  # fmt: skip
 
     # -- carrier events --------------------------------------------------------------------------------------
 
@@ -616,11 +510,3 @@ def _sip_user(address: object) -> str | None:
         return None
     user = address[4:].split("@", 1)[0]
     return user or None
-
-
-def _code(reason: str) -> bool:
-    return reason[:1].isalpha() and reason.islower() and all(c.isalnum() or c == "_" for c in reason)
-
-
-def leg_is_live(leg: Leg | None) -> bool:
-    return leg is not None and leg.state is not LegState.ENDED

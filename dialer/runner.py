@@ -28,7 +28,7 @@ from crm.compliance.rules import Reason
 from dialer import attempts, hopper
 from dialer.agent_sessions import AgentSession
 from dialer.agent_state import AgentEvent, AgentState, IllegalTransition
-from dialer.calls import Call, Callback, RunnerStats
+from dialer.calls import Call, Callback
 from dialer.campaign_config import CampaignConfig
 from dialer.carrier import CallEnded, Carrier, CarrierError
 from dialer.dialer_metrics import DialerMetrics
@@ -88,7 +88,6 @@ class CampaignRunner:
         self.pending_dials = 0
         self.live_numbers: Counter[int] = Counter()
         self.live_accounts: Counter[int] = Counter()
-        self.stats = RunnerStats()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._refilling = False
@@ -190,7 +189,7 @@ class CampaignRunner:
         self.caps.mode, self.caps.cap = config.cap_mode, config.cap  # type: ignore[assignment]
         was, self.active = self.active, config.status == "running"
         if was and not self.active:
-            self._spawn(self._return_hopper(), f"campaign-{config.id}-return-hopper")
+            self._spawn(self.give_back_hopper(), f"campaign-{config.id}-return-hopper")
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"campaign-{config.id}")
         self.wake()
@@ -200,12 +199,9 @@ class CampaignRunner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._return_hopper()
+        await self.give_back_hopper()
 
     async def give_back_hopper(self) -> None:
-        await self._return_hopper()
-
-    async def _return_hopper(self) -> None:
         entries = list(self.hopper)
         self.hopper.clear()
         for entry in entries:
@@ -336,7 +332,6 @@ class CampaignRunner:
                 live_accounts=self.live_accounts, cap_allows=self.caps.allows, cap_reason=self._cap_reason,
                 cap_take=self.caps.queue,
             )  # fmt: skip
-            self.stats.refused.update(result.refused)
             fresh = [e for e in result.entries if e.contact_id not in queued]
             for entry in result.entries:
                 if entry.contact_id in queued:
@@ -393,7 +388,6 @@ class CampaignRunner:
         call = Call(attempt.id, entry, self.clock(), agent=agent, preview=agent is not None)
         self.calls[attempt.id] = call
         self.pending_dials -= 1
-        self.stats.dials += 1
         self.metrics.dials.labels(self.label()).inc()
         try:
             carrier = await self.carrier()
@@ -433,7 +427,7 @@ class CampaignRunner:
         elif call.state == "machine" and event_type in GREETING_EVENTS:
             self._leave_message(call)
         elif call.state in ("abandoning", "machine") and event_type in ("call.speak.ended", "call.playback.ended"):
-            self._hang_up(call)
+            self.hang_up(call)
 
     def _answered(self, call: Call, leg: Leg, *, human: bool) -> None:
         now = self.clock()
@@ -446,18 +440,16 @@ class CampaignRunner:
         self.pacer.observe_call(CallOutcome(now, CallResult.HUMAN if human else CallResult.MACHINE, age))
         if not human:
             call.state, call.machine = "machine", True
-            self.stats.machine += 1
             self.metrics.answers.labels(self.label(), "machine").inc()
             if self.config.machine_action == "leave_message" and self.config.machine_message:
                 if leg.greeting_ended_at is not None:
                     self._leave_message(call)
                 else:
-                    call.timer = asyncio.get_running_loop().call_later(BEEP_WAIT_S, self._hang_up, call)
+                    call.timer = asyncio.get_running_loop().call_later(BEEP_WAIT_S, self.hang_up, call)
             else:
-                self._hang_up(call)
+                self.hang_up(call)
             self.wake()
             return
-        self.stats.human += 1
         self.metrics.answers.labels(self.label(), "human").inc()
         call.human_seen = time.perf_counter()
         agent = call.agent if call.preview else self._pick_agent(call)
@@ -540,7 +532,6 @@ class CampaignRunner:
         if call.answered is not None and now - call.answered > LATE_BRIDGE_S:
             call.abandoned = True  # connected, but later than the rule allows: it counts as an abandon
             log.warning("late_bridge", attempt=call.attempt_id, seconds=round(now - call.answered, 3))
-        self.stats.bridged += 1
         self.metrics.bridges.labels(self.label()).inc()
         self.metrics.time_to_connect.labels(self.label()).observe(now - call.dialed)
         if agent.agent.state is AgentState.RESERVED:
@@ -602,7 +593,6 @@ class CampaignRunner:
             return
         with_message = bool(self.config.abandon_message)
         call.state, call.abandoned = "abandoning", True
-        self.stats.abandoned += 1
         self.metrics.abandons.labels(self.label()).inc()
         self.pacer.observe_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
                                             day=datetime.now(UTC).date().toordinal()))  # fmt: skip
@@ -616,13 +606,13 @@ class CampaignRunner:
             carrier = await self.carrier()
             if with_message:
                 await carrier.speak(call.ccid, self.config.abandon_message, command_id=f"abandon-{call.attempt_id}")
-                call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self._hang_up, call)
+                call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self.hang_up, call)
                 return
         except CallEnded:
             return
         except CarrierError as exc:
             log.warning("abandon_message_failed", attempt=call.attempt_id, error=str(exc))
-        self._hang_up(call)
+        self.hang_up(call)
 
     def _leave_message(self, call: Call) -> None:
         if call.ccid is None or call.customer_gone:
@@ -635,27 +625,24 @@ class CampaignRunner:
                 carrier = await self.carrier()
                 await carrier.speak(call.ccid or "", self.config.machine_message or "",
                                     command_id=f"voicemail-{call.attempt_id}")  # fmt: skip
-                call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self._hang_up, call)
+                call.timer = asyncio.get_running_loop().call_later(MESSAGE_LIMIT_S, self.hang_up, call)
             except CarrierError:
-                self._hang_up(call)
+                self.hang_up(call)
 
         self._spawn(speak(), f"voicemail-{call.attempt_id}")
 
-    def _hang_up(self, call: Call) -> None:
+    def hang_up(self, call: Call) -> None:
         if call.customer_gone or call.ccid is None:
             return
 
-        async def hang_up() -> None:
+        async def send() -> None:
             try:
                 carrier = await self.carrier()
                 await carrier.hangup(call.ccid or "", command_id=f"hangup-{call.attempt_id}")
             except CarrierError as exc:
                 log.warning("hangup_failed", attempt=call.attempt_id, error=str(exc))
 
-        self._spawn(hang_up(), f"hangup-{call.attempt_id}")
-
-    def hang_up_for_agent(self, call: Call) -> None:
-        self._hang_up(call)
+        self._spawn(send(), f"hangup-{call.attempt_id}")
 
     def _answer_age(self, call: Call) -> float:
         return (call.answered or self.clock()) - call.dialed

@@ -206,24 +206,17 @@ async def test_a_person_nobody_can_take_hears_the_message_within_two_seconds(
         assert response.status == 200, await response.text()
     manager = bearer(await login(client, "campaign_manager@test.example"))
     cid = await make_campaign(client, manager, mode="progressive", contacts=1, rules={"abandon_lockout": True})
-    token = await login(client, f"{Role.AGENT}@test.example")
-    phone = await (await client.get("/api/telephony/softphone", headers=bearer(token))).json()
-    url = str(client.make_url("/ws/agent")).replace("http", "ws", 1)
-    async with websockets.connect(phone["rtc_url"]) as rtc, websockets.connect(f"{url}?access_token={token}") as ws:
-        for _ in range(100):  # the campaign reaches the dialer within a second of its start
-            await ws.send(json.dumps({"type": "join", "campaign_id": cid, "id": "j"}))
-            if await _answer(ws, "j") == "ack":
-                break
-            await asyncio.sleep(0.1)
-        await rtc.send(json.dumps({"type": "login", "login_token": phone["login_token"]}))
-        await rtc.send(json.dumps({"type": "invite", "destination": "sip:pivotal@sip.telnyx.com"}))
-        await _frame(ws, lambda f: f["type"] == "softphone" and f["connected"])
+    ws, rtc, _ = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
+    try:
         await ws.send(json.dumps({"type": "ready", "id": "r"}))
         assert await _answer(ws, "r") == "ack"
         attempt = await _poll(dialer_db, "SELECT id FROM call_attempts WHERE campaign_id = $1", cid)
         await ws.send(json.dumps({"type": "pause", "reason": "coffee", "id": "p"}))
         assert await _answer(ws, "p") == "ack"
         await _poll(dialer_db, "SELECT 1 FROM call_attempts WHERE id = $1 AND ended_at IS NOT NULL", attempt, 20)
+    finally:
+        await ws.close()
+        await rtc.close()
     row = await dialer_db.fetchrow("SELECT * FROM call_attempts WHERE id = $1", attempt)
     assert row["abandoned"]
     assert row["bridged_at"] is None
