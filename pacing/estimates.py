@@ -101,7 +101,15 @@ class AnswerModel:
 
 
 class HandleModel:
-    """P(an agent is free within tau | talking for e s, or wrapping up for w s), from the last conversations."""
+    """P(an agent is free within tau | talking for e s, or wrapping up for w s), from the last conversations.
+
+    Conversations still going on are counted too, as lower bounds (right-censored, Kaplan-Meier weights): early in
+    a shift only the short calls have ended, and a model of the ended ones alone would expect every agent to be
+    free soon, so the dialer would over-dial just when the long calls hold everybody.
+    """
+
+    #: Rebuilt at least this often (seconds of the caller's clock) while calls go on, for the censored ones.
+    REFRESH_S = 30.0
 
     def __init__(self, window: int = 400, *, prior_calls: int = 60) -> None:
         self._calls: deque[tuple[float, float]] = deque(maxlen=window)  # (talk, wrap)
@@ -110,6 +118,7 @@ class HandleModel:
         for talk, wrap in zip(talks, reversed(wraps), strict=True):
             self._calls.append((talk, wrap))
         self._since_refresh = 0
+        self._refreshed_at: float | None = None
         self.talking: list[tuple[float, ...]] = []  # by talk-elapsed bucket
         self.wrapping: list[tuple[float, ...]] = []  # by wrap-elapsed bucket
         self.talking_vars: list[tuple[float, ...]] = []  # q(1 - q) of each
@@ -120,40 +129,54 @@ class HandleModel:
         self._calls.append((max(0.0, talk_s), max(0.0, wrap_s)))
         self._since_refresh += 1
 
-    def refresh_due(self) -> bool:
-        return self._since_refresh >= 4 * REFRESH_EVERY  # conversations change their length slowly
+    def refresh_due(self, now: float | None = None) -> bool:
+        if self._since_refresh >= 4 * REFRESH_EVERY:  # conversations change their length slowly
+            return True
+        return now is not None and (self._refreshed_at is None or now - self._refreshed_at >= self.REFRESH_S)
 
-    def refresh(self) -> None:
-        self._since_refresh = 0
+    def refresh(self, ongoing: Iterable[float] = (), now: float | None = None) -> None:
+        """Rebuild the tables from the ended conversations and ``ongoing``: the talk so far of those going on."""
+        self._since_refresh, self._refreshed_at = 0, now
         calls = sorted(self._calls)  # by talk
         talks = [talk for talk, _ in calls]
-        self.talking = self._table(((talk + wrap) for talk, wrap in calls), talks, TALK_STEP_S, MAX_TALK_S)
+        weights = _kaplan_meier_weights(talks, sorted(ongoing))
+        self.talking = self._table(((talk + wrap) for talk, wrap in calls), talks, TALK_STEP_S, MAX_TALK_S, weights)
         wraps = sorted(wrap for _, wrap in self._calls)
         self.wrapping = self._table(wraps, wraps, WRAP_STEP_S, MAX_WRAP_S)
         self.talking_vars = _variances(self.talking)
         self.wrapping_vars = _variances(self.wrapping)
 
     @staticmethod
-    def _table(ends: Iterable[float], starts: list[float], step: float, limit: float) -> list[tuple[float, ...]]:
-        """Row b: among samples whose phase outlasts b*step, the share whose ``end`` comes within tau of it."""
-        pairs = sorted(zip(starts, ends, strict=True))
+    def _table(
+        ends: Iterable[float], starts: list[float], step: float, limit: float, weights: list[float] | None = None
+    ) -> list[tuple[float, ...]]:
+        """Row b: among samples whose phase outlasts b*step, the (weighted) share whose ``end`` comes within tau
+        of it. ``starts`` are sorted; ``weights`` go with them (all 1 when not given)."""
+        ends = list(ends)
+        tails = [0.0] * (len(starts) + 1)  # tails[i]: the weight of samples i and after
+        if weights is None:
+            weights = [1.0] * len(starts)
+        else:  # the mass of censored durations longer than every ended one is at risk at every elapsed time
+            tails[-1] = max(0.0, 1.0 - sum(weights))
+        for i in range(len(starts) - 1, -1, -1):
+            tails[i] = tails[i + 1] + weights[i]
         rows: list[tuple[float, ...]] = []
         for bucket in range(int(limit / step) + 1):
             elapsed = bucket * step
-            first = bisect.bisect_right(pairs, (elapsed, math.inf))
-            at_risk = len(pairs) - first
-            if at_risk < 5:  # past what the data says: a little chance per second rather than none
+            first = bisect.bisect_right(starts, elapsed)
+            at_risk = tails[first]
+            if len(starts) - first < 5 or at_risk <= 0:  # past what the data says: a little chance per second
                 rows.append(rows[-1] if rows and any(rows[-1]) else tuple(min(1.0, tau / 120) for tau in TAU))
                 continue
-            counts = [0] * len(TAU)
-            for _, end in pairs[first:]:
-                index = bisect.bisect_left(TAU, end - elapsed)
+            counts = [0.0] * len(TAU)
+            for i in range(first, len(starts)):
+                index = bisect.bisect_left(TAU, ends[i] - elapsed)
                 if index < len(TAU):
-                    counts[index] += 1
-            running, row = 0, []
+                    counts[index] += weights[i]
+            running, row = 0.0, []
             for count in counts:
                 running += count
-                row.append(running / at_risk)
+                row.append(min(1.0, running / at_risk))
             rows.append(tuple(row))
         return rows
 
@@ -195,6 +218,31 @@ class PersonModel:
     def person(self, answer_age: float) -> float:
         bucket = min(int(answer_age / self.STEP_S), len(self._heard) - 1)
         return self._people[bucket] / self._heard[bucket]
+
+
+def _kaplan_meier_weights(ended: list[float], censored: list[float]) -> list[float]:
+    """The Kaplan-Meier probability mass of each ended duration (``ended`` sorted), given durations known only to
+    exceed ``censored`` (sorted): each censored one hands its share on to the longer ones. Without censoring,
+    every weight is 1 / n."""
+    n = len(ended) + len(censored)
+    if not ended:
+        return []
+    survival, weights = 1.0, [0.0] * len(ended)
+    c = 0  # censored durations below the current one leave the risk set
+    i = 0
+    while i < len(ended):
+        while c < len(censored) and censored[c] < ended[i]:
+            c += 1
+        at_risk = n - i - c
+        j = i
+        while j < len(ended) and ended[j] == ended[i]:  # ties end together
+            j += 1
+        mass = survival * (j - i) / at_risk
+        for k in range(i, j):
+            weights[k] = mass / (j - i)
+        survival -= mass
+        i = j
+    return weights
 
 
 def _variances(rows: list[tuple[float, ...]]) -> list[tuple[float, ...]]:

@@ -5,15 +5,18 @@ The predictive pacer looks a few seconds ahead. For each point tau of a short gr
   campaign's recent answer-age distribution (``AnswerModel``), with those already waiting; and
 - the agents expected to be free by then: ready now, plus those whose call and wrap-up should end by then,
   each by its elapsed time (``HandleModel``).
-Within the look-ahead an agent takes at most one call (a conversation outlasts it), so callers left without
-an agent at some tau are abandoned; their expected number is the largest expected excess over the grid
-(normal approximation of both counts). The pacer places the most dials whose expected abandons stay under a
-target share of the expected answers. The target is the ceiling times ``aim``, less the share AMD false
-positives take, times a calibration ``scale`` that an integral controller moves with every person settled
-(connected: up a little; abandoned: down), so the measured rate settles at the aim whatever the model's bias.
-A guard keeps the measured rate of the binding window (today for Ofcom, 30 days for the FCC; AMD false
-positives estimated) under the ceiling even if the abandons still in flight happen: past it, and whenever AMD
-alone would spend the budget, the pacer dials progressively, which abandons nobody through pacing.
+Within the look-ahead an agent takes at most one call (a conversation outlasts it), so the callers left without
+an agent are the running maximum over the grid of (answers - free agents), floored at zero (a reflected walk);
+its expectation comes from Clark's moment matching on the normal approximation of both counts, which errs a
+little high (cautious) where the pointwise largest excess errs low. The pacer places the most dials whose
+expected abandons stay under a target share of the expected answers. The target is the ceiling times ``aim``,
+less the share AMD false positives take, times a calibration ``scale`` that an integral controller moves with
+every person settled (connected: up a little; abandoned: down), so the measured rate settles at the aim whatever
+the model's bias. A guard keeps each window the rule measures (today for Ofcom, 30 days for the FCC; AMD false
+positives estimated) under 95% of the ceiling once the people in flight have answered, counting the abandons
+expected among them plus 1.5 standard deviations: it caps the dials near the ceiling, and when even no new dial
+passes it (or AMD alone would spend the budget) the pacer dials progressively, which abandons nobody through
+pacing.
 """
 
 from __future__ import annotations
@@ -28,9 +31,9 @@ from pacing.estimates import TAU, AnswerModel, HandleModel, PersonModel
 #: RATE * (aim - abandoned?1:0), an integral controller on (aim x people - abandons).
 RATE = 0.15
 SCALE_RANGE = (0.02, 10.0)
-#: Abandons that may still be in flight when the guard trips: the day's rate must stay under the ceiling
-#: even if they all happen.
-IN_FLIGHT_ABANDONS = 2.0
+#: The guard counts the abandons expected among the calls in flight plus this many standard deviations
+#: (Poisson): the window's rate must stay under the ceiling even if more of them than expected happen.
+IN_FLIGHT_SIGMAS = 1.5
 #: ... and under this share of it: which abandoned calls were people is an estimate, and a burst after a jump
 #: in the answer rate (a fresh list) can land several abandons before the guard's progressive dialling bites.
 GUARD = 0.95
@@ -114,21 +117,18 @@ class PredictivePacer:
         s = self.settings
         return s.max_abandon_rate * s.aim - s.amd_false_positive_rate
 
-    def _steer(self) -> float:
-        """The pacing target for now: 0 when the guard trips."""
-        base = self._base_target()
-        if base <= 0:
-            return 0.0  # AMD's false positives alone spend the budget
-        ceiling = self.settings.max_abandon_rate
+    def _windows(self) -> list[tuple[float, float]]:
+        """(people, abandons) so far in each window the guard keeps under the ceiling: the FCC's 30 days, Ofcom's
+        day, or both. People include those AMD hung up on (estimated); abandons include them too."""
         fp = self.settings.amd_false_positive_rate
-        windows = {"us_fcc": (self.day - 29,), "uk_ofcom": (self.day,)}.get(self.settings.abandon_rule,
-                                                                          (self.day - 29, self.day))  # fmt: skip
-        for first in windows:  # the FCC's 30 days, Ofcom's day, or both
+        firsts = {"us_fcc": (self.day - 29,), "uk_ofcom": (self.day,)}.get(self.settings.abandon_rule,
+                                                                         (self.day - 29, self.day))  # fmt: skip
+        out = []
+        for first in firsts:
             connected, abandoned = self.ledger.counts(first, self.day)
             people = (connected + abandoned) / (1 - fp)
-            if abandoned + people * fp + IN_FLIGHT_ABANDONS > GUARD * ceiling * (people + IN_FLIGHT_ABANDONS):
-                return 0.0
-        return base * self.scale
+            out.append((people, abandoned + people * fp))
+        return out
 
     def dials(self, snapshot: Snapshot) -> int:
         room = snapshot.line_cap - snapshot.lines_in_use
@@ -136,18 +136,20 @@ class PredictivePacer:
             return 0
         if self.answers.refresh_due():
             self.answers.refresh()
-        if self.handles.refresh_due():
-            self.handles.refresh()
-        self.target = self._steer()
-        if self.target <= 0:
+        if self.handles.refresh_due(snapshot.now):
+            self.handles.refresh(snapshot.agents_talking, snapshot.now)
+        base = self._base_target()
+        self.target = base * self.scale if base > 0 else 0.0
+        count = self._most_dials(snapshot, room) if base > 0 else None
+        if count is None:  # the guard trips (or AMD's false positives alone spend the budget)
             self.mode, self.target_bound = "progressive", False
             return progressive_dials(snapshot)
         self.mode = "predictive"
-        count = self._most_dials(snapshot, room)
         self.target_bound = count < room
         return count
 
-    def _most_dials(self, snapshot: Snapshot, room: int) -> int:
+    def _most_dials(self, snapshot: Snapshot, room: int) -> int | None:
+        """The most new dials the target and the guard allow; None if the guard allows none (dial progressively)."""
         # People expected to answer by each tau, from the calls ringing now (and those already waiting): sums of
         # table rows, column by column (zip and sum run in C; this is the hot path of a busy campaign).
         answers, handles = self.answers, self.handles
@@ -172,15 +174,26 @@ class PredictivePacer:
         base = [(answer_mean[k] - free_mean[k], answer_var[k] + free_var[k], new[k], new[k] * (1 - new[k]))
                 for k in range(len(TAU))]  # fmt: skip
         target = self.target
+        guard, fp = GUARD * self.settings.max_abandon_rate, self.settings.amd_false_positive_rate
+        windows = self._windows()
+
+        def expected_abandons(d: int) -> float:
+            return _expected_running_max([mean + d * p for mean, _, p, _ in base],
+                                         [var + d * p_var for _, var, _, p_var in base])  # fmt: skip
+
+        def guarded(d: int, abandons: float) -> bool:
+            # Each window's rate once the people now in flight have answered stays under the guard even if a
+            # few more of them than expected are abandoned (model error, bursts).
+            people = total + d * new_total
+            risk = abandons / self.scale + IN_FLIGHT_SIGMAS * math.sqrt(abandons / self.scale)
+            return all(abandoned + fp * people + risk <= guard * (so_far + people) for so_far, abandoned in windows)
 
         def acceptable(d: int) -> bool:
-            worst = 0.0
-            for mean, var, p, p_var in base:
-                excess = _expected_excess(mean + d * p, math.sqrt(var + d * p_var))
-                if excess > worst:
-                    worst = excess
-            return worst <= target * (total + d * new_total)
+            abandons = expected_abandons(d)
+            return abandons <= target * (total + d * new_total) and guarded(d, abandons)
 
+        if not guarded(0, expected_abandons(0)):
+            return None
         if not acceptable(0):
             return 0
         low, high = 0, room  # the largest acceptable d, by bisection (acceptability falls as d grows)
@@ -193,9 +206,26 @@ class PredictivePacer:
         return low
 
 
-def _expected_excess(mean: float, sd: float) -> float:
-    """E[max(X, 0)] for X normal(mean, sd)."""
-    if sd <= 1e-9:
-        return max(mean, 0.0)
-    z = mean / sd
-    return sd * math.exp(-z * z / 2) / math.sqrt(2 * math.pi) + mean * 0.5 * (1 + math.erf(z / math.sqrt(2)))
+_SQRT2 = math.sqrt(2.0)
+_SQRT2PI = math.sqrt(2 * math.pi)
+
+
+def _expected_running_max(means: list[float], variances: list[float]) -> float:
+    """E[max(0, X_1, ..., X_K)] for a Gaussian walk X (independent increments), by Clark's moment matching."""
+    m_max, v_max, cov = 0.0, 0.0, 0.0  # the running max so far (as a Gaussian) and its covariance with X_k
+    for mean, var in zip(means, variances, strict=True):
+        spread2 = v_max + var - 2 * cov
+        if spread2 <= 1e-12:
+            if mean > m_max:
+                m_max, v_max, cov = mean, var, var
+            continue
+        spread = math.sqrt(spread2)
+        alpha = (m_max - mean) / spread
+        upper = 0.5 * (1 + math.erf(alpha / _SQRT2))
+        lower = 1 - upper
+        density = math.exp(-alpha * alpha / 2) / _SQRT2PI
+        first = m_max * upper + mean * lower + spread * density
+        second = (m_max * m_max + v_max) * upper + (mean * mean + var) * lower + (m_max + mean) * spread * density
+        cov = cov * upper + var * lower
+        m_max, v_max = first, max(0.0, second - first * first)
+    return max(0.0, m_max)

@@ -4,13 +4,15 @@ judges them (short shifts)."""
 from __future__ import annotations
 
 import dataclasses
+import math
+import random
 
 import pytest
 
 from pacing.abandon import AbandonLedger
 from pacing.api import LiveOutcome, PacingSettings, Snapshot
-from pacing.estimates import TAU, AnswerModel, HandleModel, PersonModel
-from pacing.pacers import PredictivePacer, PreviewPacer, ProgressivePacer
+from pacing.estimates import TAU, AnswerModel, HandleModel, PersonModel, _kaplan_meier_weights
+from pacing.pacers import PredictivePacer, PreviewPacer, ProgressivePacer, _expected_running_max
 from sim.callcentre import HUMAN, SCENARIOS, Lead, Shift
 from sim.oracle import oracle_shift
 from sim.vicidial import VicidialAdapt
@@ -86,26 +88,46 @@ def test_the_controller_follows_the_measured_rate() -> None:
     assert pacer.scale < up, "abandons bring it down"
 
 
-@pytest.mark.parametrize(
-    ("connected", "abandoned", "false_positive_rate", "mode"),
-    [
-        (200, 2, 0.0, "predictive"),
-        (200, 7, 0.0, "progressive"),  # over 3% today once two more in flight are counted
-        (10, 0, 0.0, "progressive"),  # too few people today to risk one abandon
-        (500, 0, 0.025, "progressive"),  # AMD's false positives alone spend the aim (3% x 0.8)
-        (500, 0, 0.01, "predictive"),
-    ],
-)
-def test_the_guard(connected: int, abandoned: int, false_positive_rate: float, mode: str) -> None:
+def pacer_with_a_day(connected: int, abandoned: int, false_positive_rate: float = 0.0) -> PredictivePacer:
     pacer = PredictivePacer(PacingSettings(amd_false_positive_rate=false_positive_rate))
     for _ in range(connected):
         pacer.observe_live(LiveOutcome(0.0, connected=True, answer_age=5.0, person=True, day=5))
     for _ in range(abandoned):
         pacer.observe_live(LiveOutcome(0.0, connected=False, answer_age=5.0, day=5))
-    pacer.dials(snap(ready=4))
+    return pacer
+
+
+@pytest.mark.parametrize(
+    ("connected", "abandoned", "false_positive_rate", "snapshot", "mode"),
+    [
+        (200, 2, 0.0, snap(ready=4), "predictive"),
+        (200, 5, 0.0, snap(ready=4), "predictive"),  # 5 + what may still come stays under 95% of 3% of 205
+        (200, 6, 0.0, snap(ready=4), "progressive"),  # ... 6 does not
+        (0, 0, 0.0, snap(ready=4), "predictive"),  # a first call may be risked where an abandon is all but impossible
+        (10, 0, 0.0, snap(ready=1, dialing=(2.0,) * 10), "progressive"),  # ten answers due for one agent
+        (200, 2, 0.0, snap(ready=1, dialing=(2.0,) * 30), "progressive"),  # the calls ringing would spend the day
+        (500, 0, 0.025, snap(ready=4), "progressive"),  # AMD's false positives alone spend the aim (3% x 0.8)
+        (500, 0, 0.01, snap(ready=4), "predictive"),
+    ],
+)
+def test_the_guard(connected: int, abandoned: int, false_positive_rate: float, snapshot: Snapshot, mode: str) -> None:
+    pacer = pacer_with_a_day(connected, abandoned, false_positive_rate)
+    count = pacer.dials(snapshot)
     assert pacer.mode == mode
     if mode == "progressive":
-        assert pacer.dials(snap(ready=4, dialing=(1.0,))) == 3
+        assert count == ProgressivePacer().dials(snapshot)
+    else:
+        assert count > ProgressivePacer().dials(snapshot)
+
+
+def test_the_guard_dials_less_as_the_day_fills_up() -> None:
+    counts = [pacer_with_a_day(200, abandoned).dials(snap(ready=4)) for abandoned in range(7)]
+    assert counts == sorted(counts, reverse=True)
+    assert counts[0] > counts[5] > counts[6] == 4, "fewer risks near the ceiling; past it, one call per agent"
+    # With nobody behind it, the pacer risks only what is all but certain to find an agent.
+    fresh = PredictivePacer()
+    assert fresh.dials(snap(ready=4)) > 4
+    assert fresh.dials(snap(ready=0, dialing=(2.0,) * 3)) == 0
 
 
 @pytest.mark.parametrize(
@@ -151,6 +173,66 @@ def test_handle_model_predicts_free_agents() -> None:
     assert model.talking_row(55.0)[TAU.index(10.0)] == 0.0
     assert model.wrapping_row(5.0)[TAU.index(5.0)] == 1.0
     assert model.wrapping_row(5.0)[TAU.index(4.0)] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("ended", "censored", "weights"),
+    [
+        ([1.0, 2.0, 3.0], [], [1 / 3] * 3),  # nothing censored: the plain empirical distribution
+        ([1.0, 2.0, 3.0], [1.5], [1 / 4, 3 / 8, 3 / 8]),  # the call known to outlast 1.5 s hands its share on
+        ([1.0, 2.0, 3.0], [5.0], [1 / 4] * 3),  # ... and one outlasting them all keeps its quarter beyond
+        ([2.0, 2.0], [1.0], [1 / 2, 1 / 2]),  # ties end together; censored before any end: no mass lost
+        ([], [4.0], []),
+    ],
+)
+def test_kaplan_meier_weights(ended: list[float], censored: list[float], weights: list[float]) -> None:
+    assert _kaplan_meier_weights(ended, censored) == pytest.approx(weights)
+
+
+def test_handle_model_counts_the_conversations_still_going_on() -> None:
+    model = HandleModel(window=100, prior_calls=0)
+    for _ in range(50):
+        model.observe(10.0, 0.0)  # only the short calls have ended so far ...
+    model.refresh()
+    assert model.talking_row(0.0)[TAU.index(15.0)] == 1.0
+    model.refresh(ongoing=[40.0] * 50, now=100.0)  # ... while as many are still going after 40 s
+    assert model.talking_row(0.0)[TAU.index(15.0)] == pytest.approx(0.5), "half the agents who just started"
+    assert not model.refresh_due(110.0)
+    assert model.refresh_due(100.0 + HandleModel.REFRESH_S), "the censored calls age: rebuilt on the clock"
+
+
+@pytest.mark.parametrize(
+    ("means", "variances", "expected"),
+    [
+        ([0.0], [1.0], 1 / math.sqrt(2 * math.pi)),  # E[max(0, X)], X standard normal
+        ([-1.0, 2.0, 1.0], [0.0, 0.0, 0.0], 2.0),  # no noise: the largest mean
+        ([-3.0, -2.0], [0.0, 0.0], 0.0),  # never positive
+    ],
+)
+def test_expected_running_max_exact_cases(means: list[float], variances: list[float], expected: float) -> None:
+    assert _expected_running_max(means, variances) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(("drift", "steps"), [(0.0, 10), (-0.3, 13), (-1.0, 13), (0.2, 6), (0.5, 13)])
+def test_expected_running_max_matches_a_monte_carlo_walk(drift: float, steps: int) -> None:
+    """Abandons are the running maximum of (answers - free agents): Clark's approximation against simulation,
+    and above the largest single-point expectation (what a pointwise model would use). Clark's moment matching
+    errs high where the walk drifts down (the pacer's usual regime: the cautious side), by at most a quarter."""
+    rng = random.Random(7)  # noqa: S311 (a simulation, not a secret)
+    paths, total = 20_000, 0.0
+    for _ in range(paths):
+        walk = best = 0.0
+        for _ in range(steps):
+            walk += rng.gauss(drift, 1.0)
+            best = max(best, walk)
+        total += best
+    means = [drift * (k + 1) for k in range(steps)]
+    variances = [float(k + 1) for k in range(steps)]
+    estimate = _expected_running_max(means, variances)
+    simulated = total / paths
+    assert 0.97 * simulated <= estimate <= 1.25 * simulated
+    pointwise = max(_expected_running_max([m], [v]) for m, v in zip(means, variances, strict=True))
+    assert estimate > pointwise
 
 
 def test_person_model_tells_people_from_voicemail_by_answer_age() -> None:
