@@ -40,6 +40,7 @@ class Services:
     trust_forwarded_for: bool = False
     #: Sandbox mode: the simulated carrier's softphone websocket (ws://127.0.0.1:PORT/_sim/rtc).
     sandbox_rtc_url: str | None = None
+    webrtc_sdk_url: str = ""
 
 
 SERVICES = web.AppKey("services", Services)

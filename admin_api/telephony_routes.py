@@ -70,6 +70,7 @@ class SoftphoneOut(BaseModel):
     sip_username: str
     login_token: str = Field(description="a fresh WebRTC login token (JWT) for @telnyx/webrtc's login_token")
     rtc_url: str | None = Field(None, description="sandbox only: the simulated carrier's softphone websocket")
+    sdk_url: str | None = Field(None, description="where the console loads @telnyx/webrtc from (none in sandbox)")
 
 
 def _problem(exc: TelephonyError) -> Problem:
@@ -145,4 +146,5 @@ async def softphone(req: ApiRequest) -> SoftphoneOut:
     except CarrierError as exc:
         raise Problem(502, f"the carrier refused: {exc}") from None
     return SoftphoneOut(connection=phone.connection, sip_username=phone.sip_username, login_token=phone.login_token,
-                        rtc_url=req.services.sandbox_rtc_url)  # fmt: skip
+                        rtc_url=req.services.sandbox_rtc_url,
+                        sdk_url=None if req.services.sandbox_rtc_url else req.services.webrtc_sdk_url)  # fmt: skip

@@ -119,6 +119,10 @@ class TelephonySettings(_Section):
     sandbox_channel_limit: int = Field(2000, ge=1, le=100_000)
     #: Sandbox only: the simulated carrier's port (0: any free port; the softphone endpoint names it).
     sandbox_port: int = Field(0, ge=0, le=65535)
+    #: Where agents' browsers load the @telnyx/webrtc SDK (its self-contained UMD bundle) when not in sandbox
+    #: mode; serve a vendored copy from your own host to pin it. The console's Content-Security-Policy allows
+    #: this origin for scripts and wss://rtc.telnyx.com for the softphone.
+    webrtc_sdk_url: str = Field("https://unpkg.com/@telnyx/webrtc@2.27.10/lib/bundle.js", pattern=r"^https?://")
 
     @field_validator("secrets_key")
     @classmethod

@@ -136,7 +136,10 @@ class AgentConnection:
         except protocol.FrameError as exc:
             self.console.send(exc.frame())
         except Refused as exc:
-            self.console.send(protocol.error(exc.code, exc.message, frame_id))
+            refused = protocol.error(exc.code, exc.message, frame_id)
+            if exc.fields:
+                refused["fields"] = exc.fields
+            self.console.send(refused)
         except Exception:
             log.exception("agent_frame_failed", user=self.user_id)
             self.console.send(protocol.error("internal", "the daemon could not handle this frame; try again",
@@ -158,6 +161,8 @@ class AgentConnection:
         if kind == "ping":
             self.console.send({"type": "pong", "id": frame.id})
             return None
+        if kind == "campaigns":
+            return {"campaigns": await engine.campaigns_for(self.user_id)}
         if kind == "join":
             session = await engine.join(self.user_id, frame.campaign_id, self.console)
             return {"campaign_id": session.campaign_id, "session_id": session.session_id}

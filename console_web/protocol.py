@@ -8,8 +8,9 @@ resent disposition is saved once.
 Agent -> daemon: ``join`` (a campaign), ``ready``, ``pause`` (a reason code), ``disposition`` (the call
 attempt, a disposition code, the form's answers, notes, an optional callback), ``callback`` (schedule one
 outside a disposition), ``preview_accept`` / ``preview_skip`` (preview dialling), ``hangup``, ``leave``,
-``ping``. Daemon -> agent: ``welcome``, ``ack``, ``error``, ``state`` (the agent's state), ``preview``,
-``screen_pop``, ``call`` (the call's state), ``pong``.
+``campaigns`` (those the agent may join now), ``ping``. Daemon -> agent: ``welcome``, ``ack``, ``error``,
+``state`` (the agent's state), ``preview``, ``screen_pop``, ``history`` (the contact's earlier calls),
+``call`` (the call's state), ``owed``, ``softphone``, ``pong``.
 
 The daemon authenticates the connection before any frame: the JWT goes in the ``Sec-WebSocket-Protocol``
 header as ``bearer.<token>`` (browsers cannot set Authorization on a websocket) or in an ``access_token``
@@ -102,8 +103,12 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
+class Campaigns(_Frame):
+    type: Literal["campaigns"]
+
+
 AgentFrame = Annotated[
-    Join | Ready | Pause | Disposition | Callback | PreviewAccept | PreviewSkip | Hangup | Leave | Ping,
+    Join | Ready | Pause | Disposition | Callback | PreviewAccept | PreviewSkip | Hangup | Leave | Ping | Campaigns,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[AgentFrame] = TypeAdapter(AgentFrame)

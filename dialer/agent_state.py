@@ -123,7 +123,8 @@ class Agent:
         if state is not self.state:
             self.since = now
         self.state = state
-        self.pause_reason = reason if state is S.PAUSED else None
+        # Paused: why; offline: why it was forced (a supervisor, a lost connection), for the console to say.
+        self.pause_reason = reason if state in (S.PAUSED, S.OFFLINE) else None
         if state is S.READY:
             if self.ready_since is None:
                 self.ready_since = now

@@ -368,3 +368,24 @@ async def owed(pool: asyncpg.Pool, user_id: int, campaign_id: int) -> list[async
         campaign_id,
     )
     return rows
+
+
+async def history(pool: asyncpg.Pool, contact_id: int, *, before_attempt: int, limit: int = 10) -> list[dict[str, Any]]:
+    """The contact's last calls before this one, newest first, for the agent's screen pop."""
+    rows = await pool.fetch(
+        """SELECT a.id, a.created_at, c.name AS campaign, u.display_name, u.email, a.state::text AS state,
+                  a.hangup_cause, a.abandoned, d.disposition_code, d.notes,
+                  extract(epoch FROM a.ended_at - a.bridged_at) AS talk_s
+             FROM call_attempts a
+             JOIN campaigns c ON c.id = a.campaign_id
+             LEFT JOIN users u ON u.id = a.agent_user_id
+             LEFT JOIN attempt_dispositions d ON d.call_attempt_id = a.id
+            WHERE a.contact_id = $1 AND a.id < $2
+            ORDER BY a.id DESC LIMIT $3""",
+        contact_id, before_attempt, limit,
+    )  # fmt: skip
+    return [{"attempt_id": r["id"], "at": r["created_at"].isoformat(), "campaign": r["campaign"],
+             "agent": r["display_name"] or r["email"], "disposition": r["disposition_code"],
+             "outcome": "abandoned" if r["abandoned"] else (r["hangup_cause"] or r["state"]),
+             "notes": r["notes"], "talk_s": round(float(r["talk_s"]), 1) if r["talk_s"] is not None else None}
+            for r in rows]  # fmt: skip

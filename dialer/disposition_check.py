@@ -34,7 +34,7 @@ def check_disposition(
         clean = validate_answers(form, dict(answers), require=flags.is_positive)
     except AnswerError as exc:
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in exc.errors)
-        raise Refused("invalid_answers", detail) from None
+        raise Refused("invalid_answers", detail, exc.errors) from None
     if not flags.is_callback:
         return flags, clean, None
     if callback_due is None:

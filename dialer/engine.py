@@ -69,6 +69,8 @@ class Engine:
         self._lag: asyncio.Task[None] | None = None
         self._hung_up: set[str] = set()
         self.state_log = AgentStateLog(pool)
+        #: Called on every change of an agent's state or call (the supervisor dashboards listen here).
+        self.watchers: list[Callable[[AgentSession], None]] = []
         metrics.agents.source = self._agents_by_state
         metrics.agents.waiting = lambda: [(cid, len(r.waiting)) for cid, r in self.runners.items()]
 
@@ -246,8 +248,10 @@ class Engine:
         if runner is not None and isinstance(session.call, Call):
             session.send(runner.screen_pop(session.call, session))
             session.send(runner.call_frame(session.call, session.call.state))
+            self.spawn(runner.send_history(session.call, session), f"history-{session.call.attempt_id}")
+        catalogue = runner.catalogue() if runner is not None else {}
         for attempt_id in session.owed:
-            session.send({"type": "owed", "attempt_id": attempt_id})
+            session.send({"type": "owed", "attempt_id": attempt_id, **catalogue})
         if runner is not None and session.offer is not None:
             entry = session.offer
             session.send({"type": "preview", "contact": entry.contact, "account": entry.account,
@@ -416,6 +420,8 @@ class Engine:
                               agent.pause_reason, datetime.now(UTC),
                               session.call.attempt_id if isinstance(session.call, Call) else None))  # fmt: skip
         self._send_state(session)
+        for watcher in self.watchers:
+            watcher(session)
 
     def _send_state(self, session: AgentSession) -> None:
         agent = session.agent

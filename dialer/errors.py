@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 class Refused(ValueError):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, fields: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.code, self.message = code, message
+        self.fields = fields  # per-field problems ({field, message}), where the request was a form

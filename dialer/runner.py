@@ -36,7 +36,9 @@ from dialer.disposition_check import check_disposition
 from dialer.errors import Refused
 from dialer.lead_caps import AccountCaps
 from dialer.leg_state import GREETING_EVENTS, Leg, LegState
+from dialer.live_stats import CampaignLive
 from dialer.outcome_rules import system_outcome
+from pacing.abandon import AbandonLedger
 from pacing.api import CallOutcome, CallResult, LiveOutcome, Pacer, Snapshot
 from pacing.pacers import PredictivePacer, PreviewPacer, ProgressivePacer
 
@@ -54,6 +56,8 @@ REFILL_EVERY_S = 2.0
 #: A bridge this long after the answer reached us broke the 2-second rule: the call counts as abandoned.
 LATE_BRIDGE_S = 2.0
 CARRIER_TTL_S = 5.0
+#: Agent time and the dashboard's chart points are sampled this often.
+SAMPLE_S = 1.0
 
 
 class CampaignRunner:
@@ -96,6 +100,10 @@ class CampaignRunner:
         self.error: str | None = None
         self._carrier_cache: Carrier | None = None
         self._carrier_at = 0.0
+        self.live = CampaignLive(clock())
+        self._own_ledger = AbandonLedger()  # preview and progressive campaigns (a predictive pacer keeps its own)
+        self.dial_level = 0.0
+        self._sampled_at = -1e9
 
     @staticmethod
     def _pacer(config: CampaignConfig) -> Pacer:
@@ -116,6 +124,18 @@ class CampaignRunner:
 
     def label(self) -> str:
         return str(self.config.id)
+
+    @property
+    def ledger(self) -> AbandonLedger:
+        """The abandon rates as the regulators count them (the predictive pacer's, which estimates the people
+        among the unheard answers; otherwise the runner's own)."""
+        return self.pacer.ledger if isinstance(self.pacer, PredictivePacer) else self._own_ledger
+
+    def _count_live(self, outcome: LiveOutcome) -> None:
+        self.pacer.observe_live(outcome)
+        if not isinstance(self.pacer, PredictivePacer) and outcome.person is not False:
+            self._own_ledger.record(outcome.day, connected=outcome.connected)
+        self.live.settled(outcome.day, abandoned=not outcome.connected)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -155,24 +175,28 @@ class CampaignRunner:
 
     async def _rebuild_ledger(self) -> None:
         cid = self.config.id
+        ledger, today = self.ledger, datetime.now(UTC).date().toordinal()
+        rows = await self.pool.fetch(
+            """SELECT (answered_at AT TIME ZONE 'UTC')::date AS day,
+                      count(*) FILTER (WHERE bridged_at IS NOT NULL AND NOT abandoned) AS connected,
+                      count(*) FILTER (WHERE abandoned) AS abandoned
+                 FROM call_attempts
+                WHERE campaign_id = $1 AND answered_at > now() - interval '31 days'
+                  AND (bridged_at IS NOT NULL OR abandoned)
+                GROUP BY 1""",
+            cid,
+        )
+        for row in rows:
+            day = row["day"].toordinal()
+            if row["connected"]:
+                ledger.record(day, connected=True, weight=float(row["connected"]))
+            if row["abandoned"]:
+                ledger.record(day, connected=False, weight=float(row["abandoned"]))
+            if day == today:
+                self.live.rebuild_today(today, settled=row["connected"] + row["abandoned"],
+                                        abandoned=row["abandoned"])  # fmt: skip
         if isinstance(self.pacer, PredictivePacer):
-            rows = await self.pool.fetch(
-                """SELECT (answered_at AT TIME ZONE 'UTC')::date AS day,
-                          count(*) FILTER (WHERE bridged_at IS NOT NULL AND NOT abandoned) AS connected,
-                          count(*) FILTER (WHERE abandoned) AS abandoned
-                     FROM call_attempts
-                    WHERE campaign_id = $1 AND answered_at > now() - interval '31 days'
-                      AND (bridged_at IS NOT NULL OR abandoned)
-                    GROUP BY 1""",
-                cid,
-            )
-            for row in rows:
-                day = row["day"].toordinal()
-                if row["connected"]:
-                    self.pacer.ledger.record(day, connected=True, weight=float(row["connected"]))
-                if row["abandoned"]:
-                    self.pacer.ledger.record(day, connected=False, weight=float(row["abandoned"]))
-            self.pacer.day = datetime.now(UTC).date().toordinal()
+            self.pacer.day = today
 
     def reconfigure(self, config: CampaignConfig) -> None:
         self._carrier_cache = None  # the connection may have changed
@@ -184,6 +208,8 @@ class CampaignRunner:
                 # What was learnt and counted stays: above all the abandon ledger the guard reads.
                 self.pacer.answers, self.pacer.handles, self.pacer.people = old.answers, old.handles, old.people
                 self.pacer.ledger, self.pacer.day, self.pacer.scale = old.ledger, old.day, old.scale
+            elif isinstance(old, PredictivePacer):
+                self._own_ledger = old.ledger  # the rates counted so far stay on the dashboard
             elif isinstance(self.pacer, PredictivePacer):
                 self._spawn(self._rebuild_ledger(), f"campaign-{config.id}-rebuild")
         self.caps.mode, self.caps.cap = config.cap_mode, config.cap  # type: ignore[assignment]
@@ -236,7 +262,10 @@ class CampaignRunner:
         sessions = self._agents(self.config.id)
         self._wrap_timeouts(sessions, now)
         self._serve_waiting(sessions)
+        if now - self._sampled_at >= SAMPLE_S:
+            self._sample(sessions, now)
         if not self.active:
+            self.dial_level = 0.0
             return
         self._maybe_refill(now)
         if self.config.dial_mode == "preview":
@@ -244,10 +273,17 @@ class CampaignRunner:
             return
         snapshot = self.snapshot(sessions, now)
         wanted = self.pacer.dials(snapshot)
-        self.metrics.dial_level.labels(self.label()).set(
-            snapshot.lines_in_use / snapshot.agents_active if snapshot.agents_active else 0.0
-        )
+        self.dial_level = snapshot.lines_in_use / snapshot.agents_active if snapshot.agents_active else 0.0
+        self.metrics.dial_level.labels(self.label()).set(self.dial_level)
         self._dial_from_hopper(wanted)
+
+    def _sample(self, sessions: list[AgentSession], now: float) -> None:
+        """Agent time and a chart point for the dashboard, about once a second."""
+        self._sampled_at = now
+        busy = sum(1 for s in sessions if s.agent.state in _BUSY)
+        today = datetime.now(UTC).date().toordinal()
+        self.live.agents(now, logged_in=len(sessions), busy=busy, dial_level=self.dial_level,
+                         abandon_rate=self.ledger.rate(today, today)[0], wall=time.time())  # fmt: skip
 
     def _dial_from_hopper(self, wanted: int) -> None:
         """Dial up to ``wanted`` entries, each decided again now (the window may have closed, a DNC arrived, the
@@ -497,6 +533,7 @@ class CampaignRunner:
         agent.call, call.agent, call.state = call, agent, "reserved"
         self._spawn(self._bridge(call, agent), f"bridge-{call.attempt_id}")
         agent.send(self.screen_pop(call, agent))
+        self._spawn(self.send_history(call, agent), f"history-{call.attempt_id}")
         self._changed(agent)
 
     async def _bridge(self, call: Call, agent: AgentSession) -> None:
@@ -539,6 +576,7 @@ class CampaignRunner:
         if call.state == "reserved":
             call.state = "bridged"
         self.caps.connect(call.entry.account_id)
+        self.live.connected(now)
         agent.send(self.call_frame(call, "bridged"))
         self._changed(agent)
         try:
@@ -594,8 +632,8 @@ class CampaignRunner:
         with_message = bool(self.config.abandon_message)
         call.state, call.abandoned = "abandoning", True
         self.metrics.abandons.labels(self.label()).inc()
-        self.pacer.observe_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
-                                            day=datetime.now(UTC).date().toordinal()))  # fmt: skip
+        self._count_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
+                                     day=datetime.now(UTC).date().toordinal()))  # fmt: skip
         self._spawn(self._abandon_call(call, with_message), f"abandon-{call.attempt_id}")
         self._spawn(attempts.mark_abandoned(self.pool, call.attempt_id), f"abandoned-{call.attempt_id}")
 
@@ -808,14 +846,32 @@ class CampaignRunner:
         entry = call.entry
         return {"type": "screen_pop", "attempt_id": call.attempt_id, "contact_id": entry.contact_id,
                 "contact": entry.contact, "account": entry.account, "script": self._script(entry),
-                "form": self.config.form, "callback_id": entry.callback_id,
+                "callback_id": entry.callback_id, **self.catalogue()}  # fmt: skip
+
+    def catalogue(self) -> dict[str, Any]:
+        """What a console needs to save a disposition: the form and the outcomes an agent may choose."""
+        return {"form": self.config.form,
                 "dispositions": [{"code": f.code, "label": f.label, "positive": f.is_positive,
                                   "callback": f.is_callback, "hotkey": f.hotkey}
                                  for f in self.config.dispositions.values()]}  # fmt: skip
 
+    async def send_history(self, call: Call, agent: AgentSession) -> None:
+        """The contact's earlier calls follow the screen pop (a query the routing path must not wait for)."""
+        try:
+            calls = await attempts.history(self.pool, call.entry.contact_id, before_attempt=call.attempt_id)
+        except Exception:
+            log.warning("history_not_loaded", attempt=call.attempt_id)
+            return
+        if agent.call is call:
+            agent.send({"type": "history", "attempt_id": call.attempt_id, "contact_id": call.entry.contact_id,
+                        "calls": calls})  # fmt: skip
+
     def call_frame(self, call: Call, state: str, **extra: Any) -> dict[str, Any]:
-        return {"type": "call", "attempt_id": call.attempt_id, "state": state, "contact_id": call.entry.contact_id,
-                **extra}  # fmt: skip
+        frame = {"type": "call", "attempt_id": call.attempt_id, "state": state, "contact_id": call.entry.contact_id,
+                 **extra}  # fmt: skip
+        if call.bridged is not None:  # a console that reconnects mid-call restarts its timer from here
+            frame["talk_s"] = round((call.ended or self.clock()) - call.bridged, 1)
+        return frame
 
     def _changed(self, agent: AgentSession) -> None:
         if agent.on_change is not None:
@@ -866,8 +922,9 @@ class CampaignRunner:
             talk = (call.ended or now) - (call.bridged or now)
             wrap = now - (session.wrap_started or now)
             self.pacer.observe_handle(max(0.0, talk), max(0.0, wrap))
-            self.pacer.observe_live(LiveOutcome(now, connected=not call.abandoned, answer_age=self._answer_age(call),
-                                                person=person, day=datetime.now(UTC).date().toordinal()))  # fmt: skip
+            self.live.conversation(now, talk, talk + wrap)
+            self._count_live(LiveOutcome(now, connected=not call.abandoned, answer_age=self._answer_age(call),
+                                         person=person, day=datetime.now(UTC).date().toordinal()))  # fmt: skip
             session.call = None
         if attempt_id in session.owed:
             session.owed.remove(attempt_id)
@@ -880,6 +937,8 @@ class CampaignRunner:
         self._changed(session)
         self.agent_free()
 
+
+_BUSY = frozenset({AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
 
 #: Agent dispositions that say the "answer" was a machine (for the pacer's person-by-answer-age model).
 _MACHINES = frozenset({"voicemail_left", "machine", "answering_machine"})

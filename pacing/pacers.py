@@ -221,6 +221,8 @@ def _expected_running_max(means: list[float], variances: list[float]) -> float:
             continue
         spread = math.sqrt(spread2)
         alpha = (m_max - mean) / spread
+        if alpha > 6.0:  # X_k all but never tops the max so far (the usual case: fewer answers than agents)
+            continue
         upper = 0.5 * (1 + math.erf(alpha / _SQRT2))
         lower = 1 - upper
         density = math.exp(-alpha * alpha / 2) / _SQRT2PI

@@ -37,7 +37,9 @@ from admin_api.problems import problem_middleware
 from admin_api.services import SERVICES, Services
 from config import Settings
 from config.settings import TelephonySettings
+from console_web import pages
 from console_web.agent_ws import ENGINE
+from console_web.supervisor_ws import HUB, SupervisorHub
 from crm.audience.import_service import ImportService
 from crm.audit import SYSTEM
 from crm.compliance.feed import SuppressionFeed
@@ -167,6 +169,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             softphones=softphones,
             default_phone_region=settings.audience.default_phone_region,
             trust_forwarded_for=settings.server.trust_forwarded_for,
+            webrtc_sdk_url=settings.telephony.webrtc_sdk_url,
         )
         try:
             await ensure_admin(users, passwords, auth.bootstrap_admin_email)
@@ -252,11 +255,21 @@ async def _dialer(app: web.Application) -> AsyncIterator[None]:
     await engine.start()
     ingress.listener = engine.on_event
     app[ENGINE] = engine
+    app[HUB] = hub = SupervisorHub(engine, services.pool)
+    hub.start()
     try:
         yield
     finally:
         ingress.listener = None
+        await hub.close()
         await engine.close()
+
+
+def _softphone_sources(app: web.Application) -> tuple[str | None, str | None]:
+    services = app.get(SERVICES)
+    if services is None:  # still starting
+        return None, app[SETTINGS].telephony.webrtc_sdk_url
+    return services.sandbox_rtc_url, services.webrtc_sdk_url
 
 
 def build_app(
@@ -274,6 +287,7 @@ def build_app(
     if extra_routes is not None:
         api.include(extra_routes)
     api.mount(app)
+    pages.mount(app, lambda: _softphone_sources(app))
     app[ops_routes.ENDPOINTS] = api.endpoints
     app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock), _telephony, _dialer])
     return app

@@ -165,3 +165,23 @@ async def world() -> AsyncIterator[tuple[Any, Any, Any]]:
 
     async with sim_world() as parts:
         yield parts
+
+
+@pytest.fixture
+async def dialer_db(clean_db: asyncpg.Pool) -> asyncpg.Pool:
+    pool = clean_db
+    await pool.execute(
+        """TRUNCATE campaigns, campaign_members, call_attempts, call_events, agent_sessions, callbacks, leads,
+                    scripts, qualification_forms, static_lists, list_members, contacts, accounts,
+                    telephony_connections, telephony_credentials, caller_id_numbers, suppressions CASCADE"""
+    )
+    await pool.execute("DELETE FROM disposition_catalogues WHERE code <> 'default'")
+    # 60 contacts in 20 accounts (three lines each: the multi-line rule is in play), all in New York.
+    await pool.execute(
+        """INSERT INTO accounts (id, name, domain, registrable_domain) OVERRIDING SYSTEM VALUE
+           SELECT a, 'Account ' || a, 'a' || a || '.example', 'a' || a || '.example' FROM generate_series(1, 20) a;
+           INSERT INTO contacts (id, account_id, first_name, last_name, phone_e164, timezone) OVERRIDING SYSTEM VALUE
+           SELECT c, 1 + c % 20, 'First' || c, 'Last' || c, '+1212555' || lpad(c::text, 4, '0'), 'America/New_York'
+             FROM generate_series(1, 60) c;"""
+    )
+    return pool

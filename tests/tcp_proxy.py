@@ -1,31 +1,24 @@
-"""A TCP proxy in front of PostgreSQL that a test can cut or turn into a black hole: a real unreachable
-database, not a closed pool object."""
+"""A TCP proxy that a test can cut or turn into a black hole: a real unreachable database (not a closed pool
+object), or a real dropped network between a browser and the daemon."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Self
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 
-class PostgresProxy:
-    def __init__(self, database_url: str) -> None:
-        parts = urlsplit(database_url)
-        query = parse_qs(parts.query)
-        self._socket_dir = query.get("host", [None])[0]
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 5432)
-        self._parts = parts
+class TcpProxy:
+    def __init__(self, host: str, port: int) -> None:
+        self._socket_dir: str | None = None
+        self._target = (host, port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.blackhole = False
         self.port = 0
 
-    @property
-    def url(self) -> str:
-        netloc = f"{self._parts.username or 'postgres'}@127.0.0.1:{self.port}"
-        return urlunsplit(("postgresql", netloc, self._parts.path, "", ""))
-
-    async def start(self) -> PostgresProxy:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -73,3 +66,16 @@ class PostgresProxy:
     async def resume(self, *, blackhole: bool = False) -> None:
         self.blackhole = blackhole
         await self.start()
+
+
+class PostgresProxy(TcpProxy):
+    def __init__(self, database_url: str) -> None:
+        parts = urlsplit(database_url)
+        super().__init__(parts.hostname or "127.0.0.1", parts.port or 5432)
+        self._socket_dir = parse_qs(parts.query).get("host", [None])[0]
+        self._parts = parts
+
+    @property
+    def url(self) -> str:
+        netloc = f"{self._parts.username or 'postgres'}@127.0.0.1:{self.port}"
+        return urlunsplit(("postgresql", netloc, self._parts.path, "", ""))

@@ -16,106 +16,13 @@ import websockets
 
 from admin_api.services import SERVICES
 from crm.roles import Role
-from pivotal.server import ON_LISTENING
 from sim.bot_agents import BotOptions, ensure_bots, run_bots
 from tests.conftest import PASSWORD, AppFactory, bearer, login
-
-ALL_WEEK = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-FORM = {"name": "BANT", "fields": [
-    {"key": "budget", "label": "Budget", "type": "integer", "required": True, "min": 1000},
-    {"key": "timeline", "label": "Timeline", "type": "select", "required": True,
-     "options": [{"value": "q1", "label": "Q1"}, {"value": "q2", "label": "Q2"}]},
-]}  # fmt: skip
-
-
-@pytest.fixture
-async def dialer_db(clean_db: asyncpg.Pool) -> asyncpg.Pool:
-    pool = clean_db
-    await pool.execute(
-        """TRUNCATE campaigns, campaign_members, call_attempts, call_events, agent_sessions, callbacks, leads,
-                    scripts, qualification_forms, static_lists, list_members, contacts, accounts,
-                    telephony_connections, telephony_credentials, caller_id_numbers, suppressions CASCADE"""
-    )
-    await pool.execute("DELETE FROM disposition_catalogues WHERE code <> 'default'")
-    # 60 contacts in 20 accounts (three lines each: the multi-line rule is in play), all in New York.
-    await pool.execute(
-        """INSERT INTO accounts (id, name, domain, registrable_domain) OVERRIDING SYSTEM VALUE
-           SELECT a, 'Account ' || a, 'a' || a || '.example', 'a' || a || '.example' FROM generate_series(1, 20) a;
-           INSERT INTO contacts (id, account_id, first_name, last_name, phone_e164, timezone) OVERRIDING SYSTEM VALUE
-           SELECT c, 1 + c % 20, 'First' || c, 'Last' || c, '+1212555' || lpad(c::text, 4, '0'), 'America/New_York'
-             FROM generate_series(1, 60) c;"""
-    )
-    return pool
-
-
-async def _sandbox_daemon(make_client: AppFactory, **telephony: Any) -> Any:
-    """The daemon in sandbox mode on a real socket, its simulated carrier told where to send webhooks (what
-    ``pivotal run`` does once it listens)."""
-    client = await make_client(telephony={"sandbox": True, **telephony})
-    assert client.server.port is not None
-    for point_webhooks in client.app[ON_LISTENING]:
-        point_webhooks(client.server.port)
-    return client
-
-
-async def make_campaign(
-    client: Any,
-    manager: dict[str, str],
-    *,
-    mode: str,
-    contacts: int = 60,
-    retry_minutes: int = 0,
-    rules: dict[str, Any] | None = None,
-    contact_ids: list[int] | None = None,
-    fields: dict[str, Any] | None = None,
-) -> int:
-    """A campaign through the API (script, form, the default catalogue, a list, an all-week window), started."""
-    script = await (await client.post("/api/scripts", json={"name": "Opener", "body": "Hi {{contact.first_name}}"},
-                                      headers=manager)).json()  # fmt: skip
-    form = await (await client.post("/api/forms", json=FORM, headers=manager)).json()
-    catalogues = await (await client.get("/api/disposition-catalogues", headers=manager)).json()
-    default = next(c for c in catalogues["items"] if c["code"] == "default")
-    targets = await (await client.post("/api/lists", json={"name": "Targets"}, headers=manager)).json()
-    members = contact_ids or list(range(1, contacts + 1))
-    await client.post(f"/api/lists/{targets['id']}/members", json={"contact_ids": members},
-                      headers=manager)  # fmt: skip
-    created = await client.post("/api/campaigns", json={
-        "name": f"E2E {mode}", "dial_mode": mode, "script_id": script["id"], "qualification_form_id": form["id"],
-        "disposition_catalogue_id": default["id"], "caller_id_e164": "+12125550199", "ring_timeout_secs": 15,
-        "abandon_message": "Acme calling; press 9 to opt out.", "wrap_up_seconds": 30, **(fields or {})},
-        headers=manager)  # fmt: skip
-    assert created.status == 201, await created.text()
-    cid: int = (await created.json())["id"]
-    rule = {"rules": [{"mode": "include", "list_id": targets["id"]}]}
-    audience = await client.put(f"/api/campaigns/{cid}/audience", json=rule, headers=manager)
-    assert audience.status == 200, await audience.text()
-    compliance = await client.put(f"/api/campaigns/{cid}/compliance", json={
-        "calling_window": ALL_WEEK, "default_retry_minutes": retry_minutes, "max_attempts": 3,
-        "max_attempts_per_day": 3, **(rules or {})},
-        headers=manager)  # fmt: skip
-    assert compliance.status == 200, await compliance.text()
-    started = await client.post(f"/api/campaigns/{cid}/actions/start", headers=manager)
-    assert started.status == 200, await started.text()
-    return cid
-
-
-async def settled(pool: asyncpg.Pool, campaign_id: int, timeout: float = 30.0) -> None:
-    """Every call over and every conversation dispositioned."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        left = await pool.fetchval(
-            """SELECT count(*) FROM call_attempts a WHERE a.campaign_id = $1 AND (a.ended_at IS NULL OR NOT EXISTS
-                 (SELECT 1 FROM attempt_dispositions d WHERE d.call_attempt_id = a.id))""",
-            campaign_id,
-        )
-        if left == 0:
-            return
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{left} attempts still open")
+from tests.dialer_setup import make_campaign, sandbox_daemon, settled
 
 
 async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_users: Any, dialer_db: Any) -> None:
-    client = await _sandbox_daemon(make_client, sandbox_speed=20.0)
+    client = await sandbox_daemon(make_client, sandbox_speed=20.0)
     base = str(client.make_url("")).rstrip("/")
     manager = bearer(await login(client, "campaign_manager@test.example"))
     cid = await make_campaign(client, manager, mode="progressive")
@@ -176,7 +83,7 @@ async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_use
 async def test_the_agent_socket_refuses_bad_tokens_and_bad_frames(
     make_client: AppFactory, role_users: Any, dialer_db: Any
 ) -> None:
-    client = await _sandbox_daemon(make_client)
+    client = await sandbox_daemon(make_client)
     url = str(client.make_url("/ws/agent")).replace("http", "ws", 1)
     with pytest.raises(websockets.InvalidStatus) as refused:
         async with websockets.connect(url, subprotocols=["pivotal.v1", "bearer.nope"]):  # type: ignore[list-item]
@@ -198,7 +105,7 @@ async def test_a_person_nobody_can_take_hears_the_message_within_two_seconds(
 ) -> None:
     """The only agent pauses while the call rings: the person who answers is given the abandon message within
     2 s of the answer, hung up on, counted as abandoned, and locked out for 72 h."""
-    client = await _sandbox_daemon(make_client)
+    client = await sandbox_daemon(make_client)
     sim = client.app[SERVICES].carriers.base_url.removesuffix("/v2")
     async with aiohttp.ClientSession() as http:
         script = {"to": "+12125550001", "outcome": "human", "ring_ms": 2500, "greeting_ms": 300, "talk_ms": 20000}
@@ -286,7 +193,7 @@ async def _set_scripts(client: Any, scripts: list[dict[str, Any]]) -> None:
 async def test_preview_mode_offers_skips_and_dials_what_the_agent_accepts(
     make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
 ) -> None:
-    client = await _sandbox_daemon(make_client, sandbox_speed=5.0)
+    client = await sandbox_daemon(make_client, sandbox_speed=5.0)
     await _set_scripts(client, [{"to": f"+1212555000{n}", "outcome": "human", "ring_ms": 1000, "greeting_ms": 300,
                                  "talk_ms": 60000} for n in (1, 2)])  # fmt: skip
     manager = bearer(await login(client, "campaign_manager@test.example"))
@@ -345,7 +252,7 @@ async def test_preview_mode_offers_skips_and_dials_what_the_agent_accepts(
 async def test_machines_detected_by_amd_are_hung_up_and_never_reach_an_agent(
     make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
 ) -> None:
-    client = await _sandbox_daemon(make_client, sandbox_speed=5.0)
+    client = await sandbox_daemon(make_client, sandbox_speed=5.0)
     await _set_scripts(client, [{"to": "+12125550001", "outcome": "machine", "ring_ms": 1000, "greeting_ms": 6000,
                                  "amd_delay_ms": 800, "talk_ms": 30000}])  # fmt: skip
     manager = bearer(await login(client, "campaign_manager@test.example"))
@@ -378,7 +285,7 @@ async def test_lead_caps_and_callbacks_steer_what_is_dialled_next(
 ) -> None:
     """Contacts 1 and 21 share an account capped at one qualified lead; contact 2 asks to be called back. After
     1 qualifies, 21 is not dialled; 2 is called again when due, by the same agent, and the callback is closed."""
-    client = await _sandbox_daemon(make_client, sandbox_speed=5.0)
+    client = await sandbox_daemon(make_client, sandbox_speed=5.0)
     await _set_scripts(client, [{"to": f"+121255500{n:02d}", "outcome": "human", "ring_ms": 500, "greeting_ms": 200,
                                  "talk_ms": 120000} for n in (1, 2, 21)])  # fmt: skip
     manager = bearer(await login(client, "campaign_manager@test.example"))
@@ -428,7 +335,7 @@ async def test_lead_caps_and_callbacks_steer_what_is_dialled_next(
 async def test_a_second_console_takes_the_session_over_and_the_first_is_closed(
     make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
 ) -> None:
-    client = await _sandbox_daemon(make_client)
+    client = await sandbox_daemon(make_client)
     manager = bearer(await login(client, "campaign_manager@test.example"))
     cid = await make_campaign(client, manager, mode="progressive", contacts=1)
     first, rtc, token = await _agent_console(client, cid, f"{Role.AGENT}@test.example")

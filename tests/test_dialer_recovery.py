@@ -20,9 +20,7 @@ from sim.bot_agents import BotOptions, ensure_bots, run_bots
 from sim.carrier import Options, SimCarrier
 from tests.conftest import PASSWORD
 from tests.daemon import PIVOTAL, Daemon, clean_environment, free_port
-from tests.test_dialer import dialer_db, make_campaign, settled
-
-__all__ = ["dialer_db"]
+from tests.dialer_setup import make_campaign, settled
 
 
 async def _daemon(env: dict[str, str], data_dir: str, port: int) -> Daemon:
