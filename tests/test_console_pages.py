@@ -57,7 +57,7 @@ async def _socket(client: Any, token: str) -> Any:
 async def _next(ws: Any, kind: str) -> dict[str, Any]:
     async with asyncio.timeout(5):
         while True:
-            frame = json.loads(await ws.recv())
+            frame: dict[str, Any] = json.loads(await ws.recv())
             if frame["type"] == kind:
                 return frame
 
