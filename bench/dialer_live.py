@@ -77,8 +77,8 @@ async def prepare(url: str, contacts: int) -> None:
 
 async def seed_history(url: str, campaign_id: int, connected: int, abandoned: int) -> None:
     """Yesterday's calls of this campaign (other contacts, not in today's list): a campaign on its second day,
-    whose 30-day abandon rate has room. On day one with no history the pacer dials progressively until
-    about 70 people have been connected (its guard counts two abandons in flight against the ceiling)."""
+    whose 30-day abandon rate has room. On day one with no history the pacer's guard holds it to dials that
+    can hardly abandon anyone until enough people have been connected for an abandon to fit under the ceiling."""
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -95,6 +96,8 @@ class AgentConnection:
         self.console.send(protocol.welcome(self.user_id, await self.engine.campaigns_for(self.user_id)))
         if self.session is not None:  # a reconnect: the session (and any call) resumes on this console
             self.engine.attach(self.session, self.console)
+        else:  # no session (never joined, or logged out meanwhile): the console must not think it is still in
+            self.console.send(protocol.state("offline", datetime.now(UTC), None, None))
         try:
             async for message in self.socket:
                 if self.console.closed:  # replaced by another console, or too slow to read: this one is done

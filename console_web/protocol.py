@@ -170,4 +170,4 @@ def error(code: str, message: str, frame_id: str | None = None) -> dict[str, Any
 
 def state(value: str, since: datetime, reason: str | None, campaign_id: int | None) -> dict[str, Any]:
     return {"type": "state", "state": value, "since": since.isoformat(), "reason": reason,
-            "campaign_id": campaign_id}  # fmt: skip
+            "campaign_id": campaign_id, "owes_disposition": False, "pending_pause": None}  # fmt: skip

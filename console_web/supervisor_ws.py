@@ -1,7 +1,8 @@
 """The supervisor dashboard's websocket (``/ws/supervisor``, protocol in ``console_web.supervisor_protocol``).
 
-One hub per daemon pushes to every dashboard: agents that changed go out within ``PUSH_S`` of the change, as
-one frame serialised once for all dashboards; every campaign's figures go out once a second. A dashboard that
+One hub per daemon pushes to every dashboard: agents that changed go out ``COALESCE_S`` after the first change
+(the changes of those milliseconds together), as one frame serialised once for all dashboards; every
+campaign's figures go out once a second. A dashboard that
 stops reading is cut off (it reloads and gets a fresh snapshot) rather than allowed to hold memory.
 Supervisors may force an agent to pause or log out; both are written to the audit log.
 """
@@ -34,9 +35,11 @@ from dialer.runner import CampaignRunner
 
 log = structlog.get_logger(__name__)
 
-#: An agent's change reaches the dashboards within this (plus the network).
-PUSH_S = 0.25
+#: An agent's change reaches the dashboards this long after it (plus the network), with any others made meanwhile.
+COALESCE_S = 0.05
 CAMPAIGNS_EVERY_S = 1.0
+#: A push waits at most this for agents' names from PostgreSQL (then goes with their ids).
+NAMES_TIMEOUT_S = 0.2
 #: Frames queued for a dashboard that is not reading; past this it is disconnected.
 MAX_QUEUED = 64
 HEARTBEAT_S = 20.0
@@ -76,12 +79,18 @@ class SupervisorHub:
         self._names: dict[int, str] = {}
         self._points_sent: dict[int, float] = {}  # campaign -> the last chart point's time already pushed
         self._task: asyncio.Task[None] | None = None
+        self._flush: asyncio.TimerHandle | None = None
+        self._pushing: asyncio.Task[None] | None = None
         engine.watchers.append(self._agent_changed)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="supervisor-hub")
 
     async def close(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+        if self._pushing is not None:
+            self._pushing.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -90,7 +99,19 @@ class SupervisorHub:
             dashboard.close()
 
     def _agent_changed(self, session: AgentSession) -> None:
+        if not self.dashboards:
+            return  # nobody watching: a dashboard that connects starts from a snapshot
         self._dirty.add(session.user_id)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(COALESCE_S, self._start_push)
+
+    def _start_push(self) -> None:
+        self._flush = None
+        if self._pushing is not None and not self._pushing.done():
+            # One push at a time (frames stay in order); the one running takes what is dirty when it finishes.
+            self._pushing.add_done_callback(lambda _: self._start_push() if self._dirty else None)
+            return
+        self._pushing = asyncio.create_task(self._push_agents(), name="supervisor-push")
 
     # -- frames ----------------------------------------------------------------------------------------------
 
@@ -103,23 +124,21 @@ class SupervisorHub:
                                "campaigns": campaigns, "series": series})  # fmt: skip
 
     async def _run(self) -> None:
-        last_campaigns = 0.0
         while True:
-            await asyncio.sleep(PUSH_S)
+            await asyncio.sleep(CAMPAIGNS_EVERY_S)
             try:
-                if not self.dashboards:
-                    self._dirty.clear()
-                    continue
-                if self._dirty:
-                    await self._push_agents()
-                now = time.monotonic()
-                if now - last_campaigns >= CAMPAIGNS_EVERY_S:
-                    last_campaigns = now
+                if self.dashboards:
                     self._broadcast(self._campaigns_frame())
             except Exception:  # a bug in one push must not stop the dashboards
                 log.exception("supervisor_push_failed")
 
     async def _push_agents(self) -> None:
+        try:
+            await self._push_dirty()
+        except Exception:
+            log.exception("supervisor_push_failed")
+
+    async def _push_dirty(self) -> None:
         dirty, self._dirty = self._dirty, set()
         sessions = {uid: s for uid in dirty if (s := self.engine.sessions.get(uid)) is not None}
         await self._learn_names(sessions)
@@ -208,10 +227,17 @@ class SupervisorHub:
         }  # fmt: skip
 
     async def _learn_names(self, sessions: dict[int, AgentSession]) -> None:
+        """Names of agents not seen before. The database slow or away: the push goes now with "user N", and the
+        names come with a later push."""
         unknown = [uid for uid in sessions if uid not in self._names]
         if not unknown:
             return
-        rows = await self.pool.fetch("SELECT id, display_name, email FROM users WHERE id = ANY($1::bigint[])", unknown)
+        query = "SELECT id, display_name, email FROM users WHERE id = ANY($1::bigint[])"
+        try:
+            rows = await asyncio.wait_for(self.pool.fetch(query, unknown), NAMES_TIMEOUT_S)
+        except Exception:
+            log.warning("supervisor_names_not_loaded", users=len(unknown))
+            return
         for row in rows:
             self._names[row["id"]] = row["display_name"] or row["email"]
 
@@ -227,13 +253,25 @@ class SupervisorHub:
             self.engine.pause(session, frame.reason)
             action, detail = "agent.force_pause", {"reason": frame.reason, "campaign_id": session.campaign_id}
         else:
-            if session.call is not None and session.agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
+            # Reserved includes a preview being dialled with no call object yet: its answer needs this agent.
+            if session.agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
                 raise Refused("on_call", "the agent is on a call: pause them (it takes effect when the call ends)")
             await self.engine.leave(session, reason="supervisor", force=True)
             action, detail = "agent.force_logout", {"campaign_id": session.campaign_id}
-        async with self.pool.acquire() as conn:
-            await audit.record(conn, supervisor, action, "user", frame.user_id, detail)
+        await self._audit(supervisor, action, frame.user_id, detail)
         return {"user_id": frame.user_id, "state": session.agent.state.value}
+
+    async def _audit(self, supervisor: audit.Actor, action: str, user_id: int, detail: dict[str, Any]) -> None:
+        """The action is done (in memory, at once); its audit row is retried a few times, and logged in full if
+        it still cannot be written, so no supervisor action goes unrecorded."""
+        for attempt in range(3):
+            try:
+                async with self.pool.acquire() as conn:
+                    await audit.record(conn, supervisor, action, "user", user_id, detail)
+                return
+            except Exception:
+                await asyncio.sleep(0.2 * (attempt + 1))
+        log.error("audit_not_written", action=action, actor=supervisor.user_id, user=user_id, detail=detail)
 
 
 HUB = web.AppKey("supervisor_hub", SupervisorHub)
@@ -257,9 +295,9 @@ async def serve(request: web.Request, authenticate: Authenticate,
     actor = actor_for(user_id)
     writer = asyncio.create_task(_write(socket, dashboard), name=f"supervisor-ws-{user_id}")
     watch = asyncio.create_task(_recheck(dashboard, token, authenticate), name=f"supervisor-token-{user_id}")
-    dashboard.send(await hub.snapshot())
-    hub.dashboards.add(dashboard)
     try:
+        dashboard.send(await hub.snapshot())
+        hub.dashboards.add(dashboard)  # no await since the snapshot was built: no change falls in between
         async for message in socket:
             if dashboard.closed:
                 break

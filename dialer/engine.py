@@ -257,6 +257,7 @@ class Engine:
             session.send({"type": "preview", "contact": entry.contact, "account": entry.account,
                           "contact_id": entry.contact_id, "script": ""})  # fmt: skip
         session.send({"type": "softphone", "connected": session.leg is not None, "sip_username": session.sip_username})
+        self._notify(session)
 
     def detach(self, session: AgentSession, console: Console) -> None:
         """The console went away: a ready agent is paused (no call may reach an empty chair)."""
@@ -266,6 +267,8 @@ class Engine:
         session.disconnected_at = self.clock()
         if session.agent.state in (AgentState.READY, AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP):
             self._apply(session, AgentEvent.PAUSE, "disconnected")  # during a call: taken when it is done
+        else:
+            self._notify(session)  # the dashboards show the console away
 
     def _sweep_disconnected(self) -> None:
         now = self.clock()
@@ -414,14 +417,21 @@ class Engine:
         self._on_agent_change(session)
         return change
 
+    def _notify(self, session: AgentSession) -> None:
+        """Tell the watchers (dashboards) the session changed; one that fails must not break routing."""
+        for watcher in self.watchers:
+            try:
+                watcher(session)
+            except Exception:
+                log.exception("agent_watcher_failed", user=session.user_id)
+
     def _on_agent_change(self, session: AgentSession) -> None:
         agent = session.agent
         self.state_log.append((session.session_id, session.user_id, session.campaign_id, agent.state.value,
                               agent.pause_reason, datetime.now(UTC),
                               session.call.attempt_id if isinstance(session.call, Call) else None))  # fmt: skip
         self._send_state(session)
-        for watcher in self.watchers:
-            watcher(session)
+        self._notify(session)
 
     def _send_state(self, session: AgentSession) -> None:
         agent = session.agent
@@ -463,6 +473,8 @@ class Engine:
                     session.send({"type": "softphone", "connected": False, "sip_username": session.sip_username})
                     if session.agent.state is AgentState.READY:
                         self._apply(session, AgentEvent.PAUSE, "softphone_lost")
+                    else:
+                        self._notify(session)
 
     async def _adopt_agent_leg(self, ccid: str, caller: object) -> None:
         """An agent's softphone called in (parked): answer it and keep it as the agent's line for the shift."""
@@ -492,6 +504,7 @@ class Engine:
         if old is not None and old != ccid and not isinstance(session.call, Call):
             self.spawn(self._hangup_leg(old), f"agent-leg-old-{session.user_id}")
         session.send({"type": "softphone", "connected": True, "sip_username": session.sip_username})
+        self._notify(session)
         await self.pool.execute(
             """UPDATE agent_sessions SET parked_call_control_id = $2, updated_at = now()
                 WHERE id = $1 AND ended_at IS NULL""",

@@ -131,11 +131,14 @@ class CampaignRunner:
         among the unheard answers; otherwise the runner's own)."""
         return self.pacer.ledger if isinstance(self.pacer, PredictivePacer) else self._own_ledger
 
-    def _count_live(self, outcome: LiveOutcome) -> None:
-        self.pacer.observe_live(outcome)
-        if not isinstance(self.pacer, PredictivePacer) and outcome.person is not False:
-            self._own_ledger.record(outcome.day, connected=outcome.connected)
-        self.live.settled(outcome.day, abandoned=not outcome.connected)
+    def _settled(self, call: Call) -> None:
+        """A person connected (in time or late: a late bridge is an abandon) or abandoned, counted at once for
+        the dashboard (and, without a predictive pacer, in the runner's ledger: a machine an agent hears counts
+        as a person there, as nobody can tell before the disposition)."""
+        day = datetime.now(UTC).date().toordinal()
+        self.live.settled(day, abandoned=call.abandoned)
+        if not isinstance(self.pacer, PredictivePacer):
+            self._own_ledger.record(day, connected=not call.abandoned)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
 
@@ -577,6 +580,7 @@ class CampaignRunner:
             call.state = "bridged"
         self.caps.connect(call.entry.account_id)
         self.live.connected(now)
+        self._settled(call)
         agent.send(self.call_frame(call, "bridged"))
         self._changed(agent)
         try:
@@ -615,7 +619,10 @@ class CampaignRunner:
         self._serve_waiting(self._agents(self.config.id))
 
     def _release_agent(self, agent: AgentSession) -> None:
-        agent.call = None
+        """The call reserved for this agent will not reach them (the bridge failed, the person left first)."""
+        call, agent.call = agent.call, None
+        if isinstance(call, Call):
+            agent.send(self.call_frame(call, "released"))
         if agent.agent.state is AgentState.RESERVED:
             agent.agent.apply(AgentEvent.RELEASE, self.clock())
         self._no_line_no_calls(agent)
@@ -632,8 +639,9 @@ class CampaignRunner:
         with_message = bool(self.config.abandon_message)
         call.state, call.abandoned = "abandoning", True
         self.metrics.abandons.labels(self.label()).inc()
-        self._count_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
-                                     day=datetime.now(UTC).date().toordinal()))  # fmt: skip
+        self._settled(call)
+        self.pacer.observe_live(LiveOutcome(self.clock(), connected=False, answer_age=self._answer_age(call),
+                                            day=datetime.now(UTC).date().toordinal()))  # fmt: skip
         self._spawn(self._abandon_call(call, with_message), f"abandon-{call.attempt_id}")
         self._spawn(attempts.mark_abandoned(self.pool, call.attempt_id), f"abandoned-{call.attempt_id}")
 
@@ -923,8 +931,8 @@ class CampaignRunner:
             wrap = now - (session.wrap_started or now)
             self.pacer.observe_handle(max(0.0, talk), max(0.0, wrap))
             self.live.conversation(now, talk, talk + wrap)
-            self._count_live(LiveOutcome(now, connected=not call.abandoned, answer_age=self._answer_age(call),
-                                         person=person, day=datetime.now(UTC).date().toordinal()))  # fmt: skip
+            self.pacer.observe_live(LiveOutcome(now, connected=not call.abandoned, answer_age=self._answer_age(call),
+                                                person=person, day=datetime.now(UTC).date().toordinal()))  # fmt: skip
             session.call = None
         if attempt_id in session.owed:
             session.owed.remove(attempt_id)

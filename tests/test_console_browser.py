@@ -211,6 +211,13 @@ async def test_a_supervisor_pauses_and_logs_out_an_agent(
     await _join(agent, cid)
     await agent.get_by_role("button", name="Ready").click()
     await expect(agent.locator("#state")).to_have_text("ready")
+    # Preview mode: a contact is offered; S skips it and the next one comes.
+    offered = agent.locator("#preview-who")
+    await expect(offered).to_contain_text("First", timeout=10_000)
+    first = await offered.text_content()
+    await agent.locator("body").press("s")
+    await expect(offered).not_to_have_text(first or "", timeout=10_000)
+    await expect(offered).to_contain_text("First", timeout=10_000)
 
     supervisor, supervisor_errors = await _page(browser, base, "/supervisor", "supervisor@test.example")
     row = supervisor.locator(f'tr[data-user="{role_users[Role.AGENT]}"]')
@@ -220,7 +227,7 @@ async def test_a_supervisor_pauses_and_logs_out_an_agent(
     await expect(row).to_have_attribute("data-state", "paused", timeout=1000)
 
     await row.get_by_role("button", name="Log out").click()
-    await row.get_by_role("button", name="Confirm log out").click()
+    await row.get_by_role("button", name="Confirm: Log out").click()
     await expect(row).to_have_count(0, timeout=1000)
     await expect(agent.locator("#join")).to_be_visible(timeout=2000)
     await expect(agent.locator("#toast")).to_contain_text("supervisor")

@@ -98,3 +98,31 @@ async def test_the_supervisor_socket_admits_supervisors_and_refuses_bad_frames(
         assert (await _next(ws, "pong"))["id"] == "p", "the dashboard is still connected"
         campaigns = await _next(ws, "campaigns")
         assert campaigns["campaigns"] == []
+
+
+def _contrast(a: str, b: str) -> float:
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(a), luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_text_colours_meet_wcag_aa_contrast_in_both_themes(theme: str) -> None:
+    css = (STATIC / "pivotal.css").read_text()
+    light_block = css[css.index(":root {") : css.index("}", css.index(":root {"))]
+    dark_start = css.index(':root[data-theme="dark"] {')
+    block = light_block if theme == "light" else css[dark_start : css.index("}", dark_start)]
+    colours = dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})", block))
+    pairs = [("ink", "bg"), ("ink", "panel"), ("muted", "panel"), ("muted", "bg"), ("bad", "panel"), ("blue", "panel"),
+             ("chip-ready-ink", "chip-ready"), ("chip-call-ink", "chip-call"), ("chip-wrap-ink", "chip-wrap"),
+             ("chip-paused-ink", "chip-paused"), ("chip-offline-ink", "chip-offline")]  # fmt: skip
+    button_text = "#ffffff" if theme == "light" else None  # dark theme: buttons use dark text on the colour
+    for text, background in pairs:
+        assert _contrast(colours[text], colours[background]) >= 4.5, (theme, text, background)
+    if button_text:
+        for background in ("blue", "teal", "blue-strong"):
+            assert _contrast(button_text, colours[background]) >= 4.5, (theme, "white on", background)

@@ -91,8 +91,10 @@ async def test_the_agent_socket_refuses_bad_tokens_and_bad_frames(
     assert refused.value.response.status_code == 401
     token = await login(client, f"{Role.AGENT}@test.example")
     async with websockets.connect(url + f"?access_token={token}") as socket:
-        welcome = await socket.recv()
-        assert '"type": "welcome"' in str(welcome) or '"type":"welcome"' in str(welcome)
+        welcome = json.loads(await socket.recv())
+        assert welcome["type"] == "welcome"
+        offline = json.loads(await socket.recv())  # no session yet: the console is told so
+        assert (offline["type"], offline["state"], offline["campaign_id"]) == ("state", "offline", None)
         for bad, code in (("{", "bad_json"), ('{"type": "fly"}', "unknown_type"), ('{"type": "ready"}', "not_joined"),
                           ('{"type": "join", "campaign_id": 999}', "not_running")):  # fmt: skip
             await socket.send(bad)

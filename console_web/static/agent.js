@@ -56,6 +56,7 @@ function handle(frame) {
 }
 
 function listCampaigns(list) {
+  if (JSON.stringify(list) === JSON.stringify(S.campaigns) && $("campaign").options.length) return;  // keep an open list open
   S.campaigns = list;
   const select = $("campaign");
   const chosen = select.value;
@@ -71,10 +72,16 @@ setInterval(() => { if (!$("join").hidden && socket?.open) socket.send({ type: "
 function welcome(frame) {
   S.userId = frame.user_id;
   listCampaigns(frame.campaigns);
-  // No session yet: choose a campaign. A session that resumes sends its state right after this frame.
-  showJoined(false);
+  // The state frame that follows says whether a session resumes (nothing is hidden here: a field being typed
+  // in keeps its focus across a reconnect, so keys never turn into shortcuts).
+  S.resendHeld = true;
+}
+
+// An outcome sent before the connection dropped goes again once the session is back (the daemon saves it once).
+function resendHeld() {
   const held = pending();
-  if (held) socket.send(held);  // an outcome sent before the connection dropped: the daemon saves it once
+  S.resendHeld = false;
+  if (held) socket.send(held);
 }
 
 function showJoined(joined) {
@@ -91,6 +98,11 @@ function state(frame) {
   S.campaignId = frame.campaign_id;
   const joined = frame.state !== "offline";
   showJoined(joined);
+  if (joined && S.resendHeld) resendHeld();
+  if (joined && S.call?.state === "connecting" && !S.owes && (frame.state === "ready" || frame.state === "paused")) {
+    clearOutcome();  // a call that never reached us (the person left first): nothing to save
+    clearCall();
+  }
   if (joined) connectLine();
   else {
     disconnectLine();
@@ -108,7 +120,12 @@ function softphone(frame) {
 
 function callFrame(frame) {
   const elapsed = (frame.talk_s || 0) * 1000;
-  if (frame.state === "reserved") {
+  if (frame.state === "released") {  // the bridge failed or the person left before it: no outcome is owed
+    if (S.pop?.attemptId === frame.attempt_id) clearOutcome();
+    if (S.call?.attemptId === frame.attempt_id) clearCall();
+    nextOwed();
+    toast("The call was lost before it reached you");
+  } else if (frame.state === "reserved") {
     S.call = { attemptId: frame.attempt_id, state: "connecting", startedAt: null, endedAt: null };
   } else if (frame.state === "bridged") {
     S.call = { attemptId: frame.attempt_id, state: "on call", startedAt: Date.now() - elapsed, endedAt: null };
@@ -179,9 +196,7 @@ function ack(frame) {
   if (held && frame.id === held.id) {
     localStorage.removeItem(pendingKey());
     toast(frame.lead_id ? `Saved · lead #${frame.lead_id} created` : "Outcome saved");
-    clearOutcome();
-    clearCall();
-    nextOwed();
+    doneWith(held.attempt_id);
   } else if (frame.campaign_id && frame.session_id) {
     S.campaignId = frame.campaign_id;
   } else if (frame.campaigns) {
@@ -190,15 +205,25 @@ function ack(frame) {
   render();
 }
 
+// The pop and call on screen are cleared only if they are the saved one's (a resent save may be answered while
+// the agent is already on the next call).
+function doneWith(attemptId) {
+  if (S.pop?.attemptId === attemptId) clearOutcome();
+  if (S.call?.attemptId === attemptId) clearCall();
+  S.owed = S.owed.filter((o) => o.attemptId !== attemptId);
+  if (!S.pop) nextOwed();
+}
+
+// Refusals that say nothing about the outcome itself: it stays held and goes again when the session is back.
+const TRANSIENT = new Set(["not_joined", "not_running", "internal", "replaced", "unauthorized", "busy"]);
+
 function refused(frame) {
   const held = pending();
-  if (held && frame.id === held.id) {
+  if (held && frame.id === held.id && !TRANSIENT.has(frame.code)) {
     localStorage.removeItem(pendingKey());
     if (frame.code === "already_disposed") {  // saved earlier with another outcome (another console)
       toast(frame.message);
-      clearOutcome();
-      clearCall();
-      nextOwed();
+      doneWith(held.attempt_id);
       return render();
     }
     $("dispo-error").textContent = frame.message;
@@ -206,8 +231,10 @@ function refused(frame) {
     render();
     return;
   }
-  if (frame.code === "replaced") {
+  if (frame.code === "replaced") {  // another tab took the session: this one goes inert
     socket.stopped = true;
+    S.replaced = true;
+    document.body.inert = true;
     toast("This console was replaced by another one; reload to take it back");
     return;
   }
@@ -216,9 +243,17 @@ function refused(frame) {
 
 // -- softphone ---------------------------------------------------------------------------------------------
 
+// One softphone client per generation: a leave, a rejoin or a lost socket starts a new generation, and every
+// handler of an older one does nothing (no orphaned client keeps a line open).
+let lineGeneration = 0;
+let lineRetry = 2000;
+
 async function connectLine() {
   if (S.lineWanted) return;
   S.lineWanted = true;
+  const generation = ++lineGeneration;
+  const current = () => generation === lineGeneration && S.lineWanted;
+  const callIn = (rtc) => rtc.newCall({ destinationNumber: LINE_DESTINATION, audio: true, remoteElement: "remote-audio" });
   try {
     const phone = await api("/api/telephony/softphone");
     let RTC;
@@ -228,26 +263,29 @@ async function connectLine() {
       await loadScript(phone.sdk_url);
       RTC = window.TelnyxWebRTC.TelnyxRTC;
     }
+    if (!current()) return;
     const rtc = new RTC({ login_token: phone.login_token, host: phone.rtc_url || undefined });
     S.rtc = rtc;
-    rtc.on("telnyx.ready", () => {
-      S.line = rtc.newCall({ destinationNumber: LINE_DESTINATION, audio: true, remoteElement: "remote-audio" });
-    });
+    rtc.on("telnyx.ready", () => { if (current()) S.line = callIn(rtc); });
     rtc.on("telnyx.notification", (n) => {
-      if (n.type !== "callUpdate" || n.call !== S.line) return;
-      if (n.call.state === "destroy" && S.lineWanted) {  // the line dropped: call in again
+      if (!current() || n.type !== "callUpdate" || n.call !== S.line) return;
+      if (n.call.state === "active") lineRetry = 2000;
+      if (n.call.state === "destroy") {  // the line dropped (or the daemon refused it): call in again, slower each time
         S.line = null;
-        setTimeout(() => { if (S.lineWanted && rtc.connected !== false) S.line = rtc.newCall({ destinationNumber: LINE_DESTINATION, audio: true, remoteElement: "remote-audio" }); }, 2000);
+        setTimeout(() => { if (current()) S.line = callIn(rtc); }, lineRetry);
+        lineRetry = Math.min(lineRetry * 2, 30000);
       }
     });
-    rtc.on("telnyx.error", (e) => toast(`Softphone: ${e.error?.message || "error"}`));
+    rtc.on("telnyx.error", (e) => { if (current()) toast(`Softphone: ${e.error?.message || "error"}`); });
     rtc.on("telnyx.socket.close", () => {
-      if (!S.lineWanted) return;
+      if (!current()) return;
       S.lineWanted = false;
-      setTimeout(connectLine, 2000);
+      setTimeout(() => { if (S.state !== "offline") connectLine(); }, lineRetry);
+      lineRetry = Math.min(lineRetry * 2, 30000);
     });
     await rtc.connect();
   } catch (error) {
+    if (generation !== lineGeneration) return;
     S.lineWanted = false;
     toast(`Softphone: ${error.message}`);
     setTimeout(() => { if (S.state !== "offline") connectLine(); }, 5000);
@@ -255,6 +293,7 @@ async function connectLine() {
 }
 
 function disconnectLine() {
+  lineGeneration++;
   S.lineWanted = false;
   S.line?.hangup();
   S.rtc?.disconnect();
@@ -300,6 +339,8 @@ function showOutcome(attemptId, form, dispositions, who) {
   $("dispo").hidden = false;
   $("dispo-empty").hidden = true;
   $("callback").hidden = true;
+  $("callback-at").value = "";
+  $("callback-personal").checked = true;
   $("notes").value = "";
   $("dispo-error").textContent = "";
   const held = pending();
@@ -309,6 +350,18 @@ function showOutcome(attemptId, form, dispositions, who) {
 function restoreHeld(held) {  // a reload while saving: show what is being saved
   choose(held.code);
   $("notes").value = held.notes || "";
+  for (const [key, value] of Object.entries(held.answers || {})) {
+    const input = $(`f-${key}`);
+    if (!input) continue;
+    if (input.type === "checkbox") input.checked = Boolean(value);
+    else if (input.multiple) for (const o of input.options) o.selected = [].concat(value).includes(o.value);
+    else input.value = value;
+  }
+  if (held.callback) {
+    const due = new Date(held.callback.due_at);
+    $("callback-at").value = new Date(due.getTime() - due.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+    $("callback-personal").checked = held.callback.personal;
+  }
 }
 
 function fieldInput(f) {
@@ -374,7 +427,7 @@ function answers() {
 
 function save(event) {
   event?.preventDefault();
-  if (pending() || !S.pop) return;
+  if (pending() || !S.pop || S.replaced) return;
   $("dispo-error").textContent = "";
   if (!S.chosen) { $("dispo-error").textContent = "Choose an outcome"; return; }
   if (S.call && S.call.attemptId === S.pop.attemptId && S.call.state !== "ended") {
@@ -439,7 +492,7 @@ function render() {
   $("pause").disabled = !(S.state === "ready" || onCall || S.state === "wrap_up");
   $("hangup").disabled = !(S.call && S.call.state === "on call");
   $("mute").disabled = $("hold").disabled = !(S.call && S.call.state === "on call");
-  $("leave").disabled = Boolean(onCall);
+  $("leave").disabled = Boolean(S.call) || S.owes || S.state === "wrap_up";
   $("preview").hidden = !S.preview;
   $("call-state").textContent = S.call ? `${S.call.state} · call #${S.call.attemptId}` : "No call";
   $("save").disabled = Boolean(held) || !S.pop;
@@ -462,8 +515,19 @@ const actions = {
   hangup: () => S.call && send({ type: "hangup", id: nextId(), attempt_id: S.call.attemptId }),
   mute: () => setMuted($("mute").getAttribute("aria-pressed") !== "true"),
   hold: () => setHeld($("hold").getAttribute("aria-pressed") !== "true"),
-  accept: () => S.preview && send({ type: "preview_accept", id: nextId(), contact_id: S.preview.contact_id }),
-  skip: () => { if (S.preview) { send({ type: "preview_skip", id: nextId(), contact_id: S.preview.contact_id }); S.preview = null; clearOutcome(); render(); } },
+  accept: () => {
+    if (!S.preview) return;
+    send({ type: "preview_accept", id: nextId(), contact_id: S.preview.contact_id });
+    S.preview = null;  // the screen pop follows when the contact answers
+    render();
+  },
+  skip: () => {
+    if (!S.preview) return;
+    send({ type: "preview_skip", id: nextId(), contact_id: S.preview.contact_id });
+    S.preview = null;
+    if (!S.pop) { $("pop").hidden = true; $("pop-empty").hidden = false; }  // an outcome being filled stays
+    render();
+  },
   leave: () => send({ type: "leave", id: nextId() }),
   join: () => send({ type: "join", id: nextId(), campaign_id: Number($("campaign").value) }),
 };
@@ -483,10 +547,10 @@ document.addEventListener("keydown", (event) => {
   const typing = event.target.closest?.("input, textarea, select");
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !$("dispo").hidden) return save(event);
   if (event.key === "Escape" && typing) return event.target.blur();
-  if (typing || event.ctrlKey || event.metaKey || event.altKey || $("console").hidden) return;
+  if (typing || event.ctrlKey || event.metaKey || event.altKey || $("console").hidden || S.replaced) return;
   const key = event.key.length === 1 ? event.key.toLowerCase() : "";
   if (!$("dispo").hidden) {  // while an outcome is due, its keys come first
-    const button = [...$("dispositions").children].find((b) => b.dataset.key.toLowerCase() === key);
+    const button = key && [...$("dispositions").children].find((b) => b.dataset.key.toLowerCase() === key);
     if (button) { event.preventDefault(); return choose(button.dataset.code); }
   }
   const action = KEYS[key];

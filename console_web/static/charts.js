@@ -1,7 +1,7 @@
 // Small SVG line charts, no library: a series of [epoch ms, value] over the shift, with an optional limit line.
 
 const NS = "http://www.w3.org/2000/svg";
-const W = 400, H = 120, PAD = { left: 34, right: 6, top: 8, bottom: 16 };
+const H = 120, PAD = { left: 40, right: 6, top: 8, bottom: 16 };
 
 function node(tag, attrs, text) {
   const n = document.createElementNS(NS, tag);
@@ -11,6 +11,7 @@ function node(tag, attrs, text) {
 }
 
 export function lineChart(svg, series, { label, format = (v) => v.toFixed(1), limit = null, teal = false, floor = 0 }) {
+  const W = Math.max(200, Math.round(svg.clientWidth || 400));  // drawn at its own width: text stays unscaled
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("role", "img");
   const last = series.length ? series[series.length - 1][1] : null;

@@ -36,11 +36,10 @@ function handle(frame) {
     for (const c of campaigns.values()) c.card.remove();
     campaigns.clear();
     for (const c of frame.campaigns) updateCampaign(c, frame.series[String(c.id)] || []);
-    for (const a of frame.agents) updateAgent(a);
+    for (const a of [...frame.agents].sort((x, y) => x.name.localeCompare(y.name))) updateAgent(a);
   } else if (frame.type === "agents") {
     for (const a of frame.agents) updateAgent(a);
     for (const id of frame.gone) { agents.get(id)?.row.remove(); agents.delete(id); }
-    for (const c of campaigns.values()) countAgents(c);
   } else if (frame.type === "campaigns") {
     const seen = new Set();
     for (const c of frame.campaigns) { updateCampaign(c, c.points || []); seen.add(c.id); }
@@ -50,6 +49,7 @@ function handle(frame) {
   } else if (frame.type === "error") {
     toast(frame.message);
   }
+  if (["snapshot", "agents", "campaigns"].includes(frame.type)) countAll();
   $("agent-count").textContent = `(${agents.size})`;
   $("no-campaigns").hidden = campaigns.size > 0;
 }
@@ -61,8 +61,9 @@ function updateAgent(a) {
   if (!entry) {
     const cells = Array.from({ length: 8 }, () => el("td"));
     cells[3].className = cells[5].className = "num";
-    const pause = el("button", { type: "button", onclick: () => command("force_pause", a.user_id) }, "Pause");
-    const logout = el("button", { type: "button", class: "danger", onclick: (e) => confirmLogout(e.currentTarget, a.user_id) }, "Log out");
+    const pause = el("button", { type: "button", "aria-label": `Pause ${a.name}`, onclick: () => command("force_pause", a.user_id) }, "Pause");
+    const logout = el("button", { type: "button", class: "danger", "aria-label": `Log out ${a.name}`,
+      onclick: (e) => confirmLogout(e.currentTarget, a.user_id) }, "Log out");
     cells[7].append(pause, " ", logout);
     const row = el("tr", { dataset: { user: a.user_id } }, cells);
     entry = { data: a, row, cells, pause, logout };
@@ -80,14 +81,14 @@ function updateAgent(a) {
   cells[6].textContent = `${a.softphone ? "line up" : "no line"}${a.online ? "" : " · console away"}`;
   entry.pause.disabled = a.state === "paused" || Boolean(a.pending_pause);
   entry.row.dataset.state = a.state;
-  const campaign = campaigns.get(a.campaign_id);
-  if (campaign) countAgents(campaign);
   filterRow(entry);
   tickAgent(entry);
 }
 
 function insertSorted(row, name) {
   const body = $("agents").tBodies[0];
+  const last = body.rows[body.rows.length - 1];
+  if (!last || agents.get(Number(last.dataset.user))?.data.name.localeCompare(name) <= 0) return body.append(row);
   const before = [...body.rows].find((r) => agents.get(Number(r.dataset.user))?.data.name.localeCompare(name) > 0);
   body.insertBefore(row, before || null);
 }
@@ -106,10 +107,17 @@ function filterRow(entry) {
 }
 
 function confirmLogout(button, userId) {
-  if (button.dataset.armed) { delete button.dataset.armed; button.textContent = "Log out"; return command("force_logout", userId); }
+  const label = button.getAttribute("aria-label").replace(/^Confirm: /, "");
+  if (button.dataset.armed) {
+    delete button.dataset.armed;
+    button.textContent = "Log out";
+    button.setAttribute("aria-label", label);
+    return command("force_logout", userId);
+  }
   button.dataset.armed = "1";
   button.textContent = "Confirm log out";
-  setTimeout(() => { delete button.dataset.armed; button.textContent = "Log out"; }, 4000);
+  button.setAttribute("aria-label", `Confirm: ${label}`);
+  setTimeout(() => { delete button.dataset.armed; button.textContent = "Log out"; button.setAttribute("aria-label", label); }, 4000);
 }
 
 function command(type, userId) {
@@ -135,7 +143,6 @@ function updateCampaign(c, points) {
   const f = entry.figures;
   const ab = c.abandon;
   f.mode.textContent = `${c.mode}${c.mode === "predictive" ? ` (${c.pacer})` : ""} · ${c.status}`;
-  countAgents(entry);
   set(f.today, pct(ab.today), ab.today >= ab.ceiling, `${ab.abandoned_today} of ${ab.answers_today} answers, machines included`);
   set(f.us, pct(ab.us_30_day), ab.us_30_day >= ab.ceiling);
   set(f.uk, pct(ab.uk_day), ab.uk_day >= ab.ceiling);
@@ -151,12 +158,19 @@ function updateCampaign(c, points) {
   if (added || !entry.drawn) drawCharts(entry);
 }
 
-// Agents by state from the agent rows (pushed within 250 ms), so the card never disagrees with the table.
-function countAgents(entry) {
-  const counts = {};
-  for (const { data } of agents.values()) if (data.campaign_id === entry.data.id) counts[data.state] = (counts[data.state] || 0) + 1;
-  entry.figures.agents.textContent = ["ready", "reserved", "on_call", "wrap_up", "paused"]
-    .map((s) => `${counts[s] || 0} ${s.replace("_", " ")}`).join(" · ");
+// Agents by state from the agent rows (pushed within 50 ms), so the card never disagrees with the table.
+function countAll() {
+  const counts = new Map();
+  for (const { data } of agents.values()) {
+    const byState = counts.get(data.campaign_id) || {};
+    byState[data.state] = (byState[data.state] || 0) + 1;
+    counts.set(data.campaign_id, byState);
+  }
+  for (const entry of campaigns.values()) {
+    const byState = counts.get(entry.data.id) || {};
+    entry.figures.agents.textContent = ["ready", "reserved", "on_call", "wrap_up", "paused"]
+      .map((s) => `${byState[s] || 0} ${s.replace("_", " ")}`).join(" · ");
+  }
 }
 
 function set(node, text, over = false, title = "") {
