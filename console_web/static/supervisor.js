@@ -31,7 +31,8 @@ async function start() {
 function handle(frame) {
   if (frame.now) offset = frame.now - Date.now();
   if (frame.type === "snapshot") {
-    for (const { row } of agents.values()) row.remove();
+    for (const { row } of agents.values()) { onScreen.unobserve(row); row.remove(); }
+    visible.clear();
     agents.clear();
     for (const c of campaigns.values()) c.card.remove();
     campaigns.clear();
@@ -39,7 +40,14 @@ function handle(frame) {
     for (const a of [...frame.agents].sort((x, y) => x.name.localeCompare(y.name))) updateAgent(a);
   } else if (frame.type === "agents") {
     for (const a of frame.agents) updateAgent(a);
-    for (const id of frame.gone) { agents.get(id)?.row.remove(); agents.delete(id); }
+    for (const id of frame.gone) {
+      const entry = agents.get(id);
+      if (!entry) continue;
+      onScreen.unobserve(entry.row);
+      visible.delete(entry);
+      entry.row.remove();
+      agents.delete(id);
+    }
   } else if (frame.type === "campaigns") {
     const seen = new Set();
     for (const c of frame.campaigns) { updateCampaign(c, c.points || []); seen.add(c.id); }
@@ -69,6 +77,7 @@ function updateAgent(a) {
     entry = { data: a, row, cells, pause, logout };
     agents.set(a.user_id, entry);
     insertSorted(row, a.name);
+    onScreen.observe(row);
   }
   entry.data = a;
   const { cells } = entry;
@@ -214,6 +223,16 @@ function drawCharts(entry) {
   entry.drawn = true;
 }
 
-setInterval(() => { for (const entry of agents.values()) if (!entry.row.hidden) tickAgent(entry); }, 1000);
+// Only the rows on screen tick (a thousand agents would otherwise cost a thousand text updates a second);
+// a row that scrolls into view is brought up to date at once.
+const visible = new Set();
+const onScreen = new IntersectionObserver((changes) => {
+  for (const change of changes) {
+    const entry = agents.get(Number(change.target.dataset.user));
+    if (!entry) continue;
+    if (change.isIntersecting) { visible.add(entry); tickAgent(entry); } else visible.delete(entry);
+  }
+});
+setInterval(() => { for (const entry of visible) tickAgent(entry); }, 1000);
 
 start();
