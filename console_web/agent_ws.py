@@ -138,6 +138,9 @@ class AgentConnection:
                 self.console.send(protocol.ack(frame_id, **answer))
         except protocol.FrameError as exc:
             self.console.send(exc.frame())
+        except TimeoutError:  # the bounded pool: every connection busy for database.acquire_timeout_s
+            log.warning("database_busy", user=self.user_id, frame=frame_id)
+            self.console.send(protocol.error("busy", "the database is busy; try again shortly", frame_id))
         except Refused as exc:
             refused = protocol.error(exc.code, exc.message, frame_id)
             if exc.fields:

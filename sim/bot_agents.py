@@ -97,14 +97,10 @@ class BotAgent:
     async def run(self, stop: asyncio.Event) -> None:
         async with aiohttp.ClientSession() as http:
             token = await login(http, self.options.base_url, self.email, self.options.password)
-            headers = {"Authorization": f"Bearer {token}"}
-            async with http.get(f"{self.options.base_url}/api/telephony/softphone", headers=headers) as response:
-                phone = await response.json()
-                if response.status != 200:
-                    raise RuntimeError(f"softphone of {self.email}: {response.status} {phone}")
+            phone = await self._softphone(http, token)
         ws_url = self.options.base_url.replace("http", "ws", 1) + "/ws/agent"
         async with (
-            websockets.connect(ws_url, subprotocols=["pivotal.v1", f"bearer.{token}"]) as console,  # type: ignore[list-item]
+            await _connect_retrying(ws_url, ["pivotal.v1", f"bearer.{token}"]) as console,
             websockets.connect(self.options.rtc_url or phone["rtc_url"]) as rtc,
         ):
             self._ws = console
@@ -133,17 +129,35 @@ class BotAgent:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
 
+    async def _softphone(self, http: aiohttp.ClientSession, token: str) -> dict[str, Any]:
+        """The softphone's identity; a crowd starting at once may find the database busy (503): wait and retry,
+        as the console does."""
+        headers = {"Authorization": f"Bearer {token}"}
+        for attempt in range(RETRIES):
+            async with http.get(f"{self.options.base_url}/api/telephony/softphone", headers=headers) as response:
+                phone: dict[str, Any] = await response.json()
+                if response.status == 200:
+                    return phone
+                if response.status != 503 or attempt == RETRIES - 1:
+                    raise RuntimeError(f"softphone of {self.email}: {response.status} {phone}")
+            await asyncio.sleep(_backoff(attempt))
+        raise AssertionError("unreachable")
+
     async def _join(self) -> None:
-        """Join the campaign; a campaign just started may take a moment to reach the dialer."""
+        """Join the campaign; a campaign just started may take a moment to reach the dialer, and a crowd joining
+        at once may find the database busy."""
         deadline = time.monotonic() + 15
+        attempt = 0
         while True:
             try:
                 await self._request({"type": "join", "campaign_id": self.options.campaign_id})
                 return
             except RuntimeError as exc:
-                if "not_running" not in str(exc) or time.monotonic() > deadline:
+                busy = ": busy:" in str(exc) and attempt < RETRIES
+                if not busy and ("not_running" not in str(exc) or time.monotonic() > deadline):
                     raise
-                await asyncio.sleep(0.25)
+                attempt += 1
+                await asyncio.sleep(_backoff(attempt) if busy else 0.25)
 
     async def _request(self, frame: dict[str, Any]) -> dict[str, Any]:
         self._seq += 1
@@ -229,6 +243,26 @@ class BotAgent:
             finally:
                 if attempt == 2:
                     self.stats.errors.append(f"{self.email}: disposition {attempt_id}: no answer")
+
+
+#: A busy daemon (503, "busy") is asked again this many times, with jittered exponential backoff.
+RETRIES = 8
+
+
+def _backoff(attempt: int) -> float:
+    return min(5.0, 0.25 * 2.0**attempt) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
+
+
+async def _connect_retrying(url: str, subprotocols: list[str]) -> Any:
+    """Open the console's websocket; a 503 (the daemon busy) is retried like the browser console does."""
+    for attempt in range(RETRIES):
+        try:
+            return await websockets.connect(url, subprotocols=subprotocols)  # type: ignore[arg-type]
+        except websockets.InvalidStatus as exc:
+            if exc.response.status_code != 503 or attempt == RETRIES - 1:
+                raise
+        await asyncio.sleep(_backoff(attempt))
+    raise AssertionError("unreachable")
 
 
 async def ensure_bots(base_url: str, admin_email: str, admin_password: str, count: int, password: str) -> list[str]:
