@@ -7,7 +7,6 @@ OpenAPI document.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from admin_api.problems import Problem
 from admin_api.services import REQUEST_ID, SERVICES, Services
+from crm import safe_json
 from crm.audit import Actor
 from crm.roles import Role
 from crm.tokens import Claims, InvalidToken
@@ -148,11 +148,11 @@ async def _read_body(request: web.Request, model: type[M]) -> M:
         raise Problem(415, "send the body as application/json")
     raw = await request.read()  # aiohttp enforces client_max_size here (413)
     try:
-        data = json.loads(raw)
+        data = safe_json.loads(raw)
+    except safe_json.TooDeep:
+        raise Problem(400, "the body is not acceptable JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Problem(400, f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise Problem(400, "the body is not acceptable JSON: nested too deeply") from None
     if b"\\u0000" in raw and _holds_nul(data):
         raise Problem(422, "the body holds a NUL character (\\u0000), which no field accepts")
     try:

@@ -138,6 +138,10 @@ async def main() -> None:
                         help="start as a campaign's first day (the pacer stays progressive for a while)")  # fmt: skip
     default_url = os.environ.get("PIVOTAL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--database-url", default=default_url)
+    parser.add_argument("--daemon-log", type=Path, help="write the daemon's log (warnings and up) to this file")
+    parser.add_argument("--nice", type=int, default=10,
+                        help="niceness of this process (carrier and bots) once the daemon runs: they stand for Telnyx "
+                             "and 200 browsers on other machines and should not take the daemon's CPU")  # fmt: skip
     args = parser.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -165,10 +169,12 @@ async def main() -> None:
             if create.returncode:
                 raise SystemExit(create.stderr)
             await prepare(url, args.contacts)
+            log = args.daemon_log.open("wb") if args.daemon_log else subprocess.DEVNULL
             daemon = await asyncio.create_subprocess_exec(
-                PIVOTAL, "--data-dir", tmp, "run", "--port", str(port), env=env, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                PIVOTAL, "--data-dir", tmp, "run", "--port", str(port), env=env, stdout=log, stderr=log,
             )  # fmt: skip
+            if args.nice:
+                os.nice(args.nice)  # after the daemon started: it keeps the normal priority
             try:
                 await wait_ready(base, timeout_s=60)
                 async with aiohttp.ClientSession(base_url=base) as http:

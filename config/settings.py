@@ -149,6 +149,20 @@ class TelephonySettings(_Section):
         return value
 
 
+class EmailSettings(_Section):
+    #: Capture every message in memory (listed by GET /api/email/captures) instead of handing it to the
+    #: sender profile's provider. Set false to send.
+    sandbox: bool = True
+    #: Base URL of unsubscribe, open and click links when a campaign has no tracking domain, e.g.
+    #: https://links.example.com (a name that reaches this daemon). Unset: http://<server.host>:<port>.
+    links_base_url: str | None = Field(None, pattern=r"^https?://[^/\s]+$")
+    #: After a crash, messages that were in flight may or may not have reached the provider: "resend" them
+    #: (nobody misses the mail; a few may get it twice) or "skip" them (nobody gets it twice; a few miss it).
+    ambiguous_policy: Literal["resend", "skip"] = "resend"
+    #: Pause a campaign after this many provider errors (or unrenderable messages) in a row.
+    max_consecutive_errors: int = Field(20, ge=1, le=100_000)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     #: ``auto``: readable lines on a terminal, JSON lines otherwise.
@@ -176,6 +190,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     audience: AudienceSettings = AudienceSettings()
     telephony: TelephonySettings = TelephonySettings()
+    email: EmailSettings = EmailSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @classmethod

@@ -19,11 +19,12 @@ query parameter.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from crm import safe_json
 
 VERSION = 1
 MAX_FRAME_BYTES = 65_536
@@ -134,8 +135,8 @@ def parse(text: str | bytes) -> AgentFrame:
     if "\x00" in decoded or "\\u0000" in decoded:  # raw or escaped: PostgreSQL text cannot hold NUL
         raise FrameError("bad_json", "a frame may not contain NUL characters")
     try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError):
+        raw = safe_json.loads(text)
+    except ValueError:
         raise FrameError("bad_json", "a frame is a JSON object") from None
     if not isinstance(raw, dict):
         raise FrameError("bad_json", "a frame is a JSON object")

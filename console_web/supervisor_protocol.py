@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from console_web.protocol import CODE, MAX_ID, FrameError
+from crm import safe_json
 
 VERSION = 1
 MAX_FRAME_BYTES = 4096
@@ -48,8 +49,8 @@ def parse(text: str | bytes) -> SupervisorFrame:
     if len(text) > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"a frame is at most {MAX_FRAME_BYTES} bytes")
     try:
-        raw = json.loads(text)
-    except (ValueError, RecursionError):
+        raw = safe_json.loads(text)
+    except ValueError:
         raise FrameError("bad_json", "a frame is a JSON object") from None
     if not isinstance(raw, dict):
         raise FrameError("bad_json", "a frame is a JSON object")

@@ -1,1 +1,1 @@
-"""Email engine: rendering, guards, providers, send pipeline, tracking, bounces. Empty until issue #8."""
+"""E-mail engine: templates, guards, throttling, providers, the send ledger, tracking and unsubscribes."""

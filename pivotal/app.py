@@ -56,14 +56,19 @@ from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
 from dialer.webhook_ingress import EventLog, Legs, WebhookIngress
 from dialer.webhook_signature import load_public_key
-from pivotal import console_routes, ops_routes, webhook_routes
+from dispatch.engine import EmailEngine, EngineOptions
+from dispatch.tokens import Signer
+from dispatch.tracking import EventBuffer
+from pivotal import console_routes, email_routes, ops_routes, webhook_routes
 from pivotal.bootstrap import ensure_admin
 from pivotal.database import create_pool, database_url
+from pivotal.email_routes import EMAIL_ENGINE, ENGAGEMENT
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
 from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
 from pivotal.schema import apply_schema
 from pivotal.server import ON_LISTENING
+from pivotal.stall_watch import StallWatch
 
 log = structlog.get_logger(__name__)
 
@@ -97,6 +102,7 @@ def routes() -> Api:
         telephony_routes.api,
         campaign_routes.api,
         console_routes.api,
+        email_routes.api,
     )
 
 
@@ -265,6 +271,45 @@ async def _dialer(app: web.Application) -> AsyncIterator[None]:
         await engine.close()
 
 
+async def _email(app: web.Application) -> AsyncIterator[None]:
+    """The e-mail engine (a sender per running e-mail campaign) and the writer of opens and clicks."""
+    settings = app[SETTINGS]
+    services = app[SERVICES]
+    feed = services.suppressions
+    options = EngineOptions(
+        links_base_url=settings.email.links_base_url or f"http://{settings.server.host}:{settings.server.port}",
+        sandbox=settings.email.sandbox, ambiguous=settings.email.ambiguous_policy,
+        max_consecutive_errors=settings.email.max_consecutive_errors,
+    )  # fmt: skip
+    engine = EmailEngine(services.pool, lambda: feed.index, Signer(secrets_key(settings)), options,
+                         services.sealer.open)  # fmt: skip
+    if settings.email.links_base_url is None:  # the port is known once listening
+
+        def links_base(port: int) -> None:
+            options.links_base_url = f"http://{settings.server.host}:{port}"
+
+        app.setdefault(ON_LISTENING, []).append(links_base)
+    engagement = EventBuffer(services.pool)
+    app[EMAIL_ENGINE], app[ENGAGEMENT] = engine, engagement
+    engagement.start()
+    await engine.start()
+    try:
+        yield
+    finally:
+        await engine.close()
+        await engagement.close()
+
+
+async def _stall_watch(app: web.Application) -> AsyncIterator[None]:
+    """Logs where the event loop was whenever it stalls for 100 ms, and times garbage collections."""
+    watch = StallWatch(app[METRICS].registry)
+    watch.start(asyncio.get_running_loop())
+    try:
+        yield
+    finally:
+        watch.stop()
+
+
 def _softphone_sources(app: web.Application) -> tuple[str | None, str | None]:
     services = app.get(SERVICES)
     if services is None:  # still starting
@@ -289,5 +334,7 @@ def build_app(
     api.mount(app)
     pages.mount(app, lambda: _softphone_sources(app))
     app[ops_routes.ENDPOINTS] = api.endpoints
-    app.cleanup_ctx.extend([_database_server, _pool, _services_context(clock), _telephony, _dialer])
+    app.cleanup_ctx.extend(
+        [_stall_watch, _database_server, _pool, _services_context(clock), _telephony, _dialer, _email]
+    )
     return app

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from config import Settings
 from pivotal.sdnotify import notify
+from pivotal.stall_watch import settle_heap
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +58,7 @@ class Server:
                 log.info("listening", host=server.host, port=self.port, url=f"http://{server.host}:{self.port}")
                 for listener in self.app.get(ON_LISTENING, []):
                     listener(self.port)
+                settle_heap()
                 notify("READY=1")
                 await self.should_exit.wait()
             notify("STOPPING=1")

@@ -18,6 +18,8 @@ PLACEHOLDER = {
     "userId": "999999",
     "role": "agent",
     "importId": "999999",
+    "captureId": "999999",
+    "token": "not-a-token",
     "segmentId": "999999",
     "listId": "999999",
     "contactId": "999999",
@@ -41,6 +43,11 @@ PUBLIC = {
     ("POST", "/webhooks/telnyx"),  # signed by the carrier instead
     ("GET", "/ws/agent"),  # the token comes as a subprotocol or query parameter (tests/test_dialer.py)
     ("GET", "/ws/supervisor"),  # likewise (tests/test_console_pages.py)
+    # the links inside e-mail: the signed token is the proof (tests/test_email_send.py)
+    ("GET", "/e/u/{token}"),
+    ("POST", "/e/u/{token}"),
+    ("GET", "/e/o/{token}"),
+    ("GET", "/e/c/{token}"),
 }
 #: The browser pages and their static files: public HTML and JavaScript, not API (every call they make is).
 PAGES = {("GET", "/"), ("GET", "/static"), *(("GET", path) for path in pages.PAGES)}

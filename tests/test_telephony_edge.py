@@ -326,6 +326,14 @@ def test_forgotten_legs_stay_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     assert legs.get_or_create("idle", 2.0) is not None
     legs.get_or_create("later", 2.0 + webhook_ingress.LEG_IDLE_S + 1)
     assert legs.get("idle") is None, "idle legs are swept"
+    monkeypatch.setattr(webhook_ingress, "ENDED_LEGS_KEPT", 10)
+    t = 3.0 + webhook_ingress.LEG_IDLE_S
+    for ccid in ("c", "d"):
+        assert legs.get_or_create(ccid, t) is not None
+    legs.ended("c", t)
+    legs.ended("d", t + webhook_ingress.ENDED_LEG_KEEP_S + 1)
+    assert legs.get("c") is None, "ended legs are forgotten after a while too"
+    assert legs.get("d") is not None
 
 
 async def test_awkward_but_signed_bodies_are_read_whole_and_stored(make_client: Any, clean_db: Any) -> None:

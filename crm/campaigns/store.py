@@ -128,7 +128,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, fields: CampaignFields) -> di
 async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: CampaignFields) -> dict[str, Any]:
     columns, settings = _split(fields, creating=False)
     async with pool.acquire() as conn, conn.transaction():
-        current = await _lock(conn, campaign_id)
+        current = await lock(conn, campaign_id)
         if CampaignStatus(current["status"]) not in EDITABLE:
             raise CampaignConflict(f"a {current['status']} campaign cannot be edited; pause it first")
         if "account_cap_mode" in columns and "account_cap" not in columns:
@@ -158,12 +158,13 @@ def _contradiction(exc: asyncpg.IntegrityConstraintViolationError) -> str:
     return f"the settings contradict each other ({name}): {getattr(exc, 'detail', None) or exc}"
 
 
-async def _lock(conn: asyncpg.Connection, campaign_id: int) -> asyncpg.Record:
+async def lock(conn: asyncpg.Connection, campaign_id: int, channel: str = "phone") -> asyncpg.Record:
+    """The campaign's row, locked for the transaction (CampaignNotFound for another channel's)."""
     row = await conn.fetchrow(
         """SELECT id, status::text AS status, account_cap FROM campaigns
-            WHERE id = $1 AND deleted_at IS NULL AND channel = 'phone' FOR UPDATE""",
-        campaign_id,
-    )
+            WHERE id = $1 AND deleted_at IS NULL AND channel = $2::contact_channel FOR UPDATE""",
+        campaign_id, channel,
+    )  # fmt: skip
     if row is None:
         raise CampaignNotFound(f"campaign {campaign_id} does not exist")
     return row
@@ -171,16 +172,17 @@ async def _lock(conn: asyncpg.Connection, campaign_id: int) -> asyncpg.Record:
 
 async def delete(pool: asyncpg.Pool, actor: Actor, campaign_id: int) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        current = await _lock(conn, campaign_id)
+        current = await lock(conn, campaign_id)
         if current["status"] != "draft":
             raise CampaignConflict(f"only a draft can be deleted; this one is {current['status']} (archive it)")
         await conn.execute("UPDATE campaigns SET deleted_at = now() WHERE id = $1", campaign_id)
         await audit.record(conn, actor, "campaign.deleted", "campaign", campaign_id)
 
 
-async def set_audience(pool: asyncpg.Pool, actor: Actor, campaign_id: int, rules: list[AudienceRule]) -> None:
+async def set_audience(pool: asyncpg.Pool, actor: Actor, campaign_id: int, rules: list[AudienceRule],
+                       channel: str = "phone") -> None:  # fmt: skip
     async with pool.acquire() as conn, conn.transaction():
-        current = await _lock(conn, campaign_id)
+        current = await lock(conn, campaign_id, channel)
         if CampaignStatus(current["status"]) not in EDITABLE:
             raise CampaignConflict(f"a {current['status']} campaign's audience cannot change; pause it first")
         for rule in rules:
@@ -201,7 +203,7 @@ async def set_audience(pool: asyncpg.Pool, actor: Actor, campaign_id: int, rules
                            {"rules": [r.model_dump(exclude_none=True) for r in rules]})  # fmt: skip
 
 
-async def _audience_sql(conn: asyncpg.Connection, campaign_id: int, first_param: int) -> tuple[str, list[Any]]:
+async def audience_sql(conn: asyncpg.Connection, campaign_id: int, first_param: int) -> tuple[str, list[Any]]:
     """SQL selecting the contact ids the campaign's rules select now (includes minus excludes), or ''."""
     rules = await conn.fetch(
         """SELECT r.mode::text AS mode, r.list_id, r.segment_id, r.domain_set_id, s.filter_definition AS definition,
@@ -240,7 +242,7 @@ async def _audience_sql(conn: asyncpg.Connection, campaign_id: int, first_param:
 
 async def snapshot(conn: asyncpg.Connection, actor: Actor, campaign_id: int) -> tuple[int, int]:
     """Add the contacts the audience selects now and are not members yet; (added, members now)."""
-    selection, params = await _audience_sql(conn, campaign_id, first_param=3)
+    selection, params = await audience_sql(conn, campaign_id, first_param=3)
     added = 0
     if selection:
         snapshot_id = await conn.fetchval(
@@ -266,7 +268,7 @@ async def snapshot(conn: asyncpg.Connection, actor: Actor, campaign_id: int) -> 
 
 async def readiness(conn: asyncpg.Connection, campaign_id: int) -> Readiness:
     c = await get(conn, campaign_id)
-    selection, params = await _audience_sql(conn, campaign_id, first_param=1)
+    selection, params = await audience_sql(conn, campaign_id, first_param=1)
     size = 0
     if selection:
         size = await conn.fetchval(
@@ -324,7 +326,7 @@ async def act(
 ) -> dict[str, Any]:
     """Move the campaign through its lifecycle; the checklist must pass to schedule, start or resume."""
     async with pool.acquire() as conn, conn.transaction():
-        current = await _lock(conn, campaign_id)
+        current = await lock(conn, campaign_id)
         target = next_status(CampaignStatus(current["status"]), action)
         if action in CHECKED:
             ready = await readiness(conn, campaign_id)
@@ -353,7 +355,7 @@ async def act(
 
 async def refresh_audience(pool: asyncpg.Pool, actor: Actor, campaign_id: int) -> tuple[int, int]:
     async with pool.acquire() as conn, conn.transaction():
-        current = await _lock(conn, campaign_id)
+        current = await lock(conn, campaign_id)
         if current["status"] not in ("running", "paused"):
             raise CampaignConflict(f"a {current['status']} campaign has no audience to refresh; start it")
         added, members = await snapshot(conn, actor, campaign_id)

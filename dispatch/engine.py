@@ -1,0 +1,256 @@
+"""The e-mail engine: one sender per running e-mail campaign, started and stopped as campaigns change.
+
+A watcher looks at the campaigns table every second (a campaign started, paused or resumed through the API is
+picked up within that). Starting a sender loads its plan (sender profile, variants compiled, compliance rules,
+limits, the warmup cap rebuilt from the ledger's count of today), creates the ledger rows of members that have
+none yet, and runs it. When a sender ends on its own the campaign is completed, or paused with the reason in
+the audit log (consecutive provider errors, templates that fail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+
+from crm import audit
+from crm.compliance import campaign_rules
+from crm.compliance.suppression_index import SuppressionIndex
+from dispatch import ledger
+from dispatch.ledger import AmbiguousPolicy, LedgerWriter
+from dispatch.providers.base import Transport
+from dispatch.providers.capture import CaptureBox, CaptureTransport
+from dispatch.providers.smtp import SmtpOptions, SmtpTransport
+from dispatch.rates import MessageLimits, RateBook
+from dispatch.sender import CampaignSender, Identity, Plan
+from dispatch.templates import CompiledVariant, TemplateProblem
+from dispatch.tokens import Signer
+from pacing.warmup import DailyCap, WarmupPlan
+
+log = structlog.get_logger("pivotal.email")
+
+WATCH_S = 1.0
+#: First key of the campaigns' advisory locks (pg_try_advisory_lock(int, int)): "EM".
+LOCK_SPACE = 0x454D
+#: A sender profile without max_per_second: SMTP relays and HTTP APIs take this comfortably.
+DEFAULT_RATE_PER_S = 1000.0
+
+
+@dataclass
+class EngineOptions:
+    links_base_url: str
+    sandbox: bool = True
+    ambiguous: AmbiguousPolicy = "resend"
+    max_consecutive_errors: int = 20
+
+
+@dataclass
+class _Running:
+    task: asyncio.Task[None] | None = None
+    sender: CampaignSender | None = None
+    stop: str | None = None  # asked to stop before its sender existed
+    started: float = field(default_factory=time.monotonic)
+
+    def request_stop(self, reason: str) -> None:
+        self.stop = reason
+        if self.sender is not None:
+            self.sender.stop(reason)
+
+
+class EmailEngine:
+    def __init__(
+        self, pool: asyncpg.Pool, index: Callable[[], SuppressionIndex], signer: Signer, options: EngineOptions,
+        open_secret: Callable[[bytes], str], box: CaptureBox | None = None,
+    ) -> None:  # fmt: skip
+        self.pool, self._index, self.signer, self.options = pool, index, signer, options
+        self._open_secret = open_secret
+        self.box = box or CaptureBox()
+        self.rates = RateBook()
+        self.writer = LedgerWriter(pool)
+        self.running: dict[int, _Running] = {}
+        self._watcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.writer.start()
+        self._watcher = asyncio.create_task(self._watch(), name="email-campaign-watcher")
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for running in list(self.running.values()):
+            running.request_stop("shutting down")
+        await asyncio.gather(*(r.task for r in self.running.values() if r.task), return_exceptions=True)
+        await self.writer.close()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                await self._reconcile()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("email watcher: database unavailable", error=repr(exc))
+            await asyncio.sleep(WATCH_S)
+
+    async def _reconcile(self) -> None:
+        rows = await self.pool.fetch(
+            """SELECT id FROM campaigns WHERE channel = 'email' AND status = 'running' AND deleted_at IS NULL"""
+        )
+        wanted = {row["id"] for row in rows}
+        for campaign_id, running in list(self.running.items()):
+            if campaign_id not in wanted:
+                running.request_stop("the campaign is no longer running")
+        for campaign_id in wanted - set(self.running):
+            running = self.running[campaign_id] = _Running()
+            running.task = asyncio.create_task(self._run(campaign_id, running), name=f"email-campaign-{campaign_id}")
+
+    async def _run(self, campaign_id: int, running: _Running) -> None:
+        """Sends the campaign while holding its advisory lock: one node at a time sends a campaign (a second
+        daemon on the same database, or a restarted one whose old connection lingers, leaves it alone)."""
+        try:
+            async with self.pool.acquire() as lock:
+                if not await lock.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, campaign_id):
+                    return
+                try:
+                    await self._send(campaign_id, running)
+                finally:
+                    await lock.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, campaign_id)
+        except Exception:
+            log.exception("email sender crashed", campaign_id=campaign_id)
+        finally:
+            self.running.pop(campaign_id, None)
+
+    async def _send(self, campaign_id: int, running: _Running) -> None:
+        try:
+            sender = await self._sender(campaign_id)
+        except (TemplateProblem, ValueError, LookupError) as exc:
+            await self._auto_pause(campaign_id, f"cannot start sending: {exc}")
+            return
+        running.sender = sender
+        if running.stop is not None:
+            sender.stop(running.stop)
+        result = await sender.run()
+        if result == "completed":
+            await self._complete(campaign_id, sender)
+        elif result.startswith("paused: "):  # before the watcher looks again, or it would start it anew
+            await self._auto_pause(campaign_id, result.removeprefix("paused: "))
+
+    async def _sender(self, campaign_id: int) -> CampaignSender:
+        async with self.pool.acquire() as conn:
+            campaign = await conn.fetchrow(
+                """SELECT c.id, c.name, c.settings, p.id AS profile_id, p.from_name, p.from_email, p.reply_to,
+                          p.postal_address, p.provider::text AS provider, p.provider_settings,
+                          p.credentials_encrypted, p.max_per_second, t.domain AS tracking_domain
+                     FROM campaigns c JOIN sender_profiles p ON p.id = c.sender_profile_id AND p.deleted_at IS NULL
+                     LEFT JOIN tracking_domains t ON t.deleted_at IS NULL
+                          AND (t.id = c.tracking_domain_id OR (c.tracking_domain_id IS NULL AND t.is_default))
+                    WHERE c.id = $1""",
+                campaign_id,
+            )
+            if campaign is None:
+                raise LookupError("the campaign has no sender profile")
+            variants = await conn.fetch(
+                """SELECT id, subject, preheader, html_body, text_body, split_share, is_winner FROM email_variants
+                    WHERE campaign_id = $1 AND deleted_at IS NULL ORDER BY variant_key""",
+                campaign_id,
+            )
+            settings = _json(campaign["settings"])
+            missing = settings.get("missing_fields", "error")
+            compiled = {v["id"]: CompiledVariant(v["subject"], v["preheader"], v["html_body"], v["text_body"],
+                                                 missing=missing) for v in variants}  # fmt: skip
+            shares = [(v["id"], float(v["split_share"])) for v in variants if float(v["split_share"]) > 0]
+            added = await ledger.create_rows(conn, campaign_id, campaign["profile_id"], campaign["provider"], shares)
+            if added:
+                log.info("email audience queued", campaign_id=campaign_id, recipients=added)
+            _, rules = await campaign_rules.load(conn, campaign_id)
+            daily = await self._daily_cap(conn, campaign["profile_id"])
+        provider_settings = _json(campaign["provider_settings"])
+        transport = self._transport(campaign, provider_settings)
+        rate = float(campaign["max_per_second"] or provider_settings.get("max_per_second") or DEFAULT_RATE_PER_S)
+        account = provider_settings.get("account") or f"{campaign['provider']}:{provider_settings.get('host', '')}"
+        fixed = [self.rates.limiter(f"provider:{account}", float(provider_settings.get("account_per_second", rate))),
+                 self.rates.limiter(f"sender:{campaign['profile_id']}", rate)]  # fmt: skip
+        limits = MessageLimits(self.rates, fixed, settings.get("domain_limits") or {})
+        base = f"https://{campaign['tracking_domain']}" if campaign["tracking_domain"] else self.options.links_base_url
+        plan = Plan(campaign_id, campaign["name"],
+                    Identity(campaign["from_name"], campaign["from_email"], campaign["reply_to"],
+                             campaign["postal_address"]), compiled, base,
+                    rules.email(campaign_id), settings.get("ambiguous_policy", self.options.ambiguous),
+                    int(settings.get("max_consecutive_errors", self.options.max_consecutive_errors)))  # fmt: skip
+        return CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
+                              daily_cap=daily)  # fmt: skip
+
+    def _transport(self, campaign: asyncpg.Record, provider_settings: dict[str, Any]) -> Transport:
+        if self.options.sandbox:
+            return CaptureTransport(self.box)
+        if campaign["provider"] != "smtp":
+            raise ValueError(f"the {campaign['provider']} provider is not available yet; use an SMTP sender profile")
+        password = self._open_secret(campaign["credentials_encrypted"]) if campaign["credentials_encrypted"] else None
+        options = SmtpOptions(
+            host=str(provider_settings.get("host", "127.0.0.1")), port=int(provider_settings.get("port", 25)),
+            username=provider_settings.get("username"), password=password,
+            security=str(provider_settings.get("security", "starttls")),
+            connections=int(provider_settings.get("connections", 8)),
+            messages_per_connection=int(provider_settings.get("messages_per_connection", 1000)),
+        )  # fmt: skip
+        return SmtpTransport(options)
+
+    async def _daily_cap(self, conn: asyncpg.Connection, profile_id: int) -> DailyCap | None:
+        """The sender profile's active warmup plan, its count of today rebuilt from the ledger (UTC days)."""
+        plan = await conn.fetchrow(
+            """SELECT p.id, p.started_on, array_agg(d.daily_cap ORDER BY d.day_number) AS caps
+                 FROM warmup_plans p JOIN warmup_plan_days d ON d.warmup_plan_id = p.id
+                WHERE p.sender_profile_id = $1 AND p.status = 'active' GROUP BY p.id ORDER BY p.id DESC LIMIT 1""",
+            profile_id,
+        )
+        if plan is None:
+            return None
+        today = datetime.now(UTC).date()
+        sent_today = await conn.fetchval(
+            """SELECT count(*) FROM email_messages WHERE sender_profile_id = $1
+                AND (sent_at >= $2::date OR (status = 'sending' AND sending_at >= $2::date))""",
+            profile_id, today,
+        )  # fmt: skip
+        cap = DailyCap(WarmupPlan(plan["started_on"].toordinal(), tuple(plan["caps"])))
+        cap.rebuild(today.toordinal(), int(sent_today))
+        return cap
+
+    async def _auto_pause(self, campaign_id: int, reason: str) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            paused = await conn.fetchval(
+                """UPDATE campaigns SET status = 'paused', updated_at = now() WHERE id = $1 AND status = 'running'
+                   RETURNING id""",
+                campaign_id,
+            )
+            if paused:
+                await audit.record(conn, audit.SYSTEM, "campaign.auto_paused", "campaign", campaign_id,
+                                   {"reason": reason[:1000]})  # fmt: skip
+        log.warning("email campaign paused", campaign_id=campaign_id, reason=reason)
+
+    async def _complete(self, campaign_id: int, sender: CampaignSender) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await conn.fetchval(
+                """UPDATE campaigns SET status = 'completed', completed_at = now(), updated_at = now()
+                    WHERE id = $1 AND status = 'running' RETURNING id""",
+                campaign_id,
+            )
+            if done:
+                c = sender.counters
+                await audit.record(conn, audit.SYSTEM, "campaign.completed", "campaign", campaign_id,
+                                   {"sent": c.sent, "failed": c.failed, "suppressed": c.suppressed,
+                                    "skipped": c.skipped, "ambiguous_resent": c.ambiguous_recovered})  # fmt: skip
+        log.info("email campaign completed", campaign_id=campaign_id, sent=sender.counters.sent)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    return value if isinstance(value, dict) else {}
