@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,7 +27,8 @@ from crm.compliance import campaign_rules
 from crm.compliance.suppression_index import SuppressionIndex
 from dispatch import ledger
 from dispatch.ledger import AmbiguousPolicy, LedgerWriter
-from dispatch.providers.base import Transport
+from dispatch.mime import Envelope, build
+from dispatch.providers.base import Outgoing, Transport
 from dispatch.providers.capture import CaptureBox, CaptureTransport
 from dispatch.providers.smtp import SmtpOptions, SmtpTransport
 from dispatch.rates import MessageLimits, RateBook
@@ -42,6 +44,23 @@ WATCH_S = 1.0
 LOCK_SPACE = 0x454D
 #: A sender profile without max_per_second: SMTP relays and HTTP APIs take this comfortably.
 DEFAULT_RATE_PER_S = 1000.0
+
+#: A campaign with its sender profile and tracking domain (the default one when it names none).
+_CAMPAIGN = """SELECT c.id, c.name, c.settings, p.id AS profile_id, p.from_name, p.from_email, p.reply_to,
+              p.postal_address, p.provider::text AS provider, p.provider_settings,
+              p.credentials_encrypted, p.max_per_second, t.domain AS tracking_domain
+         FROM campaigns c JOIN sender_profiles p ON p.id = c.sender_profile_id AND p.deleted_at IS NULL
+         LEFT JOIN tracking_domains t ON t.deleted_at IS NULL
+              AND (t.id = c.tracking_domain_id OR (c.tracking_domain_id IS NULL AND t.is_default))
+        WHERE c.id = $1"""
+
+
+@dataclass(frozen=True)
+class TestResult:
+    variant: str
+    to: str
+    result: str  # sent, permanent, temporary, throttled
+    detail: str
 
 
 @dataclass
@@ -145,16 +164,7 @@ class EmailEngine:
 
     async def _sender(self, campaign_id: int) -> CampaignSender:
         async with self.pool.acquire() as conn:
-            campaign = await conn.fetchrow(
-                """SELECT c.id, c.name, c.settings, p.id AS profile_id, p.from_name, p.from_email, p.reply_to,
-                          p.postal_address, p.provider::text AS provider, p.provider_settings,
-                          p.credentials_encrypted, p.max_per_second, t.domain AS tracking_domain
-                     FROM campaigns c JOIN sender_profiles p ON p.id = c.sender_profile_id AND p.deleted_at IS NULL
-                     LEFT JOIN tracking_domains t ON t.deleted_at IS NULL
-                          AND (t.id = c.tracking_domain_id OR (c.tracking_domain_id IS NULL AND t.is_default))
-                    WHERE c.id = $1""",
-                campaign_id,
-            )
+            campaign = await conn.fetchrow(_CAMPAIGN, campaign_id)
             if campaign is None:
                 raise LookupError("the campaign has no sender profile")
             variants = await conn.fetch(
@@ -187,6 +197,68 @@ class EmailEngine:
                     int(settings.get("max_consecutive_errors", self.options.max_consecutive_errors)))  # fmt: skip
         return CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
                               daily_cap=daily)  # fmt: skip
+
+    async def test_send(self, campaign_id: int, to: list[str], contact_id: int | None) -> list[TestResult]:
+        """Every variant, rendered for one contact (the one given, else the audience's first), to each address,
+        through the campaign's own provider (or the sandbox). No ledger row: the subject says "[Test A]"."""
+        async with self.pool.acquire() as conn:
+            campaign = await conn.fetchrow(_CAMPAIGN, campaign_id)
+            if campaign is None:
+                raise LookupError("choose a sender profile for the campaign first")
+            variants = await conn.fetch(
+                """SELECT variant_key, subject, preheader, html_body, text_body FROM email_variants
+                    WHERE campaign_id = $1 AND deleted_at IS NULL ORDER BY variant_key""",
+                campaign_id,
+            )
+            if not variants:
+                raise LookupError("the campaign has no variant to test")
+            sample = await ledger.sample_recipient(conn, campaign_id, contact_id)
+        settings = _json(campaign["settings"])
+        identity = Identity(campaign["from_name"], campaign["from_email"], campaign["reply_to"],
+                            campaign["postal_address"])  # fmt: skip
+        base = f"https://{campaign['tracking_domain']}" if campaign["tracking_domain"] else self.options.links_base_url
+        links = {
+            "unsubscribe_url": f"{base}/e/u/{self.signer.sign('u', 0)}",
+            "open_url": f"{base}/e/o/{self.signer.sign('o', 0)}.gif",
+            "postal_address": identity.postal_address,
+        }
+        fields = {"contact": sample.contact, "account": sample.account, "campaign": {"name": campaign["name"]}}
+        messages = []
+        for v in variants:  # every variant renders before anything is sent
+            compiled = CompiledVariant(v["subject"], v["preheader"], v["html_body"], v["text_body"],
+                                       missing=settings.get("missing_fields", "error"))  # fmt: skip
+            try:
+                rendered = compiled.render(fields, links, None)
+            except TemplateProblem as exc:
+                raise TemplateProblem(
+                    exc.part, exc.line, f"variant {v['variant_key']}: {exc.reason}", exc.field
+                ) from None
+            for address in to:
+                message_id = f"test.{uuid.uuid4().hex}@{identity.domain}"
+                data = build(
+                    Envelope(
+                        identity.from_name,
+                        identity.from_email,
+                        address,
+                        f"[Test {v['variant_key']}] {rendered.subject}",
+                        message_id,
+                        links["unsubscribe_url"],
+                        identity.reply_to,
+                    ),
+                    rendered.html,
+                    rendered.text,
+                )
+                messages.append((v["variant_key"], Outgoing(0, identity.from_email, address, message_id, data)))
+        transport = self._transport(campaign, _json(campaign["provider_settings"]))
+        await transport.open()
+        try:
+            results = []
+            for key, message in messages:
+                result = await transport.send(message)
+                results.append(TestResult(key, message.to_email, result.kind, result.detail))
+        finally:
+            await transport.close()
+        return results
 
     def _transport(self, campaign: asyncpg.Record, provider_settings: dict[str, Any]) -> Transport:
         if self.options.sandbox:

@@ -115,6 +115,40 @@ async def fetch_due(conn: asyncpg.Connection | asyncpg.Pool, campaign_id: int, a
     return [_pending(row) for row in rows]
 
 
+async def sample_recipient(conn: asyncpg.Connection, campaign_id: int, contact_id: int | None) -> Pending:
+    """A contact to render a test message for: the one given, else the first of the audience with an address
+    (frozen members, else the audience rules' first), else an empty one (missing fields then show as missing)."""
+    if contact_id is None:
+        contact_id = await conn.fetchval(
+            """SELECT m.contact_id FROM campaign_members m JOIN contacts c ON c.id = m.contact_id
+                WHERE m.campaign_id = $1 AND c.email IS NOT NULL AND c.deleted_at IS NULL
+                ORDER BY m.contact_id LIMIT 1""",
+            campaign_id,
+        )
+    if contact_id is None:
+        contact_id = await conn.fetchval(
+            """SELECT lm.contact_id FROM campaign_audience_rules r JOIN list_members lm ON lm.list_id = r.list_id
+                 JOIN contacts c ON c.id = lm.contact_id AND c.email IS NOT NULL AND c.deleted_at IS NULL
+                WHERE r.campaign_id = $1 AND r.mode = 'include' ORDER BY lm.contact_id LIMIT 1""",
+            campaign_id,
+        )
+    row = await conn.fetchrow(
+        """SELECT 0 AS id, c.id AS contact_id, 0 AS variant_id, c.email AS to_email, '' AS idempotency_key,
+                  0 AS attempt_count, 'unknown' AS consent, c.first_name, c.last_name, c.job_title, c.email,
+                  c.phone_e164, c.country, a.name AS account_name, a.domain AS account_domain, a.industry,
+                  a.employee_count, a.office_country AS account_country, 0 AS day, 0 AS week, 0 AS month,
+                  NULL::timestamptz AS oldest_day, NULL::timestamptz AS oldest_week, NULL::timestamptz AS oldest_month
+             FROM contacts c LEFT JOIN accounts a ON a.id = c.account_id AND a.deleted_at IS NULL
+            WHERE c.id = $1 AND c.deleted_at IS NULL""",
+        contact_id or 0,
+    )
+    if row is None:
+        if contact_id is not None:
+            raise LookupError(f"contact {contact_id} does not exist")
+        return Pending(0, 0, 0, "", "", 0, "unknown", {}, {})
+    return _pending(row)
+
+
 def _pending(row: asyncpg.Record) -> Pending:
     first, last = row["first_name"], row["last_name"]
     full = " ".join(part for part in (first, last) if part) or None

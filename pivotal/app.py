@@ -23,6 +23,7 @@ from admin_api import (
     contact_routes,
     decision_routes,
     domain_set_routes,
+    email_campaign_routes,
     export_routes,
     import_routes,
     list_routes,
@@ -103,6 +104,7 @@ def routes() -> Api:
         campaign_routes.api,
         console_routes.api,
         email_routes.api,
+        email_campaign_routes.api,
     )
 
 

@@ -12,15 +12,19 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from admin_api.api import Api, ApiRequest, client_address
 from admin_api.problems import Problem
+from crm.audience.emails import normalise_email
 from crm.roles import Role
-from dispatch import unsubscribe
+from dispatch import campaigns, reports, unsubscribe
 from dispatch.engine import EmailEngine
+from dispatch.templates import TemplateProblem
 from dispatch.tokens import BadToken
 from dispatch.tracking import EventBuffer, engagement
 
@@ -143,3 +147,70 @@ async def capture(req: ApiRequest) -> dict[str, Any]:
     text, html_part = message.iter_parts()
     return item.summary() | {"headers": {k: str(v) for k, v in message.items()},
                              "text": text.get_content(), "html": html_part.get_content()}  # fmt: skip
+
+
+class TestSendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: list[str] = Field(min_length=1, max_length=10, description="addresses that get every variant")
+    contact_id: int | None = Field(None, ge=1, le=2**63 - 1, description="render for this contact (default: the "
+                                   "audience's first)")  # fmt: skip
+
+
+class TestSendOut(BaseModel):
+    results: list[dict[str, str]]
+    recorded: bool = Field(description="every message went out: the checklist's test-send item passes")
+
+
+@api.route("POST", "/api/email-campaigns/{campaignId}/test-send", summary="Send every variant to test addresses "
+           "through the campaign's provider", tag="email", roles=[Role.ADMIN, Role.CAMPAIGN_MANAGER,
+           Role.CONTENT_CREATOR], body=TestSendIn, response=TestSendOut)  # fmt: skip
+async def test_send(req: ApiRequest) -> TestSendOut:
+    campaign_id = req.path_int("campaignId")
+    addresses = []
+    for raw in req.body.to:
+        normal = normalise_email(raw)
+        if normal.email is None:
+            raise Problem(422, f"to: {raw[:100]!r} is not an e-mail address: {normal.invalid_reason}")
+        addresses.append(normal.email)
+    pool = req.services.pool
+    if not await pool.fetchval(
+        "SELECT 1 FROM campaigns WHERE id = $1 AND channel = 'email' AND deleted_at IS NULL", campaign_id
+    ):
+        raise Problem(404, f"e-mail campaign {campaign_id} does not exist")
+    try:
+        results = await req.request.app[EMAIL_ENGINE].test_send(campaign_id, addresses, req.body.contact_id)
+    except TemplateProblem as exc:
+        raise Problem(422, f"a variant does not render: {exc}", part=exc.part, line=exc.line, field=exc.field) from None
+    except (LookupError, ValueError) as exc:
+        raise Problem(409, str(exc)) from None
+    recorded = all(r.result == "sent" for r in results)
+    if recorded:
+        async with pool.acquire() as conn:
+            await campaigns.record_test_send(conn, req.actor, campaign_id, addresses,
+                                             datetime.fromtimestamp(req.services.clock(), UTC))  # fmt: skip
+    return TestSendOut(results=[{"variant": r.variant, "to": r.to, "result": r.result, "detail": r.detail}
+                                for r in results], recorded=recorded)  # fmt: skip
+
+
+class ReportQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: Literal["minute", "hour", "day"] = "hour"
+
+
+@api.route("GET", "/api/email-campaigns/{campaignId}/report", summary="Sent, delivered, bounced, unique opens and "
+           "clicks, unsubscribes, complaints and their rates, per variant and over time", tag="email",
+           roles=[Role.ADMIN, Role.CAMPAIGN_MANAGER, Role.SUPERVISOR, Role.QUALITY_ANALYST],
+           query=ReportQuery)  # fmt: skip
+async def report(req: ApiRequest) -> dict[str, Any]:
+    campaign_id = req.path_int("campaignId")
+    pool = req.services.pool
+    if not await pool.fetchval(
+        "SELECT 1 FROM campaigns WHERE id = $1 AND channel = 'email' AND deleted_at IS NULL", campaign_id
+    ):
+        raise Problem(404, f"e-mail campaign {campaign_id} does not exist")
+    out = await reports.campaign_report(pool, campaign_id, req.query.bucket)
+    for point in out["series"]:
+        point["at"] = point["at"].isoformat()
+    return {"campaign_id": campaign_id, **out}

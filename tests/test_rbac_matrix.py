@@ -32,6 +32,10 @@ PLACEHOLDER = {
     "action": "start",
     "scriptId": "999999",
     "formId": "999999",
+    "profileId": "999999",
+    "domainId": "999999",
+    "planId": "999999",
+    "key": "Z",
 }
 
 PUBLIC = {
