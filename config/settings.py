@@ -161,6 +161,17 @@ class EmailSettings(_Section):
     ambiguous_policy: Literal["resend", "skip"] = "resend"
     #: Pause a campaign after this many provider errors (or unrenderable messages) in a row.
     max_consecutive_errors: int = Field(20, ge=1, le=100_000)
+    #: SendGrid's signed Event Webhook: the verification key (base64 DER) from SendGrid's mail settings. Unset:
+    #: POST /webhooks/email/sendgrid answers 503.
+    sendgrid_webhook_public_key: str | None = Field(None, min_length=40, max_length=400)
+    #: Mailgun's HTTP webhook signing key. Unset: POST /webhooks/email/mailgun answers 503.
+    mailgun_webhook_signing_key: str | None = Field(None, min_length=8, max_length=200)
+    #: SES through SNS: the topics we subscribed (empty: any topic whose signature verifies).
+    sns_topic_arns: list[str] = Field(default_factory=list, max_length=50)
+    #: Where SNS signing certificates may come from (the default: Amazon's SNS hosts over https).
+    sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]+\.pem$"
+    #: Soft bounces within 30 days that suppress an address (a hard bounce or a complaint does at once).
+    soft_bounce_limit: int = Field(3, ge=1, le=100)
 
 
 class LoggingSettings(_Section):

@@ -60,10 +60,11 @@ from dialer.webhook_signature import load_public_key
 from dispatch.engine import EmailEngine, EngineOptions
 from dispatch.tokens import Signer
 from dispatch.tracking import EventBuffer
-from pivotal import console_routes, email_routes, ops_routes, webhook_routes
+from pivotal import console_routes, email_routes, email_webhook_routes, ops_routes, webhook_routes
 from pivotal.bootstrap import ensure_admin
 from pivotal.database import create_pool, database_url
 from pivotal.email_routes import EMAIL_ENGINE, ENGAGEMENT
+from pivotal.email_webhook_routes import EMAIL_WEBHOOKS, EmailWebhooks
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
 from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
@@ -105,6 +106,7 @@ def routes() -> Api:
         console_routes.api,
         email_routes.api,
         email_campaign_routes.api,
+        email_webhook_routes.api,
     )
 
 
@@ -293,6 +295,7 @@ async def _email(app: web.Application) -> AsyncIterator[None]:
         app.setdefault(ON_LISTENING, []).append(links_base)
     engagement = EventBuffer(services.pool)
     app[EMAIL_ENGINE], app[ENGAGEMENT] = engine, engagement
+    app[EMAIL_WEBHOOKS] = EmailWebhooks(settings.email, services.clock)
     engagement.start()
     await engine.start()
     try:

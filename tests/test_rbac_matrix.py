@@ -45,6 +45,9 @@ PUBLIC = {
     ("GET", "/api/openapi.json"),
     ("POST", "/api/auth/login"),
     ("POST", "/webhooks/telnyx"),  # signed by the carrier instead
+    ("POST", "/webhooks/email/sendgrid"),  # signed by the provider (tests/test_email_webhooks.py)
+    ("POST", "/webhooks/email/ses"),
+    ("POST", "/webhooks/email/mailgun"),
     ("GET", "/ws/agent"),  # the token comes as a subprotocol or query parameter (tests/test_dialer.py)
     ("GET", "/ws/supervisor"),  # likewise (tests/test_console_pages.py)
     # the links inside e-mail: the signed token is the proof (tests/test_email_send.py)
