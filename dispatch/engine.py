@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -25,7 +25,7 @@ import structlog
 from crm import audit
 from crm.compliance import campaign_rules
 from crm.compliance.suppression_index import SuppressionIndex
-from dispatch import ledger
+from dispatch import ab_test, ledger
 from dispatch.ledger import AmbiguousPolicy, LedgerWriter
 from dispatch.mime import Envelope, build
 from dispatch.providers.base import Outgoing, Transport
@@ -40,14 +40,16 @@ from pacing.warmup import DailyCap, WarmupPlan
 log = structlog.get_logger("pivotal.email")
 
 WATCH_S = 1.0
+#: How often a campaign waiting for its A/B winner looks again (a manual choice is seen within this).
+WINNER_POLL_S = 2.0
 #: First key of the campaigns' advisory locks (pg_try_advisory_lock(int, int)): "EM".
 LOCK_SPACE = 0x454D
 #: A sender profile without max_per_second: SMTP relays and HTTP APIs take this comfortably.
 DEFAULT_RATE_PER_S = 1000.0
 
 #: A campaign with its sender profile and tracking domain (the default one when it names none).
-_CAMPAIGN = """SELECT c.id, c.name, c.settings, p.id AS profile_id, p.from_name, p.from_email, p.reply_to,
-              p.postal_address, p.provider::text AS provider, p.provider_settings,
+_CAMPAIGN = """SELECT c.id, c.name, c.settings, c.ab_test_share, p.id AS profile_id, p.from_name, p.from_email,
+              p.reply_to, p.postal_address, p.provider::text AS provider, p.provider_settings,
               p.credentials_encrypted, p.max_per_second, t.domain AS tracking_domain
          FROM campaigns c JOIN sender_profiles p ON p.id = c.sender_profile_id AND p.deleted_at IS NULL
          LEFT JOIN tracking_domains t ON t.deleted_at IS NULL
@@ -77,9 +79,11 @@ class _Running:
     sender: CampaignSender | None = None
     stop: str | None = None  # asked to stop before its sender existed
     started: float = field(default_factory=time.monotonic)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     def request_stop(self, reason: str) -> None:
         self.stop = reason
+        self.stopped.set()
         if self.sender is not None:
             self.sender.stop(reason)
 
@@ -148,21 +152,56 @@ class EmailEngine:
             self.running.pop(campaign_id, None)
 
     async def _send(self, campaign_id: int, running: _Running) -> None:
-        try:
-            sender = await self._sender(campaign_id)
-        except (TemplateProblem, ValueError, LookupError) as exc:
-            await self._auto_pause(campaign_id, f"cannot start sending: {exc}")
-            return
-        running.sender = sender
-        if running.stop is not None:
-            sender.stop(running.stop)
-        result = await sender.run()
+        while True:
+            try:
+                sender, testing = await self._sender(campaign_id)
+            except (TemplateProblem, ValueError, LookupError) as exc:
+                await self._auto_pause(campaign_id, f"cannot start sending: {exc}")
+                return
+            running.sender = sender
+            if running.stop is not None:
+                sender.stop(running.stop)
+            result = await sender.run()
+            if result != "completed" or not testing:
+                break
+            if not await self._await_winner(campaign_id, running):
+                return  # stopped while waiting; a restart waits again
+            # the winner is chosen: the next sender queues the rest of the audience with it
         if result == "completed":
             await self._complete(campaign_id, sender)
         elif result.startswith("paused: "):  # before the watcher looks again, or it would start it anew
             await self._auto_pause(campaign_id, result.removeprefix("paused: "))
 
-    async def _sender(self, campaign_id: int) -> CampaignSender:
+    async def _await_winner(self, campaign_id: int, running: _Running) -> bool:
+        """After the test cohort: wait until the winner is chosen (by the criterion once the wait after the last
+        test message is over, or by hand). False if the campaign stopped meanwhile."""
+        while running.stop is None:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(
+                    """SELECT c.ab_winner_criterion::text AS criterion, coalesce(c.ab_decide_after_minutes, 0) AS wait,
+                              (SELECT max(m.sent_at) FROM email_messages m WHERE m.campaign_id = c.id) AS last_sent,
+                              EXISTS (SELECT 1 FROM email_variants v WHERE v.campaign_id = c.id AND v.is_winner)
+                                AS decided, now() AS now
+                         FROM campaigns c WHERE c.id = $1""",
+                    campaign_id,
+                )
+                if row is None:
+                    return False
+                if row["decided"]:
+                    return True
+                delay = WINNER_POLL_S
+                if row["criterion"] not in (None, "manual"):
+                    due = (row["last_sent"] or row["now"]) + timedelta(minutes=row["wait"])
+                    if row["now"] >= due:
+                        await ab_test.decide(conn, campaign_id, row["criterion"])
+                        continue
+                    delay = min(delay, (due - row["now"]).total_seconds())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(running.stopped.wait(), delay)
+        return False
+
+    async def _sender(self, campaign_id: int) -> tuple[CampaignSender, bool]:
+        """The campaign's sender, its ledger rows queued; True while it sends an A/B test's cohort."""
         async with self.pool.acquire() as conn:
             campaign = await conn.fetchrow(_CAMPAIGN, campaign_id)
             if campaign is None:
@@ -177,7 +216,14 @@ class EmailEngine:
             compiled = {v["id"]: CompiledVariant(v["subject"], v["preheader"], v["html_body"], v["text_body"],
                                                  missing=missing) for v in variants}  # fmt: skip
             shares = [(v["id"], float(v["split_share"])) for v in variants if float(v["split_share"]) > 0]
-            added = await ledger.create_rows(conn, campaign_id, campaign["profile_id"], campaign["provider"], shares)
+            winner = next((v["id"] for v in variants if v["is_winner"]), None)
+            cohort = None
+            if winner is not None:  # the test is over: whoever has no message yet gets the winner
+                shares = [(winner, 100.0)]
+            elif len(shares) >= 2 and campaign["ab_test_share"] is not None:
+                cohort = float(campaign["ab_test_share"])
+            added = await ledger.create_rows(conn, campaign_id, campaign["profile_id"], campaign["provider"], shares,
+                                             cohort)  # fmt: skip
             if added:
                 log.info("email audience queued", campaign_id=campaign_id, recipients=added)
             _, rules = await campaign_rules.load(conn, campaign_id)
@@ -195,8 +241,9 @@ class EmailEngine:
                              campaign["postal_address"]), compiled, base,
                     rules.email(campaign_id), settings.get("ambiguous_policy", self.options.ambiguous),
                     int(settings.get("max_consecutive_errors", self.options.max_consecutive_errors)))  # fmt: skip
-        return CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
-                              daily_cap=daily)  # fmt: skip
+        sender = CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
+                                daily_cap=daily)  # fmt: skip
+        return sender, cohort is not None
 
     async def test_send(self, campaign_id: int, to: list[str], contact_id: int | None) -> list[TestResult]:
         """Every variant, rendered for one contact (the one given, else the audience's first), to each address,

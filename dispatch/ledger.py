@@ -55,9 +55,10 @@ class Finish:
 
 
 async def create_rows(conn: asyncpg.Connection, campaign_id: int, sender_profile_id: int, provider: str,
-                      variants: Sequence[tuple[int, float]]) -> int:  # fmt: skip
+                      variants: Sequence[tuple[int, float]], cohort: float | None = None) -> int:  # fmt: skip
     """A queued row for every member of the campaign with an address and no row yet; the variant by a hash of
-    (campaign, contact) against the shares, so the split is the same whenever it is computed. Returns rows added."""
+    (campaign, contact) against the shares, so the split is the same whenever it is computed. ``cohort`` (a
+    percentage): only the members an A/B test's cohort holds, by another hash. Returns rows added."""
     bounds, total = [], 0.0
     for variant_id, share in variants:
         total += share
@@ -71,7 +72,10 @@ async def create_rows(conn: asyncpg.Connection, campaign_id: int, sender_profile
               SELECT m.contact_id, c.email,
                      abs(hashtextextended($1::bigint || ':' || m.contact_id, 0)) % 10000 AS bucket
                 FROM campaign_members m JOIN contacts c ON c.id = m.contact_id
-               WHERE m.campaign_id = $1::bigint AND c.deleted_at IS NULL AND c.email IS NOT NULL),
+               WHERE m.campaign_id = $1::bigint AND c.deleted_at IS NULL AND c.email IS NOT NULL
+                 AND ($4::float8 IS NULL
+                      OR abs(hashtextextended('cohort:' || $1::bigint || ':' || m.contact_id, 0)) % 10000
+                         < $4::float8 * 100)),
             added AS (
               INSERT INTO email_messages (campaign_id, contact_id, variant_id, idempotency_key, to_email,
                                           sender_profile_id, provider)
@@ -80,7 +84,7 @@ async def create_rows(conn: asyncpg.Connection, campaign_id: int, sender_profile
                 FROM members
               ON CONFLICT DO NOTHING RETURNING 1)
             SELECT count(*) FROM added""",
-        campaign_id, sender_profile_id, provider,
+        campaign_id, sender_profile_id, provider, cohort,
     )  # fmt: skip
     return int(added)
 
