@@ -27,9 +27,11 @@ from crm.compliance import campaign_rules
 from crm.compliance.suppression_index import SuppressionIndex
 from dispatch import ab_test, ledger
 from dispatch.ledger import AmbiguousPolicy, LedgerWriter
+from dispatch.merge import MergeVariant, NotMergeable
 from dispatch.mime import Envelope, build
-from dispatch.providers.base import Outgoing, Transport
+from dispatch.providers.base import Merged, Outgoing, Transport
 from dispatch.providers.capture import CaptureBox, CaptureTransport
+from dispatch.providers.http_api import HttpOptions, MailgunTransport, SendGridTransport
 from dispatch.providers.smtp import SmtpOptions, SmtpTransport
 from dispatch.rates import MessageLimits, RateBook
 from dispatch.sender import CampaignSender, Identity, Plan
@@ -44,8 +46,13 @@ WATCH_S = 1.0
 WINNER_POLL_S = 2.0
 #: First key of the campaigns' advisory locks (pg_try_advisory_lock(int, int)): "EM".
 LOCK_SPACE = 0x454D
-#: A sender profile without max_per_second: SMTP relays and HTTP APIs take this comfortably.
+#: A sender profile without max_per_second: SMTP relays take this comfortably; batched HTTP APIs far more.
 DEFAULT_RATE_PER_S = 1000.0
+DEFAULT_HTTP_RATE_PER_S = 100_000.0
+HTTP_PROVIDERS: dict[str, tuple[type[SendGridTransport] | type[MailgunTransport], str]] = {
+    "sendgrid": (SendGridTransport, "https://api.sendgrid.com"),
+    "mailgun": (MailgunTransport, "https://api.mailgun.net"),
+}
 
 #: A campaign with its sender profile and tracking domain (the default one when it names none).
 _CAMPAIGN = """SELECT c.id, c.name, c.settings, c.ab_test_share, p.id AS profile_id, p.from_name, p.from_email,
@@ -230,7 +237,8 @@ class EmailEngine:
             daily = await self._daily_cap(conn, campaign["profile_id"])
         provider_settings = _json(campaign["provider_settings"])
         transport = self._transport(campaign, provider_settings)
-        rate = float(campaign["max_per_second"] or provider_settings.get("max_per_second") or DEFAULT_RATE_PER_S)
+        default_rate = DEFAULT_RATE_PER_S if transport.batch_size == 1 else DEFAULT_HTTP_RATE_PER_S
+        rate = float(campaign["max_per_second"] or provider_settings.get("max_per_second") or default_rate)
         account = provider_settings.get("account") or f"{campaign['provider']}:{provider_settings.get('host', '')}"
         fixed = [self.rates.limiter(f"provider:{account}", float(provider_settings.get("account_per_second", rate))),
                  self.rates.limiter(f"sender:{campaign['profile_id']}", rate)]  # fmt: skip
@@ -241,6 +249,8 @@ class EmailEngine:
                              campaign["postal_address"]), compiled, base,
                     rules.email(campaign_id), settings.get("ambiguous_policy", self.options.ambiguous),
                     int(settings.get("max_consecutive_errors", self.options.max_consecutive_errors)))  # fmt: skip
+        if transport.batch_size > 1:
+            plan.merge_variants = {v["id"]: _mergeable(v, missing) for v in variants}
         sender = CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
                                 daily_cap=daily)  # fmt: skip
         return sender, cohort is not None
@@ -295,7 +305,29 @@ class EmailEngine:
                     rendered.html,
                     rendered.text,
                 )
-                messages.append((v["variant_key"], Outgoing(0, identity.from_email, address, message_id, data)))
+                merged = Merged(
+                    None,
+                    f"[Test {v['variant_key']}] {rendered.subject}",
+                    [],
+                    links["unsubscribe_url"],
+                    rendered.html,
+                    rendered.text,
+                )  # a batched provider takes the parts
+                messages.append(
+                    (
+                        v["variant_key"],
+                        Outgoing(
+                            0,
+                            identity.from_email,
+                            address,
+                            message_id,
+                            data,
+                            merged,
+                            identity.from_name,
+                            identity.reply_to,
+                        ),
+                    )
+                )
         transport = self._transport(campaign, _json(campaign["provider_settings"]))
         await transport.open()
         try:
@@ -310,9 +342,21 @@ class EmailEngine:
     def _transport(self, campaign: asyncpg.Record, provider_settings: dict[str, Any]) -> Transport:
         if self.options.sandbox:
             return CaptureTransport(self.box)
-        if campaign["provider"] != "smtp":
-            raise ValueError(f"the {campaign['provider']} provider is not available yet; use an SMTP sender profile")
         password = self._open_secret(campaign["credentials_encrypted"]) if campaign["credentials_encrypted"] else None
+        if campaign["provider"] in HTTP_PROVIDERS:
+            transport, default_url = HTTP_PROVIDERS[campaign["provider"]]
+            if not password:
+                raise ValueError(f"the sender profile has no {campaign['provider']} API key (its secret)")
+            if campaign["provider"] == "mailgun" and not provider_settings.get("domain"):
+                raise ValueError("a Mailgun sender profile needs provider_settings.domain")
+            return transport(HttpOptions(
+                base_url=str(provider_settings.get("base_url", default_url)), api_key=password,
+                domain=str(provider_settings.get("domain", "")),
+                batch_size=max(1, min(1000, int(provider_settings.get("batch_size", 1000)))),
+                connections=max(1, min(64, int(provider_settings.get("connections", 4)))),
+            ))  # fmt: skip
+        if campaign["provider"] != "smtp":
+            raise ValueError(f"the {campaign['provider']} provider is not available yet")
         options = SmtpOptions(
             host=str(provider_settings.get("host", "127.0.0.1")), port=int(provider_settings.get("port", 25)),
             username=provider_settings.get("username"), password=password,
@@ -367,6 +411,15 @@ class EmailEngine:
                                    {"sent": c.sent, "failed": c.failed, "suppressed": c.suppressed,
                                     "skipped": c.skipped, "ambiguous_resent": c.ambiguous_recovered})  # fmt: skip
         log.info("email campaign completed", campaign_id=campaign_id, sent=sender.counters.sent)
+
+
+def _mergeable(variant: asyncpg.Record, missing: Any) -> MergeVariant | None:
+    """The variant as a batched provider's template, or None when it has logic (rendered per recipient)."""
+    try:
+        return MergeVariant(variant["subject"], variant["preheader"], variant["html_body"], variant["text_body"],
+                            missing=missing)  # fmt: skip
+    except NotMergeable:
+        return None
 
 
 def _json(value: Any) -> dict[str, Any]:

@@ -34,8 +34,9 @@ from crm.compliance.decision import EmailCampaign, EmailTarget, decide_email
 from crm.compliance.suppression_index import SuppressionIndex
 from dispatch import ledger
 from dispatch.ledger import AmbiguousPolicy, Finish, LedgerWriter, Pending
+from dispatch.merge import MergeVariant
 from dispatch.mime import Envelope, HeaderInjection, build
-from dispatch.providers.base import MAX_ATTEMPTS, Outgoing, SendResult, Transport, backoff_s
+from dispatch.providers.base import MAX_ATTEMPTS, Merged, Outgoing, SendResult, Transport, backoff_s
 from dispatch.rates import MessageLimits
 from dispatch.templates import CompiledVariant, TemplateProblem
 from dispatch.tokens import Signer
@@ -72,6 +73,8 @@ class Plan:
     compliance: EmailCampaign
     ambiguous: AmbiguousPolicy = "resend"
     max_consecutive_errors: int = 20
+    #: for a batched provider: each variant as a provider template (None: it has logic, rendered per recipient)
+    merge_variants: dict[int, MergeVariant | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -113,8 +116,9 @@ class CampaignSender:
         self.pool, self.plan, self.transport, self.limits = pool, plan, transport, limits
         self.writer, self.index, self.signer, self.daily_cap = writer, index, signer, daily_cap
         self._on_pause, self._clock, self._wall = on_pause, clock, wall
+        self._batch = max(1, getattr(transport, "batch_size", 1))
         self._queue: asyncio.Queue[tuple[float, float, Outgoing, Pending]] = asyncio.Queue(
-            maxsize=max(2, 2 * transport.concurrency)
+            maxsize=max(2, 2 * transport.concurrency * self._batch)
         )
         # marked sending together, in one commit: while it commits, the workers empty the queue
         self._chunk = self._queue.maxsize
@@ -234,6 +238,8 @@ class CampaignSender:
             self.writer.finish(Finish(row.id, "skipped", "the message's variant was removed"))
             return None
         links = self._links(row.id)
+        if self._batch > 1:
+            return self._prepare_merged(row, picked, variant, links)
         try:
             rendered = variant.render({"contact": row.contact, "account": row.account,
                                        "campaign": {"name": self.plan.name}}, links, self._click(row.id))  # fmt: skip
@@ -251,6 +257,37 @@ class CampaignSender:
         self._render_failures = 0
         slot = self.limits.reserve(row.to_email, self._clock())
         message = Outgoing(row.id, identity.from_email, row.to_email, f"{row.idempotency_key}@{identity.domain}", data)
+        return slot, picked, message, row
+
+    def _prepare_merged(self, row: Pending, picked: float, variant: CompiledVariant,
+                        links: dict[str, str]) -> tuple[float, float, Outgoing, Pending] | None:  # fmt: skip
+        """For a batched provider: the recipient's values for the variant's provider template (or, for a variant
+        with logic, its own rendered parts)."""
+        identity = self.plan.identity
+        fields = {"contact": row.contact, "account": row.account, "campaign": {"name": self.plan.name}}
+        template = self.plan.merge_variants.get(row.variant_id)
+        try:
+            if template is not None:
+                merged = Merged(
+                    template,
+                    template.subject_for(fields, links),
+                    template.values(fields, links, self._click(row.id)),
+                    links["unsubscribe_url"],
+                )
+            else:
+                rendered = variant.render(fields, links, self._click(row.id))
+                merged = Merged(None, rendered.subject, [], links["unsubscribe_url"], rendered.html, rendered.text)
+        except TemplateProblem as exc:
+            self.counters.skipped += 1
+            self.writer.finish(Finish(row.id, "skipped", f"not rendered: {exc}"[:500]))
+            self._render_failures += 1
+            if self._render_failures >= self.plan.max_consecutive_errors:
+                self._pause(f"{self._render_failures} messages in a row failed to render; last: {exc}")
+            return None
+        self._render_failures = 0
+        slot = self.limits.reserve(row.to_email, self._clock())
+        message = Outgoing(row.id, identity.from_email, row.to_email, f"{row.idempotency_key}@{identity.domain}",
+                           b"", merged, identity.from_name, identity.reply_to)  # fmt: skip
         return slot, picked, message, row
 
     def _compliance(self, row: Pending) -> EmailCampaign:
@@ -287,6 +324,9 @@ class CampaignSender:
     # -- workers ---------------------------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        if self._batch > 1:
+            await self._work_batches()
+            return
         while True:
             slot, picked, message, row = await self._queue.get()
             try:
@@ -303,7 +343,54 @@ class CampaignSender:
             finally:
                 self.in_flight -= 1
 
-    def _record(self, result: SendResult, row: Pending) -> None:
+    async def _work_batches(self) -> None:
+        """A batched provider: what is queued goes out together, up to the batch size, one template a request."""
+        carry: tuple[float, float, Outgoing, Pending] | None = None
+        try:
+            await self._batches(carry_box := [carry])
+        finally:
+            if carry_box[0] is not None:  # cancelled holding the next request's first message: not sent
+                self.in_flight -= 1
+                self.writer.finish(Finish(carry_box[0][2].ledger_id, "requeue", "not sent: the campaign stopped"))
+
+    async def _batches(self, carry_box: list[tuple[float, float, Outgoing, Pending] | None]) -> None:
+        while True:
+            carry = carry_box[0]
+            first = carry if carry is not None else await self._queue.get()
+            carry_box[0] = None
+            batch = [first]
+            addresses = {first[2].to_email}
+            template = first[2].merged.template if first[2].merged else None
+            while template is not None and len(batch) < self._batch and not self._queue.empty():
+                item = self._queue.get_nowait()
+                merged = item[2].merged
+                if merged is None or merged.template is not template or item[2].to_email in addresses:
+                    carry_box[0] = item  # another template (or the same address twice): the next request
+                    break
+                batch.append(item)
+                addresses.add(item[2].to_email)
+            try:
+                delay = max(batch[-1][0], self._hold_until) - self._clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self._stopping is not None:
+                    for _, _, message, _ in batch:
+                        self.writer.finish(Finish(message.ledger_id, "requeue", "not sent: the campaign stopped"))
+                    continue
+                try:
+                    results = await self.transport.send_batch([item[2] for item in batch])
+                except Exception as exc:  # a bug of ours must not strand the batch as "sending"
+                    log.exception("batch send failed", campaign_id=self.plan.campaign_id, recipients=len(batch))
+                    results = [SendResult("temporary", f"not sent: {exc!r}"[:500], provider_fault=True)] * len(batch)
+                now = self._clock()
+                for n, ((_, picked, _, row), result) in enumerate(zip(batch, results, strict=True)):
+                    self._record(result, row, count_fault=n == 0)  # one request: one provider error at most
+                    if len(self.counters.latencies) < 200_000:
+                        self.counters.latencies.append(now - picked)
+            finally:
+                self.in_flight -= len(batch)
+
+    def _record(self, result: SendResult, row: Pending, *, count_fault: bool = True) -> None:
         attempt = row.attempt_count + 1
         if result.kind == "sent":
             self._faults = 0
@@ -314,18 +401,20 @@ class CampaignSender:
             self.counters.throttled += 1
             self._hold_until = self._clock() + (result.retry_after_s or THROTTLE_PAUSE_S)
             self.writer.finish(Finish(row.id, "retry", result.detail, result.retry_after_s or THROTTLE_PAUSE_S))
-        elif result.kind == "temporary" and attempt < MAX_ATTEMPTS:
+        elif (result.kind == "temporary" or result.provider_fault) and attempt < MAX_ATTEMPTS:
+            # a permanent refusal that is the provider's fault (our account, our request) says nothing about the
+            # recipient: retried like a temporary one while the campaign pauses itself
             self.counters.retried += 1
             self.writer.finish(Finish(row.id, "retry", result.detail, backoff_s(attempt)))
         else:
             self.counters.failed += 1
             self.writer.finish(Finish(row.id, "failed", result.detail))
-        if result.provider_fault:
+        if not result.provider_fault:
+            self._faults = 0
+        elif count_fault:
             self._faults += 1
             if self._faults >= self.plan.max_consecutive_errors:
                 self._pause(f"{self._faults} provider errors in a row; last: {result.detail}")
-        else:
-            self._faults = 0
 
     def _pause(self, reason: str) -> None:
         if self._stopping is not None:

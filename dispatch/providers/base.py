@@ -9,7 +9,7 @@ connection died after the data went out); it is retried like a temporary one and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Kind = Literal["sent", "permanent", "temporary", "throttled"]
 #: Retry back-off for temporary failures: 1, 2, 4 ... minutes, at most an hour; given up after MAX_ATTEMPTS.
@@ -19,12 +19,29 @@ MAX_ATTEMPTS = 6
 
 
 @dataclass(frozen=True, slots=True)
+class Merged:
+    """A recipient as a batched HTTP provider takes it: the variant's template (``dispatch.merge.MergeVariant``,
+    shared by the batch) and this recipient's values; or, for a variant with template logic, its own rendered
+    parts (``template`` None: a request of its own)."""
+
+    template: Any
+    subject: str
+    values: list[str]
+    unsubscribe_url: str
+    html: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     ledger_id: int
     from_email: str
     to_email: str
     message_id: str
-    data: bytes  # the whole message, RFC 5322
+    data: bytes  # the whole message, RFC 5322 (SMTP); empty for a batched provider, which takes ``merged``
+    merged: Merged | None = None
+    from_name: str = ""
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +56,16 @@ class SendResult:
 
 class Transport(Protocol):
     name: str
-    #: how many sends may be in progress at once (SMTP: the pool's connections)
+    #: how many sends may be in progress at once (SMTP: the pool's connections; HTTP: requests)
     concurrency: int
+    #: recipients per request: 1 for SMTP; a batched HTTP provider takes ``Merged`` messages
+    batch_size: int
 
     async def open(self) -> None: ...
 
     async def send(self, message: Outgoing) -> SendResult: ...
+
+    async def send_batch(self, messages: list[Outgoing]) -> list[SendResult]: ...
 
     async def close(self) -> None: ...
 

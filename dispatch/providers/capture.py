@@ -63,6 +63,7 @@ class CaptureBox:
 class CaptureTransport:
     name = "capture"
     concurrency = 4
+    batch_size = 1
 
     def __init__(self, box: CaptureBox) -> None:
         self.box = box
@@ -72,6 +73,9 @@ class CaptureTransport:
 
     async def send(self, message: Outgoing) -> SendResult:
         return SendResult("sent", f"capture-{self.box.add(message).id}")
+
+    async def send_batch(self, messages: list[Outgoing]) -> list[SendResult]:
+        return [await self.send(message) for message in messages]
 
     async def close(self) -> None:
         return None

@@ -43,6 +43,7 @@ class _Client:
 
 class SmtpTransport:
     name = "smtp"
+    batch_size = 1
 
     def __init__(self, options: SmtpOptions, tls_context: ssl.SSLContext | None = None) -> None:
         self.options = options
@@ -74,6 +75,9 @@ class SmtpTransport:
                 except (aiosmtplib.SMTPException, OSError, TimeoutError):
                     client.smtp.close()
         self._clients.clear()
+
+    async def send_batch(self, messages: list[Outgoing]) -> list[SendResult]:
+        return [await self.send(message) for message in messages]
 
     async def send(self, message: Outgoing) -> SendResult:
         client = await self._idle.get()
