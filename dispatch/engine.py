@@ -106,6 +106,7 @@ class EmailEngine:
         self.rates = RateBook()
         self.writer = LedgerWriter(pool)
         self.running: dict[int, _Running] = {}
+        self._constant_links: dict[int, list[str]] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -250,10 +251,30 @@ class EmailEngine:
                     rules.email(campaign_id), settings.get("ambiguous_policy", self.options.ambiguous),
                     int(settings.get("max_consecutive_errors", self.options.max_consecutive_errors)))  # fmt: skip
         if transport.batch_size > 1:
-            plan.merge_variants = {v["id"]: _mergeable(v, missing) for v in variants}
+            plan.merge_variants = {v["id"]: _mergeable(v, missing, base) for v in variants}
         sender = CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
                                 daily_cap=daily)  # fmt: skip
         return sender, cohort is not None
+
+    async def constant_link(self, message_id: int, number: int) -> str | None:
+        """The target of a message's link ``number`` (a link without merge fields, as batched providers send)."""
+        row = await self.pool.fetchrow(
+            """SELECT v.id, v.html_body FROM email_messages m JOIN email_variants v ON v.id = m.variant_id
+                WHERE m.id = $1""",
+            message_id,
+        )
+        if row is None:
+            return None
+        links = self._constant_links.get(row["id"])
+        if links is None:
+            try:  # the numbering depends on the HTML alone; a variant's content no longer changes once it sends
+                links = MergeVariant("-", "", row["html_body"], "-", links_base="-").constant_links
+            except (NotMergeable, TemplateProblem):
+                links = []
+            if len(self._constant_links) > 1000:
+                self._constant_links.clear()
+            self._constant_links[row["id"]] = links
+        return links[number] if 0 <= number < len(links) else None
 
     async def test_send(self, campaign_id: int, to: list[str], contact_id: int | None) -> list[TestResult]:
         """Every variant, rendered for one contact (the one given, else the audience's first), to each address,
@@ -413,11 +434,11 @@ class EmailEngine:
         log.info("email campaign completed", campaign_id=campaign_id, sent=sender.counters.sent)
 
 
-def _mergeable(variant: asyncpg.Record, missing: Any) -> MergeVariant | None:
+def _mergeable(variant: asyncpg.Record, missing: Any, links_base: str) -> MergeVariant | None:
     """The variant as a batched provider's template, or None when it has logic (rendered per recipient)."""
     try:
         return MergeVariant(variant["subject"], variant["preheader"], variant["html_body"], variant["text_body"],
-                            missing=missing)  # fmt: skip
+                            missing=missing, links_base=links_base)  # fmt: skip
     except NotMergeable:
         return None
 

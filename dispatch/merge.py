@@ -73,11 +73,15 @@ class MergeVariant:
     """A variant as a provider template: ``parts`` with tags where ``values`` puts per-recipient text."""
 
     def __init__(self, subject: str, preheader: str, html_body: str, text_body: str, *,
-                 missing: MissingPolicy = "error") -> None:  # fmt: skip
+                 missing: MissingPolicy = "error", links_base: str = "") -> None:  # fmt: skip
         if len(html_body.encode("utf-8")) > MAX_HTML_BYTES:
             raise TemplateProblem("html", None, f"the HTML part is over {MAX_HTML_BYTES // 1024} KB")
         self.missing = missing
+        #: with a links base, the message's links carry one token (``message_token``): unsubscribe, pixel and
+        #: the links without merge fields (``/e/c/{token}/{n}``, n into ``constant_links``)
+        self.base = links_base
         self.links: list[list[Piece]] = []
+        self.constant_links: list[str] = []
         html_pieces = self._html(html_body, _as_jinja(preheader))
         text = text_body if text_body.strip() else html_to_text(html_body)
         subject_pieces = _split(_as_jinja(subject), False)
@@ -85,7 +89,7 @@ class MergeVariant:
         if html_pieces is None or subject_pieces is None or text_pieces is None:
             raise NotMergeable("the variant uses template logic: it is rendered per recipient")
         self.subject = subject_pieces
-        self.parts = {"html": html_pieces, "text": text_pieces}
+        self.parts = {"html": self._tokens(html_pieces), "text": self._tokens(text_pieces)}
         refs: dict[Ref, None] = {}
         for pieces in (*self.parts.values(), *self.links):
             refs.update((p, None) for p in pieces if isinstance(p, Ref))
@@ -105,8 +109,13 @@ class MergeVariant:
                 return None
             out += before
             out.append(match.group(1) + match.group(2))
-            self.links.append([html.unescape(p) if isinstance(p, str) else p for p in url])
-            out.append(Ref("click", str(len(self.links) - 1), None, True))
+            target = [html.unescape(p) if isinstance(p, str) else p for p in url]
+            if self.base and all(isinstance(p, str) for p in target):
+                self.constant_links.append("".join(str(p) for p in target))
+                out += [html.escape(f"{self.base}/e/c/"), TOKEN, f"/{len(self.constant_links) - 1}"]
+            else:
+                self.links.append(target)
+                out.append(Ref("click", str(len(self.links) - 1), None, True))
             out.append(match.group(2))
             at = match.end()
         rest = _split(source[at:], True)
@@ -130,6 +139,20 @@ class MergeVariant:
         if isinstance(result[-1], str) and result[-1].endswith("\n"):  # as Jinja drops it
             result[-1] = result[-1][:-1]
         return result
+
+    def _tokens(self, pieces: list[Piece]) -> list[Piece]:
+        """With a links base, the unsubscribe and open URLs become the base, the path and the message's token."""
+        if not self.base:
+            return pieces
+        out: list[Piece] = []
+        for piece in pieces:
+            if isinstance(piece, Ref) and piece.scope is None and piece.name in ("unsubscribe_url", "open_url"):
+                path = "/e/u/" if piece.name == "unsubscribe_url" else "/e/o/"
+                base = html.escape(self.base + path) if piece.escape else self.base + path
+                out += [base, TOKEN, ".gif"] if piece.name == "open_url" else [base, TOKEN]
+            else:
+                out.append(piece)
+        return out
 
     def values(self, fields: Mapping[str, Mapping[str, Any]], links: Mapping[str, str],
                click: Callable[[str], str] | None) -> list[str]:  # fmt: skip
@@ -168,6 +191,10 @@ class MergeVariant:
         """The part with each value's tag (a provider's substitution syntax) in its place."""
         index = {ref: n for n, ref in enumerate(self.refs)}
         return "".join(p if isinstance(p, str) else tag(index[p]) for p in self.parts[part])
+
+
+#: The message's token (base64url: the same escaped or not).
+TOKEN = Ref(None, "message_token")
 
 
 class NotMergeable(ValueError):

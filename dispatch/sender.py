@@ -122,6 +122,8 @@ class CampaignSender:
         )
         # marked sending together, in one commit: while it commits, the workers empty the queue
         self._chunk = self._queue.maxsize
+        # rows read per query: a batched provider takes thousands a second, so read them in thousands
+        self._fetch_size = ledger.BATCH if self._batch == 1 else max(ledger.BATCH, 2 * self._batch)
         self._stopping: str | None = None
         self._stopped = asyncio.Event()
         self._faults = 0
@@ -171,7 +173,7 @@ class CampaignSender:
                     continue
                 cursor = rows[-1].id
                 # the next batch is read while this one is sent: a pause for the query would show in the rate
-                upcoming = asyncio.create_task(self._fetch(cursor)) if len(rows) == ledger.BATCH else None
+                upcoming = asyncio.create_task(self._fetch(cursor)) if len(rows) == self._fetch_size else None
                 cursor = await self._feed_rows(rows, cursor)
                 if upcoming is not None and cursor < rows[-1].id:  # held back (the day's cap): read again from there
                     upcoming.cancel()
@@ -182,7 +184,7 @@ class CampaignSender:
                 upcoming.cancel()
 
     async def _fetch(self, cursor: int) -> list[Pending]:
-        return await ledger.fetch_due(self.pool, self.plan.campaign_id, cursor)
+        return await ledger.fetch_due(self.pool, self.plan.campaign_id, cursor, self._fetch_size)
 
     async def _feed_rows(self, rows: list[Pending], cursor: int) -> int:
         """Prepares and hands over ``rows``; returns the cursor to go on from."""
@@ -237,9 +239,9 @@ class CampaignSender:
         if variant is None:
             self.writer.finish(Finish(row.id, "skipped", "the message's variant was removed"))
             return None
-        links = self._links(row.id)
         if self._batch > 1:
-            return self._prepare_merged(row, picked, variant, links)
+            return self._prepare_merged(row, picked, variant)
+        links = self._links(row.id)
         try:
             rendered = variant.render({"contact": row.contact, "account": row.account,
                                        "campaign": {"name": self.plan.name}}, links, self._click(row.id))  # fmt: skip
@@ -259,8 +261,8 @@ class CampaignSender:
         message = Outgoing(row.id, identity.from_email, row.to_email, f"{row.idempotency_key}@{identity.domain}", data)
         return slot, picked, message, row
 
-    def _prepare_merged(self, row: Pending, picked: float, variant: CompiledVariant,
-                        links: dict[str, str]) -> tuple[float, float, Outgoing, Pending] | None:  # fmt: skip
+    def _prepare_merged(self, row: Pending, picked: float,
+                        variant: CompiledVariant) -> tuple[float, float, Outgoing, Pending] | None:  # fmt: skip
         """For a batched provider: the recipient's values for the variant's provider template (or, for a variant
         with logic, its own rendered parts)."""
         identity = self.plan.identity
@@ -268,6 +270,13 @@ class CampaignSender:
         template = self.plan.merge_variants.get(row.variant_id)
         try:
             if template is not None:
+                token, base = self.signer.sign("m", row.id), self.plan.links_base
+                links = {
+                    "message_token": token,
+                    "unsubscribe_url": f"{base}/e/u/{token}",
+                    "open_url": f"{base}/e/o/{token}.gif",
+                    "postal_address": identity.postal_address,
+                }
                 merged = Merged(
                     template,
                     template.subject_for(fields, links),
@@ -275,6 +284,7 @@ class CampaignSender:
                     links["unsubscribe_url"],
                 )
             else:
+                links = self._links(row.id)
                 rendered = variant.render(fields, links, self._click(row.id))
                 merged = Merged(None, rendered.subject, [], links["unsubscribe_url"], rendered.html, rendered.text)
         except TemplateProblem as exc:

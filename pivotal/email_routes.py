@@ -56,7 +56,7 @@ background:#1d4ed8;color:#fff;cursor:pointer}}button:focus{{outline:3px solid #0
 async def _recipient(req: ApiRequest) -> unsubscribe.Recipient | None:
     engine = req.request.app[EMAIL_ENGINE]
     try:
-        claim = engine.signer.verify(req.request.match_info["token"], "u")
+        claim = engine.signer.verify(req.request.match_info["token"], "u", or_message=True)
     except BadToken:
         return None
     return await unsubscribe.recipient(req.services.pool, claim.message_id)
@@ -101,7 +101,7 @@ async def open_pixel(req: ApiRequest) -> web.Response:
     request = req.request
     token = request.match_info["token"].removesuffix(".gif")
     try:
-        claim = request.app[EMAIL_ENGINE].signer.verify(token, "o")
+        claim = request.app[EMAIL_ENGINE].signer.verify(token, "o", or_message=True)
     except BadToken:
         claim = None
     if claim is not None:
@@ -123,6 +123,26 @@ async def click(req: ApiRequest) -> web.Response:
     request.app[ENGAGEMENT].add(engagement("click", claim.message_id, claim.extra,
                                            request.headers.get("User-Agent", ""), request.method))  # fmt: skip
     raise web.HTTPFound(claim.extra, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+@api.route("GET", "/e/c/{token}/{link}", summary="Tracked link by number (the message's token): records the "
+           "click, redirects to the variant's link", tag="email", roles=None)  # fmt: skip
+async def numbered_click(req: ApiRequest) -> web.Response:
+    request = req.request
+    engine = request.app[EMAIL_ENGINE]
+    raw = request.match_info["link"]
+    target = None
+    try:
+        claim = engine.signer.verify(request.match_info["token"], "m")
+    except BadToken:
+        claim = None
+    if claim is not None and raw.isascii() and raw.isdigit() and len(raw) < 5:
+        target = await engine.constant_link(claim.message_id, int(raw))
+    if claim is None or target is None or not target.startswith(("https://", "http://")):
+        return _page("Link not valid", "<p>This link is not valid. Copy the whole link from the message.</p>", 404)
+    request.app[ENGAGEMENT].add(engagement("click", claim.message_id, target,
+                                           request.headers.get("User-Agent", ""), request.method))  # fmt: skip
+    raise web.HTTPFound(target, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
 @api.route("GET", "/api/email/captures", summary="Messages the sandbox captured, newest first", tag="email",

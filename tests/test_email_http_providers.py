@@ -4,6 +4,7 @@ template once and each recipient's values, and what each person gets is what the
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 import asyncpg
@@ -62,6 +63,18 @@ def test_a_merged_message_is_what_the_renderer_makes(subject: str, preheader: st
     assert merge.subject_for(FIELDS, LINKS) == expected.subject
 
 
+def test_with_a_links_base_one_token_serves_every_link() -> None:
+    merge = MergeVariant("Hi", "", HTML + '<a href="https://example.com/a">a</a>', "", links_base="https://t.example")
+    values = dict(zip([f"-pv{n}-" for n in range(len(merge.refs))],
+                      merge.values(FIELDS, LINKS | {"message_token": "TOK"}, _click), strict=True))  # fmt: skip
+    body = _substitute(merge.render("html", lambda n: f"-pv{n}-"), values)
+    assert 'href="https://t.example/e/c/TOK/0"' in body
+    assert 'href="https://t.example/e/u/TOK"' in body
+    assert 'src="https://t.example/e/o/TOK.gif"' in body
+    assert merge.constant_links == ["https://example.com/a"]
+    assert "https://t.example/e/c/https" in body, "the link with a merge field keeps its own signed URL"
+
+
 def test_logic_needs_the_full_renderer_and_missing_fields_follow_the_policy() -> None:
     with pytest.raises(NotMergeable):
         MergeVariant("Hi", "", "{% if contact.title %}{{ contact.title }}{% endif %}", "")
@@ -113,6 +126,8 @@ async def test_a_campaign_goes_out_in_batches(
         auth = bearer(await login(client, "admin@test.example"))
         people = [f"person{n}@acme.example" for n in range(300)]
         campaign = await email_campaign(email_db, people, port=1, status="draft")
+        await email_db.execute("""UPDATE email_variants SET html_body = replace(html_body, '</body>',
+                                  '<a href="https://example.com/pricing?a=1&amp;b=2">Pricing</a></body>')""")
         profile = await client.post("/api/sender-profiles", headers=auth, json={
             "name": provider, "from_name": "Pivotal", "from_email": "news@pivotal.example", "provider": provider,
             "secret": "api-key-1", "provider_settings": {"base_url": base_url, "domain": "mg.pivotal.example",
@@ -142,6 +157,19 @@ async def test_a_campaign_goes_out_in_batches(
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
         assert response.status == 200
         assert await email_db.fetchval("SELECT count(*) FROM suppressions WHERE value = 'person7@acme.example'") == 1
+        hrefs = [html.unescape(h) for h in re.findall(r'href="([^"]+/e/c/[^"]+)"', one.html)]
+        assert len(hrefs) == 2
+        targets = []
+        for href in hrefs:  # the link with a merge field is signed with its URL; the other is numbered
+            answer = await client.get("/" + href.split("://", 1)[1].split("/", 1)[1], allow_redirects=False)
+            assert answer.status == 302
+            targets.append(answer.headers["Location"])
+        assert targets == [
+            "https://example.com/report?utm_source=pivotal&who=L7",
+            "https://example.com/pricing?a=1&b=2",
+        ]
+        forged = hrefs[1][:-1] + "5"
+        assert (await client.get("/" + forged.split("://", 1)[1].split("/", 1)[1], allow_redirects=False)).status == 404
 
 
 async def test_a_wrong_api_key_pauses_the_campaign(

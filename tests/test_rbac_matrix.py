@@ -36,6 +36,7 @@ PLACEHOLDER = {
     "domainId": "999999",
     "planId": "999999",
     "key": "Z",
+    "link": "0",
 }
 
 PUBLIC = {
@@ -55,6 +56,7 @@ PUBLIC = {
     ("POST", "/e/u/{token}"),
     ("GET", "/e/o/{token}"),
     ("GET", "/e/c/{token}"),
+    ("GET", "/e/c/{token}/{link}"),
 }
 #: The browser pages and their static files: public HTML and JavaScript, not API (every call they make is).
 PAGES = {("GET", "/"), ("GET", "/static"), *(("GET", path) for path in pages.PAGES)}
