@@ -11,8 +11,13 @@ from collections.abc import Mapping
 
 from pacing.gcra import Gcra, Limits
 
-#: Bursts let a freshly idle limiter send a handful at once (one per worker) without breaking the 100 ms share.
-BURST = 1
+#: Bursts let a limiter catch up on a short stall (a slow answer, a commit) without breaking the 100 ms share:
+#: at most this fraction of 100 ms's share goes early.
+CATCH_UP_SHARE = 0.25
+
+
+def burst(rate_per_s: float) -> int:
+    return max(1, int(rate_per_s * 0.1 * CATCH_UP_SHARE))
 
 
 class RateBook:
@@ -24,9 +29,9 @@ class RateBook:
         rate brought up to date."""
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = self._limiters[key] = Gcra(rate_per_s, BURST)
+            limiter = self._limiters[key] = Gcra(rate_per_s, burst(rate_per_s))
         elif abs(limiter.rate_per_s - rate_per_s) > 1e-9:
-            limiter.set_rate(rate_per_s, BURST)
+            limiter.set_rate(rate_per_s, burst(rate_per_s))
         return limiter
 
 

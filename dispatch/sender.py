@@ -257,7 +257,7 @@ class CampaignSender:
                 self._pause(f"{self._render_failures} messages in a row failed to render; last: {exc}")
             return None
         self._render_failures = 0
-        slot = self.limits.reserve(row.to_email, self._clock())
+        slot = 0.0  # booked by the worker that sends it (below)
         message = Outgoing(row.id, identity.from_email, row.to_email, f"{row.idempotency_key}@{identity.domain}", data)
         return slot, picked, message, row
 
@@ -338,8 +338,11 @@ class CampaignSender:
             await self._work_batches()
             return
         while True:
-            slot, picked, message, row = await self._queue.get()
+            _, picked, message, row = await self._queue.get()
             try:
+                # the slot is booked when a worker is free to use it: one that waited on a slow answer does not
+                # come back to a backlog of passed slots and send them at once
+                slot = self.limits.reserve(row.to_email, self._clock())
                 delay = max(slot, self._hold_until) - self._clock()
                 if delay > 0:
                     await asyncio.sleep(delay)
