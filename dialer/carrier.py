@@ -12,17 +12,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib
 import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 import structlog
-import telnyx
-from telnyx import AsyncTelnyx
+
+if TYPE_CHECKING:
+    import telnyx
+    from telnyx import AsyncTelnyx
 
 from pacing.sliding_window import SlidingWindow
 
@@ -84,10 +88,17 @@ def _error_code(exc: telnyx.APIStatusError) -> str | None:
     return None
 
 
+def _sdk() -> ModuleType:
+    """The Telnyx SDK, imported on first use: its thousands of models take about 2 s to import, which a daemon
+    that only sends e-mail, or is restarting after a crash, should not wait for (``warm_up`` does it in a thread
+    once the daemon is up)."""
+    return importlib.import_module("telnyx")
+
+
 def warm_up() -> None:
     """Import the SDK's resource modules now (about 1 s, lazily done on first use otherwise, which would stall
     the event loop inside the first dial or softphone request). Run it in a thread at start."""
-    client = telnyx.Telnyx(api_key="warm-up", base_url="http://127.0.0.1:9/v2")
+    client = _sdk().Telnyx(api_key="warm-up", base_url="http://127.0.0.1:9/v2")
     try:
         _ = client.calls.actions, client.telephony_credentials
     finally:
@@ -114,11 +125,13 @@ class Carrier:
         # socket, on every request and again when its response closes, and for each idle one counts them all;
         # with 200 kept connections that held the event loop for 100-600 ms in bursts (live dialer benchmark).
         # aiohttp's connector takes an idle connection in constant time.
+        telnyx = _sdk()
         http = telnyx.DefaultAioHttpClient(
             timeout=timeout_s, limits=httpx.Limits(max_connections=400, max_keepalive_connections=200)
         )
-        self.client = AsyncTelnyx(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s,
-                                  http_client=http)  # fmt: skip
+        self.client: AsyncTelnyx = telnyx.AsyncTelnyx(
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s, http_client=http
+        )
         # Call actions wait at most this long before resending with the same command_id: Telnyx advises a resend
         # after 500 ms, and a bridge must land within the 2-second abandon rule (dials and credentials: timeout_s).
         self._commands = self.client.with_options(timeout=command_timeout_s)
@@ -160,7 +173,7 @@ class Carrier:
                 # an attempt, and a dial's limiter slot, indefinitely without this bound on the whole attempt.
                 async with asyncio.timeout(budget_s):
                     return await send()
-            except telnyx.APIStatusError as exc:
+            except _sdk().APIStatusError as exc:
                 code = _error_code(exc)
                 if exc.status_code == 422 and code == CALL_ENDED_CODE:
                     raise CallEnded(f"{name}: the call has already ended", status=422, code=code) from None
@@ -172,7 +185,7 @@ class Carrier:
                 asked = _retry_after(exc)
                 if code == DIAL_LIMIT_CODE:  # another sender shares the account's window: give it time to slide
                     asked = max(asked, 1.0)
-            except (telnyx.APITimeoutError, telnyx.APIConnectionError, TimeoutError) as exc:
+            except (_sdk().APITimeoutError, _sdk().APIConnectionError, TimeoutError) as exc:
                 if not retry or attempt == len(BACKOFF_S):
                     raise CarrierError(f"{name}: {type(exc).__name__} after {attempt + 1} attempts") from None
                 reason, asked = type(exc).__name__, 0.0
@@ -266,8 +279,9 @@ class Carrier:
         extra: dict[str, Any] = {"park_after_unbridge": "self"} if park_after_unbridge else {}
 
         def send(cid: str) -> Awaitable[Any]:
-            return actions.bridge(ccid, call_control_id_to_bridge_with=other, command_id=cid,
+            sent = actions.bridge(ccid, call_control_id_to_bridge_with=other, command_id=cid,
                                   prevent_double_bridge=prevent_double_bridge, **extra)  # fmt: skip
+            return cast(Awaitable[Any], sent)
 
         return await self._action("bridge", send, command_id)
 
@@ -287,7 +301,7 @@ class Carrier:
         actions = self._commands.calls.actions
 
         def send(cid: str) -> Awaitable[Any]:
-            return actions.start_recording(ccid, channels="dual", format="mp3", command_id=cid)
+            return cast(Awaitable[Any], actions.start_recording(ccid, channels="dual", format="mp3", command_id=cid))
 
         return await self._action("record_start", send, command_id)
 
@@ -311,7 +325,7 @@ class Carrier:
         """Delete a telephony credential; one already gone counts as deleted (so a retry is safe)."""
 
         async def send() -> None:
-            with contextlib.suppress(telnyx.NotFoundError):
+            with contextlib.suppress(_sdk().NotFoundError):
                 await self.client.telephony_credentials.delete(credential_id)
 
         await self._with_retries("delete_credential", send)

@@ -198,7 +198,9 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
     the simulated carrier, started here, provides the key and the API and receives the daemon's URL."""
     settings = app[SETTINGS].telephony
     key = load_public_key(settings.webhook_public_key) if settings.webhook_public_key else None
-    await asyncio.to_thread(carrier_warm_up)
+    # the SDK's import (about 3 s of models) in a thread, so a restart is ready without it; a dial that comes
+    # first waits for it
+    warm = asyncio.create_task(asyncio.to_thread(carrier_warm_up), name="telnyx-sdk-warm-up")
     sandbox: web.AppRunner | None = None
     if settings.sandbox:
         if settings.webhook_public_key:
@@ -219,6 +221,7 @@ async def _telephony(app: web.Application) -> AsyncIterator[None]:
         await events.close()
         if sandbox is not None:
             await sandbox.cleanup()
+        await warm  # a thread cannot be cancelled; it ends by itself within seconds
 
 
 async def _start_sandbox_carrier(
