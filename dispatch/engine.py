@@ -32,6 +32,7 @@ from dispatch.mime import Envelope, build
 from dispatch.providers.base import Merged, Outgoing, Transport
 from dispatch.providers.capture import CaptureBox, CaptureTransport
 from dispatch.providers.http_api import HttpOptions, MailgunTransport, SendGridTransport
+from dispatch.providers.ses import SesTransport
 from dispatch.providers.smtp import SmtpOptions, SmtpTransport
 from dispatch.rates import MessageLimits, RateBook
 from dispatch.sender import CampaignSender, Identity, Plan
@@ -364,7 +365,7 @@ class EmailEngine:
         if self.options.sandbox:
             return CaptureTransport(self.box)
         password = self._open_secret(campaign["credentials_encrypted"]) if campaign["credentials_encrypted"] else None
-        if campaign["provider"] in HTTP_PROVIDERS:
+        if campaign["provider"] in HTTP_PROVIDERS:  # SendGrid, Mailgun
             transport, default_url = HTTP_PROVIDERS[campaign["provider"]]
             if not password:
                 raise ValueError(f"the sender profile has no {campaign['provider']} API key (its secret)")
@@ -376,8 +377,22 @@ class EmailEngine:
                 batch_size=max(1, min(1000, int(provider_settings.get("batch_size", 1000)))),
                 connections=max(1, min(64, int(provider_settings.get("connections", 4)))),
             ))  # fmt: skip
+        if campaign["provider"] == "ses":
+            access, _, secret = (password or "").partition(":")
+            region = str(provider_settings.get("region", ""))
+            if not access or not secret or not region:
+                raise ValueError(
+                    "an SES sender profile needs its secret as ACCESS_KEY_ID:SECRET_ACCESS_KEY and "
+                    "provider_settings.region"
+                )
+            ses = HttpOptions(
+                base_url=str(provider_settings.get("base_url", f"https://email.{region}.amazonaws.com")),
+                api_key="", batch_size=max(1, min(50, int(provider_settings.get("batch_size", 50)))),
+                connections=max(1, min(64, int(provider_settings.get("connections", 4)))),
+            )  # fmt: skip
+            return SesTransport(ses, access, secret, region, provider_settings.get("configuration_set"))
         if campaign["provider"] != "smtp":
-            raise ValueError(f"the {campaign['provider']} provider is not available yet")
+            raise ValueError(f"the {campaign['provider']} provider is not available")
         options = SmtpOptions(
             host=str(provider_settings.get("host", "127.0.0.1")), port=int(provider_settings.get("port", 25)),
             username=provider_settings.get("username"), password=password,

@@ -1,5 +1,5 @@
-"""A local stand-in for the batched e-mail APIs: SendGrid v3 ``/v3/mail/send`` and Mailgun
-``/v3/{domain}/messages``, on loopback, for tests and benchmarks.
+"""A local stand-in for the batched e-mail APIs: SendGrid v3 ``/v3/mail/send``, Mailgun
+``/v3/{domain}/messages`` and SES v2 ``/v2/email/outbound-bulk-emails``, on loopback, for tests and benchmarks.
 
 It checks what the real services check first (the API key, the batch limits, the required fields), answers as
 they do (SendGrid 202 with X-Message-Id; Mailgun 200 with an id), and merges each recipient's message (the
@@ -16,6 +16,8 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -42,6 +44,7 @@ class Delivered:
 class MailApi:
     key: str
     keep: bool = False
+    aws_secret: str = ""  # SES: the secret access key the signatures are checked with
     requests: int = 0
     recipients: int = 0
     refused: int = 0
@@ -51,6 +54,7 @@ class MailApi:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v3/mail/send", self.sendgrid)
         app.router.add_post("/v3/{domain}/messages", self.mailgun)
+        app.router.add_post("/v2/email/outbound-bulk-emails", self.ses)
         app.router.add_get("/_sim/stats", self.stats)
         return app
 
@@ -128,6 +132,70 @@ class MailApi:
                                                  if k.startswith("v:")}))  # fmt: skip
         return web.json_response({"id": f"<{uuid.uuid4().hex}@mailgun.test>", "message": "Queued. Thank you."})
 
+    async def ses(self, request: web.Request) -> web.Response:
+        """SES v2 SendBulkEmail: the Signature Version 4 checked with ``aws_secret``; answered per recipient."""
+        self.requests += 1
+        body = await request.read()
+        if not self.aws_secret or not _sigv4_ok(request, body, self.aws_secret):
+            self.refused += 1
+            return web.json_response({"message": "The request signature we calculated does not match"}, status=403)
+        try:
+            doc = json.loads(body)
+            content = doc["DefaultContent"]["Template"]["TemplateContent"]
+            entries = doc["BulkEmailEntries"]
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"message": f"bad request: {exc!r}"}, status=400)
+        if not 1 <= len(entries) <= 50:
+            return web.json_response({"message": "1 to 50 BulkEmailEntries"}, status=400)
+        results = []
+        for entry in entries:
+            to = entry["Destination"]["ToAddresses"][0]
+            domain = to.rsplit("@", 1)[-1]
+            if domain == "reject.invalid":
+                results.append({"Status": "MESSAGE_REJECTED", "Error": "Email address is not verified."})
+                continue
+            if domain == "throttle.invalid":
+                results.append({"Status": "ACCOUNT_THROTTLED", "Error": "Maximum sending rate exceeded."})
+                continue
+            self.recipients += 1
+            message_id = uuid.uuid4().hex
+            results.append({"Status": "SUCCESS", "MessageId": message_id})
+            if self.keep:
+                data = json.loads(entry["ReplacementEmailContent"]["ReplacementTemplate"]["ReplacementTemplateData"])
+                headers = {h["Name"]: h["Value"] for h in entry.get("ReplacementHeaders", [])}
+                self.delivered.append(Delivered("ses", to, _handlebars(content.get("Subject", ""), data),
+                                                _handlebars(content.get("Html", ""), data),
+                                                _handlebars(content.get("Text", ""), data), headers, {}))  # fmt: skip
+        return web.json_response({"BulkEmailEntryResults": results})
+
+
+def _sigv4_ok(request: web.Request, body: bytes, secret: str) -> bool:
+    """Signature Version 4, recomputed from the request as AWS does."""
+    match = re.match(
+        r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request, "
+        r"SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$",
+        request.headers.get("Authorization", ""),
+    )
+    if not match:
+        return False
+    _, day, region, service, signed, signature = match.groups()
+    names = signed.split(";")
+    canonical_headers = "".join(f"{n}:{' '.join(request.headers.get(n, '').split())}\n" for n in names)
+    canonical = "\n".join([request.method, request.path, "", canonical_headers, signed,
+                           hashlib.sha256(body).hexdigest()])  # fmt: skip
+    amz_date = request.headers.get("X-Amz-Date", "")
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, f"{day}/{region}/{service}/aws4_request",
+                         hashlib.sha256(canonical.encode()).hexdigest()])  # fmt: skip
+    key = f"AWS4{secret}".encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return hmac.compare_digest(hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest(), signature)
+
+
+def _handlebars(text: str, data: dict[str, Any]) -> str:
+    merged = re.sub(r"\{\{\{([A-Za-z0-9_]+)\}\}\}", lambda m: str(data.get(m.group(1), "")), text)
+    return merged.replace("\\{{", "{{")
+
 
 def _substitute(text: str, substitutions: dict[str, str]) -> str:
     if not substitutions:
@@ -159,8 +227,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8025)
     parser.add_argument("--key", default="test-key")
     parser.add_argument("--keep", action="store_true", help="merge and keep every message (memory grows)")
+    parser.add_argument("--aws-secret", default="", help="SES: the secret access key signatures are checked with")
     args = parser.parse_args()
-    api = MailApi(args.key, keep=args.keep)
+    api = MailApi(args.key, keep=args.keep, aws_secret=args.aws_secret)
 
     async def run() -> None:
         async with serving(api, port=args.port) as url:
