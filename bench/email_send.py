@@ -298,12 +298,16 @@ async def http_provider(args: argparse.Namespace) -> None:
     api_port, port = free_port(), free_port()
     box_key = os.urandom(32)
     api_key = "bench-key"
-    api = subprocess.Popen([sys.executable, "-m", "sim.mail_api", "--port", str(api_port), "--key", api_key],  # noqa: ASYNC220
+    command = [sys.executable, "-m", "sim.mail_api", "--port", str(api_port), "--key", api_key, "--aws-secret", "S"]
+    api = subprocess.Popen(command,  # noqa: ASYNC220
                            cwd=ROOT, stdout=subprocess.PIPE)  # fmt: skip
     assert api.stdout is not None
     api.stdout.readline()
     base = f"http://127.0.0.1:{api_port}"
+    if args.provider == "ses":
+        api_key, args.batch = "AKIDBENCH:S", min(args.batch, 50)
     settings: dict[str, object] = {"base_url": base, "domain": "mg.bench.example", "batch_size": args.batch,
+                                   "region": "us-east-1",
                                    "connections": args.connections}  # fmt: skip
     sealed = bytes(SecretBox(box_key).encrypt(api_key.encode()))
     try:
@@ -337,6 +341,8 @@ async def http_provider(args: argparse.Namespace) -> None:
                     daemon.terminate()
                     daemon.wait()
                 counts = await ledger(url, campaign)
+                if counts.get("queued") or counts.get("failed"):  # say why
+                    print("\n".join(log.read_text().splitlines()[-20:]), file=sys.stderr)
     finally:
         api.terminate()
         api.wait()
@@ -384,7 +390,7 @@ def guard(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["throughput", "rate", "crash", "guard", "http"])
-    parser.add_argument("--provider", choices=["sendgrid", "mailgun"], default="sendgrid")
+    parser.add_argument("--provider", choices=["sendgrid", "mailgun", "ses"], default="sendgrid")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--recipients", type=int, default=50_000)
     parser.add_argument("--connections", type=int, default=8)

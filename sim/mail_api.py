@@ -110,7 +110,7 @@ class MailApi:
             self.refused += 1
             return web.Response(status=401, text="Forbidden")
         form = await request.post()
-        to = [str(v) for v in form.getall("to", [])]
+        to = [a.strip() for v in form.getall("to", []) for a in str(v).split(",") if a.strip()]
         if not 1 <= len(to) <= MAX_PERSONALIZATIONS or "from" not in form:
             return web.json_response({"message": "to: 1 to 1000 recipients; from: required"}, status=400)
         fault = self._fault(to)

@@ -171,10 +171,10 @@ def mailgun_form(messages: list[Outgoing]) -> aiohttp.FormData:
     variables = {}
     form = aiohttp.FormData()
     form.add_field("from", sender)
+    form.add_field("to", ", ".join(m.to_email for m in messages))  # one field: form parsers cap the field count
     for m in messages:
         merged = m.merged
         assert merged is not None
-        form.add_field("to", m.to_email)
         values = {f"pv{n}": value for n, value in enumerate(merged.values)}
         variables[m.to_email] = values | {"subject": merged.subject, "unsubscribe": merged.unsubscribe_url,
                                           "pivotal_message": str(m.ledger_id)}  # fmt: skip
