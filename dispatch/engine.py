@@ -100,8 +100,10 @@ class EmailEngine:
     def __init__(
         self, pool: asyncpg.Pool, index: Callable[[], SuppressionIndex], signer: Signer, options: EngineOptions,
         open_secret: Callable[[bytes], str], box: CaptureBox | None = None,
+        observe: Callable[[str, str, float | None], None] | None = None,
     ) -> None:  # fmt: skip
         self.pool, self._index, self.signer, self.options = pool, index, signer, options
+        self._observe = observe
         self._open_secret = open_secret
         self.box = box or CaptureBox()
         self.rates = RateBook()
@@ -254,7 +256,7 @@ class EmailEngine:
         if transport.batch_size > 1:
             plan.merge_variants = {v["id"]: _mergeable(v, missing, base) for v in variants}
         sender = CampaignSender(self.pool, plan, transport, limits, self.writer, self._index, self.signer,
-                                daily_cap=daily)  # fmt: skip
+                                daily_cap=daily, observe=self._observe)  # fmt: skip
         return sender, cohort is not None
 
     async def constant_link(self, message_id: int, number: int) -> str | None:

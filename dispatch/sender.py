@@ -110,12 +110,15 @@ class CampaignSender:
         *,
         daily_cap: DailyCap | None = None,
         on_pause: Callable[[str], Coroutine[Any, Any, None]] | None = None,
+        observe: Callable[[str, str, float | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.pool, self.plan, self.transport, self.limits = pool, plan, transport, limits
         self.writer, self.index, self.signer, self.daily_cap = writer, index, signer, daily_cap
         self._on_pause, self._clock, self._wall = on_pause, clock, wall
+        #: (provider, outcome, seconds from pick-up to answer or None): the daemon's metrics
+        self._observe = observe or (lambda provider, outcome, seconds: None)
         self._batch = max(1, getattr(transport, "batch_size", 1))
         self._queue: asyncio.Queue[tuple[float, float, Outgoing, Pending]] = asyncio.Queue(
             maxsize=max(2, 2 * transport.concurrency * self._batch)
@@ -233,6 +236,7 @@ class CampaignSender:
                 self.writer.finish(Finish(row.id, "retry", f"held: {reasons}", delay))
             else:
                 self.counters.suppressed += 1
+                self._observe(self.transport.name, "suppressed", None)
                 self.writer.finish(Finish(row.id, "suppressed", reasons))
             return None
         variant = self.plan.variants.get(row.variant_id)
@@ -251,6 +255,7 @@ class CampaignSender:
                                   identity.reply_to, row.id), rendered.html, rendered.text)  # fmt: skip
         except (TemplateProblem, HeaderInjection) as exc:
             self.counters.skipped += 1
+            self._observe(self.transport.name, "skipped", None)
             self.writer.finish(Finish(row.id, "skipped", f"not rendered: {exc}"[:500]))
             self._render_failures += 1
             if self._render_failures >= self.plan.max_consecutive_errors:
@@ -289,6 +294,7 @@ class CampaignSender:
                 merged = Merged(None, rendered.subject, [], links["unsubscribe_url"], rendered.html, rendered.text)
         except TemplateProblem as exc:
             self.counters.skipped += 1
+            self._observe(self.transport.name, "skipped", None)
             self.writer.finish(Finish(row.id, "skipped", f"not rendered: {exc}"[:500]))
             self._render_failures += 1
             if self._render_failures >= self.plan.max_consecutive_errors:
@@ -350,9 +356,7 @@ class CampaignSender:
                     self.writer.finish(Finish(message.ledger_id, "requeue", "not sent: the campaign stopped"))
                     continue
                 result = await self.transport.send(message)
-                self._record(result, row)
-                if len(self.counters.latencies) < 200_000:
-                    self.counters.latencies.append(self._clock() - picked)
+                self._record(result, row, seconds=self._clock() - picked)
             finally:
                 self.in_flight -= 1
 
@@ -397,14 +401,20 @@ class CampaignSender:
                     results = [SendResult("temporary", f"not sent: {exc!r}"[:500], provider_fault=True)] * len(batch)
                 now = self._clock()
                 for n, ((_, picked, _, row), result) in enumerate(zip(batch, results, strict=True)):
-                    self._record(result, row, count_fault=n == 0)  # one request: one provider error at most
-                    if len(self.counters.latencies) < 200_000:
-                        self.counters.latencies.append(now - picked)
+                    # one request: one provider error at most
+                    self._record(result, row, count_fault=n == 0, seconds=now - picked)
             finally:
                 self.in_flight -= len(batch)
 
-    def _record(self, result: SendResult, row: Pending, *, count_fault: bool = True) -> None:
+    def _record(self, result: SendResult, row: Pending, *, count_fault: bool = True, seconds: float = 0.0) -> None:
+        if len(self.counters.latencies) < 200_000:
+            self.counters.latencies.append(seconds)
         attempt = row.attempt_count + 1
+        retried = result.kind == "temporary" or (result.provider_fault and result.kind != "throttled")
+        outcome = {"sent": "sent", "throttled": "throttled"}.get(result.kind) or (
+            "retry" if retried and attempt < MAX_ATTEMPTS else "failed"
+        )
+        self._observe(self.transport.name, outcome, seconds)
         if result.kind == "sent":
             self._faults = 0
             self.counters.sent += 1

@@ -289,7 +289,8 @@ async def _email(app: web.Application) -> AsyncIterator[None]:
         max_consecutive_errors=settings.email.max_consecutive_errors,
     )  # fmt: skip
     engine = EmailEngine(services.pool, lambda: feed.index, Signer(secrets_key(settings)), options,
-                         services.sealer.open)  # fmt: skip
+                         services.sealer.open, observe=app[METRICS].observe_email)  # fmt: skip
+    app[METRICS].email_campaigns_sending.set_function(lambda: len(engine.running))
     if settings.email.links_base_url is None:  # the port is known once listening
 
         def links_base(port: int) -> None:
@@ -298,7 +299,10 @@ async def _email(app: web.Application) -> AsyncIterator[None]:
         app.setdefault(ON_LISTENING, []).append(links_base)
     engagement = EventBuffer(services.pool)
     app[EMAIL_ENGINE], app[ENGAGEMENT] = engine, engagement
-    app[EMAIL_WEBHOOKS] = EmailWebhooks(settings.email, services.clock)
+    webhook_events = app[METRICS].email_webhooks
+    app[EMAIL_WEBHOOKS] = EmailWebhooks(
+        settings.email, services.clock, count=lambda provider, kind: webhook_events.labels(provider, kind).inc()
+    )
     engagement.start()
     await engine.start()
     try:

@@ -37,6 +37,8 @@ class EmailWebhooks:
     tokens: TokenCache = field(default_factory=TokenCache)
     certificates: dict[str, tuple[float, bytes]] = field(default_factory=dict)
     sendgrid_key: ec.EllipticCurvePublicKey | None = None
+    #: (provider, kind): the daemon's metrics
+    count: Any = lambda provider, kind: None
 
     def __post_init__(self) -> None:
         self.cert_pattern = re.compile(self.settings.sns_cert_url_pattern)
@@ -81,13 +83,16 @@ async def _body(request: web.Request) -> bytes:
 async def _apply(req: ApiRequest, provider: str, events: list[InboundEvent]) -> web.Response:
     hooks = req.request.app[EMAIL_WEBHOOKS]
     applied = await feedback.apply(req.services.pool, events, hooks.settings.soft_bounce_limit)
+    for event in events:
+        hooks.count(provider, event.kind)
     log.info("email webhook", provider=provider, events=len(events), stored=applied.stored,
              duplicates=applied.duplicates, unmatched=applied.unmatched, suppressed=applied.suppressed)  # fmt: skip
     return web.json_response({"received": len(events), "stored": applied.stored, "duplicates": applied.duplicates})
 
 
-def _refused(exc: Rejected, provider: str) -> Problem:
+def _refused(req: ApiRequest, exc: Rejected, provider: str) -> Problem:
     log.warning("email webhook refused", provider=provider, reason=exc.reason)
+    req.request.app[EMAIL_WEBHOOKS].count(provider, f"rejected_{exc.reason.split(' ')[0]}")
     return Problem(exc.status, f"refused: {exc.reason}", reason=exc.reason)
 
 
@@ -101,7 +106,7 @@ async def sendgrid_webhook(req: ApiRequest) -> web.Response:
     try:
         events = inbound.sendgrid_events(hooks.sendgrid_key, req.request.headers, body, hooks.clock())
     except Rejected as exc:
-        raise _refused(exc, "sendgrid") from None
+        raise _refused(req, exc, "sendgrid") from None
     return await _apply(req, "sendgrid", events)
 
 
@@ -115,7 +120,7 @@ async def ses_webhook(req: ApiRequest) -> web.Response:
         pem = await hooks.certificate(envelope.cert_url)
         inbound.sns_verify(envelope, pem, hooks.clock(), frozenset(hooks.settings.sns_topic_arns))
     except Rejected as exc:
-        raise _refused(exc, "ses") from None
+        raise _refused(req, exc, "ses") from None
     if envelope.kind == "SubscriptionConfirmation" and envelope.subscribe_url:
         await hooks.confirm_subscription(envelope.subscribe_url)
         return web.json_response({"confirmed": True})
@@ -124,7 +129,7 @@ async def ses_webhook(req: ApiRequest) -> web.Response:
     try:
         events = inbound.ses_events(envelope, hooks.clock())
     except Rejected as exc:
-        raise _refused(exc, "ses") from None
+        raise _refused(req, exc, "ses") from None
     return await _apply(req, "ses", events)
 
 
@@ -139,5 +144,5 @@ async def mailgun_webhook(req: ApiRequest) -> web.Response:
     try:
         events = inbound.mailgun_events(key, hooks.tokens, body, hooks.clock())
     except Rejected as exc:
-        raise _refused(exc, "mailgun") from None
+        raise _refused(req, exc, "mailgun") from None
     return await _apply(req, "mailgun", events)

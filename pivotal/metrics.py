@@ -117,7 +117,36 @@ class Metrics:
             registry=self.registry,
         )
         self.dialer = DialerMetrics(self.registry)
+        self.email_messages = Counter(
+            "pivotal_email_messages",
+            "E-mail recipients by provider and outcome: sent, failed, retry (temporary or the account's fault), "
+            "throttled, suppressed (at send time), skipped (not rendered)",
+            ["provider", "outcome"],
+            registry=self.registry,
+        )
+        self.email_send_latency = Histogram(
+            "pivotal_email_send_seconds",
+            "From a recipient's pick-up by its sender to the provider's answer",
+            ["provider"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=self.registry,
+        )
+        self.email_campaigns_sending = Gauge(
+            "pivotal_email_campaigns_sending", "E-mail campaigns this node is sending", registry=self.registry
+        )
+        self.email_webhooks = Counter(
+            "pivotal_email_webhook_events",
+            "Provider webhook events received (verified; a redelivery counts again), by provider and kind (delivered, bounce_hard, bounce_soft, complaint, "
+            "unsubscribe, open, click); refused requests as kind rejected_<reason>",
+            ["provider", "kind"],
+            registry=self.registry,
+        )
         self.http_in_flight = Gauge("pivotal_http_requests_in_flight", "Requests being handled", registry=self.registry)
+
+    def observe_email(self, provider: str, outcome: str, seconds: float | None) -> None:
+        self.email_messages.labels(provider, outcome).inc()
+        if seconds is not None:
+            self.email_send_latency.labels(provider).observe(seconds)
 
     def observe_webhook(self, result: str, seconds: float) -> None:
         self.webhooks.labels(result).inc()

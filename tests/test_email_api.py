@@ -146,6 +146,9 @@ async def test_a_campaign_goes_from_draft_to_sent_through_the_api(
                    cid)  # fmt: skip
     await wait_for(email_db, "SELECT status = 'completed' FROM campaigns WHERE id = $1", cid)
 
+    metrics = await (await client.get("/metrics")).text()
+    assert 'pivotal_email_messages_total{outcome="sent",provider="capture"} 30.0' in metrics
+    assert "pivotal_email_send_seconds_bucket" in metrics
     report = await (await client.get(f"/api/email-campaigns/{cid}/report", headers=auth)).json()
     assert report["total"]["sent"] == 30
     assert report["total"]["pending"] == 0

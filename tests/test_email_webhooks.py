@@ -133,6 +133,9 @@ async def test_sendgrid_bounces_and_complaints_suppress_and_forgeries_are_refuse
         "SELECT count(*) FROM email_events WHERE campaign_id = $1 AND provider IS NOT NULL", campaign
     )
     assert report == 3
+    metrics = await (await client.get("/metrics")).text()
+    assert 'pivotal_email_webhook_events_total{kind="complaint",provider="sendgrid"} 2.0' in metrics  # and its retry
+    assert 'pivotal_email_webhook_events_total{kind="rejected_bad_signature",provider="sendgrid"} 2.0' in metrics
 
 
 def _mailgun(event: dict[str, Any], token: str, at: int | None = None) -> bytes:
