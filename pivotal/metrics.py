@@ -136,8 +136,9 @@ class Metrics:
         )
         self.email_webhooks = Counter(
             "pivotal_email_webhook_events",
-            "Provider webhook events received (verified; a redelivery counts again), by provider and kind (delivered, bounce_hard, bounce_soft, complaint, "
-            "unsubscribe, open, click); refused requests as kind rejected_<reason>",
+            "Provider webhook events received (verified; a redelivery counts again), by provider and kind "
+            "(delivered, bounce_hard, bounce_soft, complaint, unsubscribe, open, click); refused requests as "
+            "kind rejected_<reason>",
             ["provider", "kind"],
             registry=self.registry,
         )
