@@ -192,7 +192,8 @@ async def test_a_dropped_connection_and_a_reload_lose_no_outcome_and_save_none_t
         await expect(agent.locator("#toast")).to_contain_text("Outcome saved", timeout=10_000)
         assert await dialer_db.fetchval("SELECT count(*) FROM attempt_dispositions") == 1
         assert await agent.evaluate("Object.keys(localStorage).filter(k => k.startsWith('pivotal.pending'))") == []
-        assert errors.errors == []
+        # the browser reports the connections our cut refused (when a reconnect fell inside it): not page errors
+        assert [e for e in errors.errors if "net::ERR_CONNECTION_REFUSED" not in e] == []
     finally:
         await proxy.close()
 
