@@ -62,6 +62,7 @@ from dispatch.tokens import Signer
 from dispatch.tracking import EventBuffer
 from pivotal import console_routes, email_routes, email_webhook_routes, ops_routes, webhook_routes
 from pivotal.bootstrap import ensure_admin
+from pivotal.campaign_clock import CampaignClock
 from pivotal.database import create_pool, database_url
 from pivotal.email_routes import EMAIL_ENGINE, ENGAGEMENT
 from pivotal.email_webhook_routes import EMAIL_WEBHOOKS, EmailWebhooks
@@ -312,6 +313,17 @@ async def _email(app: web.Application) -> AsyncIterator[None]:
         await engagement.close()
 
 
+async def _campaign_clock(app: web.Application) -> AsyncIterator[None]:
+    """Scheduled campaigns start at their time; campaigns past their end are completed."""
+    feed = app[SERVICES].suppressions
+    clock = CampaignClock(app[POOL], lambda: feed.healthy)
+    clock.start()
+    try:
+        yield
+    finally:
+        await clock.close()
+
+
 async def _stall_watch(app: web.Application) -> AsyncIterator[None]:
     """Logs where the event loop was whenever it stalls for 100 ms, and times garbage collections."""
     watch = StallWatch(app[METRICS].registry)
@@ -347,6 +359,7 @@ def build_app(
     pages.mount(app, lambda: _softphone_sources(app))
     app[ops_routes.ENDPOINTS] = api.endpoints
     app.cleanup_ctx.extend(
-        [_stall_watch, _database_server, _pool, _services_context(clock), _telephony, _dialer, _email]
-    )
+        [_stall_watch, _database_server, _pool, _services_context(clock), _telephony, _dialer, _email,
+         _campaign_clock]
+    )  # fmt: skip
     return app

@@ -40,6 +40,7 @@ async def make_campaign(
     rules: dict[str, Any] | None = None,
     contact_ids: list[int] | None = None,
     fields: dict[str, Any] | None = None,
+    start: bool = True,
 ) -> int:
     """A campaign through the API (script, form, the default catalogue, a list, an all-week window), started."""
     script = await (await client.post("/api/scripts", json={"name": "Opener", "body": "Hi {{contact.first_name}}"},
@@ -66,8 +67,9 @@ async def make_campaign(
         "max_attempts_per_day": 3, **(rules or {})},
         headers=manager)  # fmt: skip
     assert compliance.status == 200, await compliance.text()
-    started = await client.post(f"/api/campaigns/{cid}/actions/start", headers=manager)
-    assert started.status == 200, await started.text()
+    if start:
+        started = await client.post(f"/api/campaigns/{cid}/actions/start", headers=manager)
+        assert started.status == 200, await started.text()
     return cid
 
 
