@@ -1316,6 +1316,9 @@ CREATE INDEX IF NOT EXISTS email_events_email_message_id_event_type_idx
   ON email_events (email_message_id, event_type) WHERE email_message_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS email_events_campaign_id_event_type_occurred_at_idx
   ON email_events (campaign_id, event_type, occurred_at) WHERE campaign_id IS NOT NULL;
+-- An address's soft bounces of the last 30 days (suppressed after email.soft_bounce_limit of them).
+CREATE INDEX IF NOT EXISTS email_events_recipient_occurred_at_idx
+  ON email_events (recipient, occurred_at) WHERE event_type = 'bounce_soft';
 
 -- =============================================================================================
 -- Upgrades: bring a database created by an older schema version to this one. Each block checks

@@ -48,7 +48,7 @@ SELECT v.variant_key AS key, v.id AS variant_id,
        count(DISTINCT e.email_message_id) FILTER (WHERE e.event_type = 'open') AS unique_opens,
        count(DISTINCT e.email_message_id) FILTER (WHERE e.event_type = 'click') AS unique_clicks
   FROM email_variants v
-  LEFT JOIN email_messages m ON m.variant_id = v.id
+  LEFT JOIN email_messages m ON m.campaign_id = $1 AND m.variant_id = v.id
   LEFT JOIN email_events e ON e.email_message_id = m.id AND e.event_type IN ('open', 'click')
        AND e.payload->>'machine' IS NULL
  WHERE v.campaign_id = $1 AND v.deleted_at IS NULL AND v.split_share > 0

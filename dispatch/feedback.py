@@ -81,9 +81,13 @@ async def _message(conn: asyncpg.Connection, event: InboundEvent) -> asyncpg.Rec
         )  # fmt: skip
         if row is not None:
             return row
+    # through the contact (its unique address index) to its messages (the contact and sent_at index): the
+    # ledger has no index by address, and a scan per event would not do
     return await conn.fetchrow(
-        """SELECT id, campaign_id FROM email_messages WHERE lower(to_email) = $1 AND sent_at IS NOT NULL
-            ORDER BY sent_at DESC LIMIT 1""",
+        """SELECT m.id, m.campaign_id FROM contacts c JOIN email_messages m ON m.contact_id = c.id
+            WHERE lower(c.email) = $1 AND c.deleted_at IS NULL AND c.email IS NOT NULL AND m.sent_at IS NOT NULL
+              AND lower(m.to_email) = $1
+            ORDER BY m.sent_at DESC LIMIT 1""",
         event.recipient,
     )
 
