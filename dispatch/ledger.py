@@ -200,71 +200,80 @@ class _Batch:
 
 
 class LedgerWriter:
-    """Group commit: whatever accumulated while the previous transaction ran goes into the next one."""
+    """Group commit: whatever accumulated while the previous transaction ran goes into the next one.
+
+    Two lanes on two connections: ``sending`` marks (a sender waits for them) and outcomes (nobody waits). A mark
+    never queues behind a thousand outcomes, and PostgreSQL works on both at once. Order holds without joining
+    them: an outcome exists only for a row whose mark was committed before its bytes left."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._batch = _Batch()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._lanes = {"marks": _Batch(), "outcomes": _Batch()}
+        self._wake = {"marks": asyncio.Event(), "outcomes": asyncio.Event()}
+        self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
-        self._committing = 0
+        self._committing = {"marks": 0, "outcomes": 0}
         self.commits = 0
         self.commit_seconds = 0.0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="email-ledger-writer")
+        self._tasks = [asyncio.create_task(self._run(lane), name=f"email-ledger-{lane}") for lane in self._lanes]
 
     async def close(self) -> None:
         """Writes what is pending, then stops."""
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        for wake in self._wake.values():
+            wake.set()
+        await asyncio.gather(*self._tasks)
 
     async def mark_sending(self, ids: Sequence[int]) -> None:
         """Returns once the rows are committed as ``sending``: only then may their bytes leave."""
         if not ids:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.sending.extend(ids)
-        self._batch.waiters.append(waiter)
-        self._wake.set()
+        batch = self._lanes["marks"]
+        batch.sending.extend(ids)
+        batch.waiters.append(waiter)
+        self._wake["marks"].set()
         await waiter
 
     def finish(self, item: Finish) -> None:
-        self._batch.finishes.append(item)
-        self._wake.set()
+        self._lanes["outcomes"].finishes.append(item)
+        self._wake["outcomes"].set()
 
     @property
     def pending(self) -> int:
-        """Marks not committed yet, those of the transaction under way included."""
-        return len(self._batch.sending) + len(self._batch.finishes) + self._committing
+        """Marks and outcomes not committed yet, those of the transactions under way included."""
+        queued = sum(len(b.sending) + len(b.finishes) for b in self._lanes.values())
+        return queued + sum(self._committing.values())
 
-    async def _run(self) -> None:
+    async def _run(self, lane: str) -> None:
+        wake = self._wake[lane]
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._batch = self._batch, _Batch()
+            await wake.wait()
+            wake.clear()
+            batch, self._lanes[lane] = self._lanes[lane], _Batch()
             if batch.sending or batch.finishes:
-                self._committing = len(batch.sending) + len(batch.finishes)
+                self._committing[lane] = len(batch.sending) + len(batch.finishes)
                 try:
                     await self._commit(batch)
                 except Exception as exc:  # the database is away: nothing was sent for these marks; retry them
-                    log.error("ledger commit failed, retrying", error=repr(exc))
-                    self._batch.sending[:0], self._batch.waiters[:0] = batch.sending, batch.waiters
-                    self._batch.finishes[:0] = batch.finishes
-                    self._committing = 0
+                    log.error("ledger commit failed, retrying", lane=lane, error=repr(exc))
+                    retry = self._lanes[lane]
+                    retry.sending[:0], retry.waiters[:0] = batch.sending, batch.waiters
+                    retry.finishes[:0] = batch.finishes
+                    self._committing[lane] = 0
                     await asyncio.sleep(0.5)
-                    self._wake.set()
+                    wake.set()
                     continue
-                self._committing = 0
+                self._committing[lane] = 0
                 for waiter in batch.waiters:
                     if not waiter.done():
                         waiter.set_result(None)
             elif self._closing:
                 return
-            if self._closing and not self._batch.sending and not self._batch.finishes:
+            current = self._lanes[lane]
+            if self._closing and not current.sending and not current.finishes:
                 return
 
     async def _commit(self, batch: _Batch) -> None:
