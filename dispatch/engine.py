@@ -233,10 +233,20 @@ class EmailEngine:
                 shares = [(winner, 100.0)]
             elif len(shares) >= 2 and campaign["ab_test_share"] is not None:
                 cohort = float(campaign["ab_test_share"])
-            added = await ledger.create_rows(conn, campaign_id, campaign["profile_id"], campaign["provider"], shares,
-                                             cohort)  # fmt: skip
-            if added:
-                log.info("email audience queued", campaign_id=campaign_id, recipients=added)
+            # Queuing looks at every member (a second per 200,000 even when nothing is new): done again only when
+            # the audience grew (a refresh) or the A/B phase moved on, so a restart resumes sending at once.
+            members = await conn.fetchval("SELECT count(*) FROM campaign_members WHERE campaign_id = $1", campaign_id)
+            queued_for = {"members": members, "phase": f"winner:{winner}" if winner else "cohort" if cohort else "all"}
+            if settings.get("ledger_rows") != queued_for:
+                added = await ledger.create_rows(conn, campaign_id, campaign["profile_id"], campaign["provider"],
+                                                 shares, cohort)  # fmt: skip
+                await conn.execute(
+                    "UPDATE campaigns SET settings = settings || jsonb_build_object('ledger_rows', $2::jsonb) "
+                    "WHERE id = $1",
+                    campaign_id, queued_for,
+                )  # fmt: skip
+                if added:
+                    log.info("email audience queued", campaign_id=campaign_id, recipients=added)
             _, rules = await campaign_rules.load(conn, campaign_id)
             daily = await self._daily_cap(conn, campaign["profile_id"])
         provider_settings = _json(campaign["provider_settings"])
