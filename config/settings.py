@@ -166,7 +166,8 @@ class EmailSettings(_Section):
     sendgrid_webhook_public_key: str | None = Field(None, min_length=40, max_length=400)
     #: Mailgun's HTTP webhook signing key. Unset: POST /webhooks/email/mailgun answers 503.
     mailgun_webhook_signing_key: str | None = Field(None, min_length=8, max_length=200)
-    #: SES through SNS: the topics we subscribed (empty: any topic whose signature verifies).
+    #: SES through SNS: the topics we subscribed. Unset: POST /webhooks/email/ses answers 503 (any AWS account
+    #: can sign an SNS message; only our own topics are evidence).
     sns_topic_arns: list[str] = Field(default_factory=list, max_length=50)
     #: Where SNS signing certificates may come from (the default: Amazon's SNS hosts over https).
     sns_cert_url_pattern: str = r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]+\.pem$"

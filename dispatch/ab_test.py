@@ -62,8 +62,11 @@ async def decide(conn: asyncpg.Connection, campaign_id: int, criterion: str) -> 
             return None
         scores = [VariantScore(**dict(r)) for r in await conn.fetch(_SCORES, campaign_id)]
         winner = pick_winner(scores, criterion)
-        if winner is None:
-            return None
+        if winner is None:  # nothing of the test went out (a tiny cohort, all suppressed): no evidence either way
+            if not scores:
+                return None
+            criterion = "no_evidence: the first variant"
+            winner = scores[0]
         await conn.execute("UPDATE email_variants SET is_winner = true, updated_at = now() WHERE id = $1",
                            winner.variant_id)  # fmt: skip
         figures = {s.key: {"sent": s.sent, "unique_opens": s.unique_opens, "unique_clicks": s.unique_clicks,

@@ -14,7 +14,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,20 +96,51 @@ class _Running:
             self.sender.stop(reason)
 
 
+class _Locks:
+    """The campaigns' advisory locks, on one dedicated connection: a session lock on a pooled connection would
+    hold that connection for the whole send (ten campaigns would take the pool) and leak if it went back
+    unreleased (pooled connections are not reset). Losing the connection loses the locks: ``on_lost`` then stops
+    every sender, and the watcher starts them again under new locks."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], on_lost: Callable[[], None]) -> None:
+        self._connect, self._on_lost = connect, on_lost
+        self._conn: asyncpg.Connection | None = None
+        self._mutex = asyncio.Lock()
+
+    async def try_lock(self, campaign_id: int) -> bool:
+        async with self._mutex:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self._connect()
+                self._conn.add_termination_listener(lambda _conn: self._on_lost())
+            return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, campaign_id))
+
+    async def unlock(self, campaign_id: int) -> None:
+        async with self._mutex:
+            if self._conn is not None and not self._conn.is_closed():
+                with contextlib.suppress(asyncpg.PostgresError, OSError):
+                    await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, campaign_id)
+
+    async def close(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close()
+
+
 class EmailEngine:
     def __init__(
         self, pool: asyncpg.Pool, index: Callable[[], SuppressionIndex], signer: Signer, options: EngineOptions,
-        open_secret: Callable[[bytes], str], box: CaptureBox | None = None,
-        observe: Callable[[str, str, float | None], None] | None = None,
+        open_secret: Callable[[bytes], str], connect: Callable[[], Awaitable[asyncpg.Connection]],
+        box: CaptureBox | None = None, observe: Callable[[str, str, float | None], None] | None = None,
     ) -> None:  # fmt: skip
         self.pool, self._index, self.signer, self.options = pool, index, signer, options
         self._observe = observe
+        self._locks = _Locks(connect, self._locks_lost)
         self._open_secret = open_secret
         self.box = box or CaptureBox()
         self.rates = RateBook()
         self.writer = LedgerWriter(pool)
         self.running: dict[int, _Running] = {}
         self._constant_links: dict[int, list[str]] = {}
+        self._daily_caps: dict[int, tuple[int, DailyCap]] = {}  # per sender profile: (warmup plan, its cap)
         self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -124,7 +155,13 @@ class EmailEngine:
         for running in list(self.running.values()):
             running.request_stop("shutting down")
         await asyncio.gather(*(r.task for r in self.running.values() if r.task), return_exceptions=True)
+        await self._locks.close()
         await self.writer.close()
+
+    def _locks_lost(self) -> None:
+        log.warning("the campaign locks' connection was lost: senders stop and start again under new locks")
+        for running in list(self.running.values()):
+            running.request_stop("the campaign lock was lost")
 
     async def _watch(self) -> None:
         while True:
@@ -150,13 +187,12 @@ class EmailEngine:
         """Sends the campaign while holding its advisory lock: one node at a time sends a campaign (a second
         daemon on the same database, or a restarted one whose old connection lingers, leaves it alone)."""
         try:
-            async with self.pool.acquire() as lock:
-                if not await lock.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, campaign_id):
-                    return
-                try:
-                    await self._send(campaign_id, running)
-                finally:
-                    await lock.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, campaign_id)
+            if not await self._locks.try_lock(campaign_id):
+                return
+            try:
+                await self._send(campaign_id, running)
+            finally:
+                await self._locks.unlock(campaign_id)
         except Exception:
             log.exception("email sender crashed", campaign_id=campaign_id)
         finally:
@@ -202,7 +238,8 @@ class EmailEngine:
                     return True
                 delay = WINNER_POLL_S
                 if row["criterion"] not in (None, "manual"):
-                    due = (row["last_sent"] or row["now"]) + timedelta(minutes=row["wait"])
+                    # nothing of the test went out: no evidence will come, decide now
+                    due = row["last_sent"] + timedelta(minutes=row["wait"]) if row["last_sent"] else row["now"]
                     if row["now"] >= due:
                         await ab_test.decide(conn, campaign_id, row["criterion"])
                         continue
@@ -271,22 +308,19 @@ class EmailEngine:
 
     async def constant_link(self, message_id: int, number: int) -> str | None:
         """The target of a message's link ``number`` (a link without merge fields, as batched providers send)."""
-        row = await self.pool.fetchrow(
-            """SELECT v.id, v.html_body FROM email_messages m JOIN email_variants v ON v.id = m.variant_id
-                WHERE m.id = $1""",
-            message_id,
-        )
-        if row is None:
+        variant_id = await self.pool.fetchval("SELECT variant_id FROM email_messages WHERE id = $1", message_id)
+        if variant_id is None:
             return None
-        links = self._constant_links.get(row["id"])
+        links = self._constant_links.get(variant_id)
         if links is None:
+            html_body = await self.pool.fetchval("SELECT html_body FROM email_variants WHERE id = $1", variant_id)
             try:  # the numbering depends on the HTML alone; a variant's content no longer changes once it sends
-                links = MergeVariant("-", "", row["html_body"], "-", links_base="-").constant_links
+                links = MergeVariant("-", "", html_body or "", "-", links_base="-").constant_links
             except (NotMergeable, TemplateProblem):
                 links = []
             if len(self._constant_links) > 1000:
                 self._constant_links.clear()
-            self._constant_links[row["id"]] = links
+            self._constant_links[variant_id] = links
         return links[number] if 0 <= number < len(links) else None
 
     async def test_send(self, campaign_id: int, to: list[str], contact_id: int | None) -> list[TestResult]:
@@ -424,14 +458,19 @@ class EmailEngine:
         )
         if plan is None:
             return None
+        shared = self._daily_caps.get(profile_id)
+        if shared is not None and shared[0] == plan["id"]:
+            return shared[1]  # every campaign of the profile on this node takes from the same day's cap
         today = datetime.now(UTC).date()
-        sent_today = await conn.fetchval(
-            """SELECT count(*) FROM email_messages WHERE sender_profile_id = $1
-                AND (sent_at >= $2::date OR (status = 'sending' AND sending_at >= $2::date))""",
+        sent_today = await conn.fetchval(  # each count through an index: sent_at per profile, sending per campaign
+            """SELECT (SELECT count(*) FROM email_messages WHERE sender_profile_id = $1 AND sent_at >= $2::date)
+                    + (SELECT count(*) FROM email_messages WHERE status = 'sending' AND sending_at >= $2::date
+                          AND campaign_id IN (SELECT id FROM campaigns WHERE sender_profile_id = $1))""",
             profile_id, today,
         )  # fmt: skip
         cap = DailyCap(WarmupPlan(plan["started_on"].toordinal(), tuple(plan["caps"])))
         cap.rebuild(today.toordinal(), int(sent_today))
+        self._daily_caps[profile_id] = (plan["id"], cap)
         return cap
 
     async def _auto_pause(self, campaign_id: int, reason: str) -> None:

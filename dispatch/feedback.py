@@ -1,11 +1,11 @@
 """What providers tell us after the send, applied: events stored once, bounces and complaints suppressed.
 
 Each event is matched to its ledger row (the id the provider echoed, else the latest message sent to the
-address) and stored once per provider event id. A hard bounce or a complaint suppresses the address everywhere
-at once; soft bounces do after ``soft_limit`` of them within 30 days. The suppression is committed with the
-event, before the provider gets its 200, so a retry after a crash finds it done. A campaign whose hard-bounce
-or complaint rate crosses its ceiling (once enough messages were sent to judge) is paused, with the reason in
-the audit log.
+address) and stored once per provider event id. A hard bounce, a complaint or an unsubscribe reported by the
+provider suppresses the address everywhere at once; soft bounces do after ``soft_limit`` of them within 30
+days. The suppression is committed with the event, before the provider gets its 200, so a retry after a crash
+finds it done. A campaign whose hard-bounce or complaint rate crosses its ceiling (once enough messages were sent
+to judge) is paused, with the reason in the audit log.
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ async def _suppress(conn: asyncpg.Connection, event: InboundEvent, campaign_id: 
         reason, source = f"hard bounce ({event.provider}): {event.detail}", "bounce"
     elif event.kind == "complaint":
         reason, source = f"spam complaint ({event.provider})", "complaint"
+    elif event.kind == "unsubscribe":  # through the provider's own link or list-unsubscribe handling
+        reason, source = f"unsubscribed at the provider ({event.provider})", "unsubscribe"
     elif event.kind == "bounce_soft":
         softs = await conn.fetchval(
             f"""SELECT count(*) FROM email_events WHERE recipient = $1 AND event_type = 'bounce_soft'

@@ -77,8 +77,8 @@ class MergeVariant:
         if len(html_body.encode("utf-8")) > MAX_HTML_BYTES:
             raise TemplateProblem("html", None, f"the HTML part is over {MAX_HTML_BYTES // 1024} KB")
         self.missing = missing
-        #: with a links base, the message's links carry one token (``message_token``): unsubscribe, pixel and
-        #: the links without merge fields (``/e/c/{token}/{n}``, n into ``constant_links``)
+        #: with a links base, the message's links carry one token (``message_token``): the pixel and the links
+        #: without merge fields (``/e/c/{token}/{n}``, n into ``constant_links``); unsubscribe has its own
         self.base = links_base
         self.links: list[list[Piece]] = []
         self.constant_links: list[str] = []
@@ -149,7 +149,8 @@ class MergeVariant:
             if isinstance(piece, Ref) and piece.scope is None and piece.name in ("unsubscribe_url", "open_url"):
                 path = "/e/u/" if piece.name == "unsubscribe_url" else "/e/o/"
                 base = html.escape(self.base + path) if piece.escape else self.base + path
-                out += [base, TOKEN, ".gif"] if piece.name == "open_url" else [base, TOKEN]
+                # unsubscribing has its own token: a link forwarded from the message must not unsubscribe anyone
+                out += [base, TOKEN, ".gif"] if piece.name == "open_url" else [base, UNSUBSCRIBE_TOKEN]
             else:
                 out.append(piece)
         return out
@@ -193,8 +194,9 @@ class MergeVariant:
         return "".join(p if isinstance(p, str) else tag(index[p]) for p in self.parts[part])
 
 
-#: The message's token (base64url: the same escaped or not).
+#: The message's token (base64url: the same escaped or not), and its unsubscribe token.
 TOKEN = Ref(None, "message_token")
+UNSUBSCRIBE_TOKEN = Ref(None, "unsubscribe_token")
 
 
 class NotMergeable(ValueError):

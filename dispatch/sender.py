@@ -276,9 +276,11 @@ class CampaignSender:
         try:
             if template is not None:
                 token, base = self.signer.sign("m", row.id), self.plan.links_base
+                unsubscribe = self.signer.sign("u", row.id)  # its own: a forwarded link must not unsubscribe
                 links = {
                     "message_token": token,
-                    "unsubscribe_url": f"{base}/e/u/{token}",
+                    "unsubscribe_token": unsubscribe,
+                    "unsubscribe_url": f"{base}/e/u/{unsubscribe}",
                     "open_url": f"{base}/e/o/{token}.gif",
                     "postal_address": identity.postal_address,
                 }

@@ -19,8 +19,9 @@ import struct
 from dataclasses import dataclass
 from typing import Literal
 
-#: unsubscribe, open, click (with its URL), and a message's one token for all three (a click then names the link
-#: by its number in the variant: what batched providers send, one signature a recipient instead of one a link)
+#: unsubscribe, open, click (with its URL), and a message's token for its pixel and its links (a click then names
+#: the link by its number in the variant: what batched providers send, one signature a recipient instead of one a
+#: link; unsubscribing keeps its own token, so a forwarded link cannot unsubscribe anyone)
 Kind = Literal["u", "o", "c", "m"]
 KINDS: tuple[Kind, ...] = ("u", "o", "c", "m")
 TAG_BYTES = 16

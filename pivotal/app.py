@@ -289,8 +289,13 @@ async def _email(app: web.Application) -> AsyncIterator[None]:
         sandbox=settings.email.sandbox, ambiguous=settings.email.ambiguous_policy,
         max_consecutive_errors=settings.email.max_consecutive_errors,
     )  # fmt: skip
+
+    async def connect() -> asyncpg.Connection:  # the campaigns' advisory locks: a session of their own
+        return await asyncpg.connect(app[DATABASE_URL], timeout=5,
+                                     server_settings={"application_name": "pivotal-email-locks"})  # fmt: skip
+
     engine = EmailEngine(services.pool, lambda: feed.index, Signer(secrets_key(settings)), options,
-                         services.sealer.open, observe=app[METRICS].observe_email)  # fmt: skip
+                         services.sealer.open, connect, observe=app[METRICS].observe_email)  # fmt: skip
     app[METRICS].email_campaigns_sending.set_function(lambda: len(engine.running))
     if settings.email.links_base_url is None:  # the port is known once listening
 

@@ -66,6 +66,8 @@ class CampaignClock:
                 moved += 1
                 log.info("campaign moved by its schedule", campaign_id=row["id"], action=action.value)
             except NotReady as exc:
+                if {item.key for item in exc.failures} == {"suppressions"}:
+                    continue  # this node's suppression list is catching up: try again on the next tick
                 await self._unschedule(row["id"], row["channel"], exc)
             except (LifecycleError, CampaignConflict, CampaignNotFound):
                 pass  # another node (or a manager) moved it first

@@ -56,7 +56,7 @@ background:#1d4ed8;color:#fff;cursor:pointer}}button:focus{{outline:3px solid #0
 async def _recipient(req: ApiRequest) -> unsubscribe.Recipient | None:
     engine = req.request.app[EMAIL_ENGINE]
     try:
-        claim = engine.signer.verify(req.request.match_info["token"], "u", or_message=True)
+        claim = engine.signer.verify(req.request.match_info["token"], "u")
     except BadToken:
         return None
     return await unsubscribe.recipient(req.services.pool, claim.message_id)
@@ -187,6 +187,9 @@ class TestSendOut(BaseModel):
            Role.CONTENT_CREATOR], body=TestSendIn, response=TestSendOut)  # fmt: skip
 async def test_send(req: ApiRequest) -> TestSendOut:
     campaign_id = req.path_int("campaignId")
+    if req.body.contact_id is not None and not req.user.roles & {Role.ADMIN, Role.CAMPAIGN_MANAGER}:
+        # a template can print any field: rendering for a chosen contact is reading that contact
+        raise Problem(403, "contact_id: only admins and campaign managers choose whom a test is rendered for")
     addresses = []
     for raw in req.body.to:
         normal = normalise_email(raw)

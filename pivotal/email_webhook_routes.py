@@ -56,9 +56,11 @@ class EmailWebhooks:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url) as response:
                 if response.status != 200:
                     raise Rejected(401, f"certificate_unavailable ({response.status})")
-                pem = await response.content.read(65_536)
+                pem = await read_all(response.content, 65_536)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise Rejected(401, f"certificate_unavailable ({type(exc).__name__})") from None
+        if pem is None:
+            raise Rejected(401, "certificate_unavailable (over 64 KB)")
         self.certificates[url] = (now, pem)
         return pem
 
@@ -71,11 +73,24 @@ class EmailWebhooks:
 EMAIL_WEBHOOKS: web.AppKey[EmailWebhooks] = web.AppKey("email_webhooks", EmailWebhooks)
 
 
+async def read_all(stream: aiohttp.StreamReader, cap: int) -> bytes | None:
+    """The whole stream, or None past ``cap`` bytes. (``read(n)`` returns what has arrived so far, which for a
+    large body is a part: its signature would not verify.)"""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream.iter_chunked(65_536):
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise Problem(413, f"a webhook body is at most {MAX_BODY} bytes")
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
+    body = await read_all(request.content, MAX_BODY)
+    if body is None:
         raise Problem(413, f"a webhook body is at most {MAX_BODY} bytes")
     return body
 
@@ -114,6 +129,8 @@ async def sendgrid_webhook(req: ApiRequest) -> web.Response:
            tag="email", roles=None, upload_media_type="text/plain")  # fmt: skip
 async def ses_webhook(req: ApiRequest) -> web.Response:
     hooks = req.request.app[EMAIL_WEBHOOKS]
+    if not hooks.settings.sns_topic_arns:  # any AWS account can sign SNS messages: only our topics are evidence
+        raise Problem(503, "email.sns_topic_arns is not set")
     body = await _body(req.request)
     try:
         envelope = inbound.sns_envelope(body, hooks.cert_pattern)

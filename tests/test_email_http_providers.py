@@ -66,10 +66,11 @@ def test_a_merged_message_is_what_the_renderer_makes(subject: str, preheader: st
 def test_with_a_links_base_one_token_serves_every_link() -> None:
     merge = MergeVariant("Hi", "", HTML + '<a href="https://example.com/a">a</a>', "", links_base="https://t.example")
     values = dict(zip([f"-pv{n}-" for n in range(len(merge.refs))],
-                      merge.values(FIELDS, LINKS | {"message_token": "TOK"}, _click), strict=True))  # fmt: skip
+                      merge.values(FIELDS, LINKS | {"message_token": "TOK", "unsubscribe_token": "UNS"}, _click),
+                      strict=True))  # fmt: skip
     body = _substitute(merge.render("html", lambda n: f"-pv{n}-"), values)
     assert 'href="https://t.example/e/c/TOK/0"' in body
-    assert 'href="https://t.example/e/u/TOK"' in body
+    assert 'href="https://t.example/e/u/UNS"' in body, "unsubscribing has its own token"
     assert 'src="https://t.example/e/o/TOK.gif"' in body
     assert merge.constant_links == ["https://example.com/a"]
     assert "https://t.example/e/c/https" in body, "the link with a merge field keeps its own signed URL"

@@ -170,6 +170,16 @@ async def test_mailgun_soft_bounces_suppress_after_the_limit_and_a_token_is_used
     forged = await client.post("/webhooks/email/mailgun", data=json.dumps(wrong), headers=headers)
     assert (await forged.json())["reason"] == "bad_signature"
     assert "person1@acme.example" in await _suppressed(email_db)
+    unsubscribed = _mailgun({"event": "unsubscribed", "recipient": "person2@acme.example", "id": "mg11"}, "token11")
+    assert (await client.post("/webhooks/email/mailgun", data=unsubscribed, headers=headers)).status == 200
+    assert (await _suppressed(email_db))["person2@acme.example"] == "unsubscribe"
+
+
+async def test_ses_webhooks_need_our_topics(make_client: Any, email_db: asyncpg.Pool) -> None:
+    """Any AWS account can sign an SNS message: without the topics we subscribed, nothing is evidence."""
+    client = await make_client()
+    response = await client.post("/webhooks/email/ses", data=b"{}", headers={"Content-Type": "text/plain"})
+    assert response.status == 503
 
 
 def _sns(key: rsa.RSAPrivateKey, cert_url: str, message: dict[str, Any], version: str, **changes: Any) -> bytes:
