@@ -241,6 +241,13 @@ class LedgerWriter:
         self._lanes["outcomes"].finishes.append(item)
         self._wake["outcomes"].set()
 
+    async def flushed(self) -> None:
+        """Returns once every outcome given before the call is committed (through an outage: after it)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lanes["outcomes"].waiters.append(waiter)
+        self._wake["outcomes"].set()
+        await waiter
+
     @property
     def pending(self) -> int:
         """Marks and outcomes not committed yet, those of the transactions under way included."""
@@ -270,8 +277,12 @@ class LedgerWriter:
                 for waiter in batch.waiters:
                     if not waiter.done():
                         waiter.set_result(None)
-            elif self._closing:
-                return
+            else:
+                for waiter in batch.waiters:  # a flush with nothing to write
+                    if not waiter.done():
+                        waiter.set_result(None)
+                if self._closing:
+                    return
             current = self._lanes[lane]
             if self._closing and not current.sending and not current.finishes:
                 return

@@ -19,11 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -42,6 +42,7 @@ from dispatch.templates import CompiledVariant, TemplateProblem
 from dispatch.tokens import Signer
 from pacing.warmup import DailyCap
 
+T = TypeVar("T")
 log = structlog.get_logger("pivotal.email.sender")
 
 #: How long a throttled provider is left alone before anyone sends again (without a Retry-After of its own).
@@ -143,6 +144,9 @@ class CampaignSender:
 
     async def run(self) -> str:
         """Sends until every row is final ("completed") or it is stopped (the reason)."""
+        # Outcomes of an earlier sender of this campaign may still be on their way to PostgreSQL (the writer
+        # retries through an outage): judging rows "sending" before they land would call sent ones ambiguous.
+        await self.writer.flushed()
         async with self.pool.acquire() as conn:
             self.counters.ambiguous_recovered = len(await ledger.recover(conn, self.plan.campaign_id,
                                                                          self.plan.ambiguous))  # fmt: skip
@@ -187,7 +191,22 @@ class CampaignSender:
                 upcoming.cancel()
 
     async def _fetch(self, cursor: int) -> list[Pending]:
-        return await ledger.fetch_due(self.pool, self.plan.campaign_id, cursor, self._fetch_size)
+        return await self._retrying(lambda: ledger.fetch_due(self.pool, self.plan.campaign_id, cursor,
+                                                             self._fetch_size), [])  # fmt: skip
+
+    async def _retrying(self, query: Callable[[], Awaitable[T]], stopped: T) -> T:
+        """A ledger read through a database outage: retried with back-off, so the workers are never cancelled
+        in the middle of a send (their rows would be left "sending"); ``stopped`` once the campaign stops."""
+        delay = 0.5
+        while True:
+            try:
+                return await query()
+            except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
+                if self._stopping is not None:
+                    return stopped
+                log.warning("ledger read failed, retrying", campaign_id=self.plan.campaign_id, error=repr(exc))
+                await self._wait(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _feed_rows(self, rows: list[Pending], cursor: int) -> int:
         """Prepares and hands over ``rows``; returns the cursor to go on from."""
@@ -213,7 +232,8 @@ class CampaignSender:
         """Nothing due now: True when every row is final and nothing is in flight; otherwise wait a little."""
         while self.in_flight or self.writer.pending or not self._queue.empty():  # noqa: ASYNC110 - a few polls
             await asyncio.sleep(0.05)
-        wait = await ledger.next_due_at(self.pool, self.plan.campaign_id)
+        stopped: float | None = 0.0  # a stopped campaign is not complete: "wait", and let the feeder see the stop
+        wait = await self._retrying(lambda: ledger.next_due_at(self.pool, self.plan.campaign_id), stopped)
         if wait is None:
             return True
         await self._wait(min(max(wait, 0.05), IDLE_POLL_S))
