@@ -166,16 +166,6 @@ async def page(pool: asyncpg.Pool, *, limit: int, after_id: int | None, status: 
     return [_row(row) for row in rows]
 
 
-async def _check_references(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
-    for name, table in _REFERENCES.items():
-        ref = values.get(name)
-        if ref is None:
-            continue
-        live = "" if table == "client_organisations" else " AND deleted_at IS NULL"
-        if not await conn.fetchval(f"SELECT 1 FROM {table} WHERE id = $1{live} FOR KEY SHARE", ref):
-            raise BadReference(f"{name}: {table.replace('_', ' ')[:-1]} {ref} does not exist")
-
-
 def _split(fields: EmailCampaignFields, *, creating: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     given = fields.model_dump(exclude_unset=True)
     columns = {k: v for k, v in given.items() if k in COLUMNS}
@@ -185,18 +175,13 @@ def _split(fields: EmailCampaignFields, *, creating: bool) -> tuple[dict[str, An
     return columns, settings
 
 
-def _contradiction(exc: asyncpg.IntegrityConstraintViolationError) -> str:
-    name = getattr(exc, "constraint_name", None) or exc.__class__.__name__
-    return f"the settings contradict each other ({name}): {getattr(exc, 'detail', None) or exc}"
-
-
 async def create(pool: asyncpg.Pool, actor: Actor, fields: EmailCampaignFields) -> dict[str, Any]:
     columns, settings = _split(fields, creating=True)
     if not columns.get("name"):
         raise BadReference("name: required")
     names = [*columns, "channel", "settings", "created_by"]
     async with pool.acquire() as conn, conn.transaction():
-        await _check_references(conn, columns)
+        await store.check_references(conn, columns, _REFERENCES)
         try:
             campaign_id = await conn.fetchval(
                 f"""INSERT INTO campaigns ({", ".join(names)})
@@ -204,7 +189,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, fields: EmailCampaignFields) 
                 *columns.values(), "email", settings, actor.user_id,
             )  # fmt: skip
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise BadReference(_contradiction(exc)) from None
+            raise BadReference(store.contradiction(exc)) from None
         await audit.record(conn, actor, "campaign.created", "campaign", campaign_id,
                            {"name": columns["name"], "channel": "email"})  # fmt: skip
         return await get(conn, campaign_id)
@@ -219,7 +204,7 @@ async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: Ema
             raise CampaignConflict(f"a {current['status']} campaign cannot be edited; pause it first")
         if current["status"] == "paused" and set(columns) & {"sender_profile_id", "ab_test_share"}:
             raise CampaignConflict("the sender profile and the test cohort cannot change once sending started")
-        await _check_references(conn, columns)
+        await store.check_references(conn, columns, _REFERENCES)
         if columns or settings:
             assignments = [f"{name} = ${i}" for i, name in enumerate(columns, start=2)]
             assignments.append(f"settings = settings || ${len(columns) + 2}::jsonb")
@@ -229,7 +214,7 @@ async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: Ema
                     campaign_id, *columns.values(), settings,
                 )  # fmt: skip
             except asyncpg.IntegrityConstraintViolationError as exc:
-                raise BadReference(_contradiction(exc)) from None
+                raise BadReference(store.contradiction(exc)) from None
             await audit.record(conn, actor, "campaign.updated", "campaign", campaign_id,
                                {"fields": sorted([*columns, *settings])})  # fmt: skip
         if current["status"] == "scheduled":  # it must stay ready to send at its time

@@ -64,6 +64,9 @@ _CAMPAIGN = """SELECT c.id, c.name, c.settings, c.ab_test_share, p.id AS profile
               AND (t.id = c.tracking_domain_id OR (c.tracking_domain_id IS NULL AND t.is_default))
         WHERE c.id = $1"""
 
+_VARIANTS = """SELECT id, variant_key, subject, preheader, html_body, text_body, split_share, is_winner
+                 FROM email_variants WHERE campaign_id = $1 AND deleted_at IS NULL ORDER BY variant_key"""
+
 
 @dataclass(frozen=True)
 class TestResult:
@@ -106,12 +109,13 @@ class _Locks:
         self._connect, self._on_lost = connect, on_lost
         self._conn: asyncpg.Connection | None = None
         self._mutex = asyncio.Lock()
+        self._closing = False
 
     async def try_lock(self, campaign_id: int) -> bool:
         async with self._mutex:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
-                self._conn.add_termination_listener(lambda _conn: self._on_lost())
+                self._conn.add_termination_listener(lambda _conn: None if self._closing else self._on_lost())
             return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_SPACE, campaign_id))
 
     async def unlock(self, campaign_id: int) -> None:
@@ -121,6 +125,7 @@ class _Locks:
                     await self._conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_SPACE, campaign_id)
 
     async def close(self) -> None:
+        self._closing = True  # our own close is no loss
         if self._conn is not None and not self._conn.is_closed():
             await self._conn.close()
 
@@ -254,11 +259,7 @@ class EmailEngine:
             campaign = await conn.fetchrow(_CAMPAIGN, campaign_id)
             if campaign is None:
                 raise LookupError("the campaign has no sender profile")
-            variants = await conn.fetch(
-                """SELECT id, subject, preheader, html_body, text_body, split_share, is_winner FROM email_variants
-                    WHERE campaign_id = $1 AND deleted_at IS NULL ORDER BY variant_key""",
-                campaign_id,
-            )
+            variants = await conn.fetch(_VARIANTS, campaign_id)
             settings = _json(campaign["settings"])
             missing = settings.get("missing_fields", "error")
             compiled = {v["id"]: CompiledVariant(v["subject"], v["preheader"], v["html_body"], v["text_body"],
@@ -330,11 +331,7 @@ class EmailEngine:
             campaign = await conn.fetchrow(_CAMPAIGN, campaign_id)
             if campaign is None:
                 raise LookupError("choose a sender profile for the campaign first")
-            variants = await conn.fetch(
-                """SELECT variant_key, subject, preheader, html_body, text_body FROM email_variants
-                    WHERE campaign_id = $1 AND deleted_at IS NULL ORDER BY variant_key""",
-                campaign_id,
-            )
+            variants = await conn.fetch(_VARIANTS, campaign_id)
             if not variants:
                 raise LookupError("the campaign has no variant to test")
             sample = await ledger.sample_recipient(conn, campaign_id, contact_id)

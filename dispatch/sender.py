@@ -274,12 +274,7 @@ class CampaignSender:
                                   f"{row.idempotency_key}@{identity.domain}", links["unsubscribe_url"],
                                   identity.reply_to, row.id), rendered.html, rendered.text)  # fmt: skip
         except (TemplateProblem, HeaderInjection) as exc:
-            self.counters.skipped += 1
-            self._observe(self.transport.name, "skipped", None)
-            self.writer.finish(Finish(row.id, "skipped", f"not rendered: {exc}"[:500]))
-            self._render_failures += 1
-            if self._render_failures >= self.plan.max_consecutive_errors:
-                self._pause(f"{self._render_failures} messages in a row failed to render; last: {exc}")
+            self._not_rendered(row, exc)
             return None
         self._render_failures = 0
         slot = 0.0  # booked by the worker that sends it (below)
@@ -315,18 +310,22 @@ class CampaignSender:
                 rendered = variant.render(fields, links, self._click(row.id))
                 merged = Merged(None, rendered.subject, [], links["unsubscribe_url"], rendered.html, rendered.text)
         except TemplateProblem as exc:
-            self.counters.skipped += 1
-            self._observe(self.transport.name, "skipped", None)
-            self.writer.finish(Finish(row.id, "skipped", f"not rendered: {exc}"[:500]))
-            self._render_failures += 1
-            if self._render_failures >= self.plan.max_consecutive_errors:
-                self._pause(f"{self._render_failures} messages in a row failed to render; last: {exc}")
+            self._not_rendered(row, exc)
             return None
         self._render_failures = 0
         slot = self.limits.reserve(row.to_email, self._clock())
         message = Outgoing(row.id, identity.from_email, row.to_email, f"{row.idempotency_key}@{identity.domain}",
                            b"", merged, identity.from_name, identity.reply_to)  # fmt: skip
         return slot, picked, message, row
+
+    def _not_rendered(self, row: Pending, exc: Exception) -> None:
+        """The recipient is skipped with the reason; enough in a row pause the campaign (a broken template)."""
+        self.counters.skipped += 1
+        self._observe(self.transport.name, "skipped", None)
+        self.writer.finish(Finish(row.id, "skipped", f"not rendered: {exc}"[:500]))
+        self._render_failures += 1
+        if self._render_failures >= self.plan.max_consecutive_errors:
+            self._pause(f"{self._render_failures} messages in a row failed to render; last: {exc}")
 
     def _compliance(self, row: Pending) -> EmailCampaign:
         return self.plan.compliance

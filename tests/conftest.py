@@ -26,6 +26,7 @@ from crm.roles import Role
 from crm.users import UserStore
 from pivotal.app import build_app
 from pivotal.schema import apply_schema
+from sim.smtp_sink import RecordingHandler, controller
 
 PASSWORD = "correct horse battery"
 JWT_SECRET = "test-secret-" + "x" * 40
@@ -185,3 +186,15 @@ async def dialer_db(clean_db: asyncpg.Pool) -> asyncpg.Pool:
              FROM generate_series(1, 60) c;"""
     )
     return pool
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[RecordingHandler, int]]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, recording what it accepts."""
+    handler = RecordingHandler()
+    server = controller(handler)
+    server.start()
+    try:
+        yield handler, server.port
+    finally:
+        server.stop()

@@ -5,26 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
-import pytest
 
-from sim.smtp_sink import RecordingHandler, controller
+from sim.smtp_sink import RecordingHandler
 from tests.email_setup import email_campaign, reset_email, wait_for
 from tests.tcp_proxy import PostgresProxy
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[RecordingHandler, int]]:
-    handler = RecordingHandler()
-    server = controller(handler)
-    server.start()
-    try:
-        yield handler, server.port
-    finally:
-        server.stop()
 
 
 async def test_a_database_outage_mid_send_loses_nobody_and_doubles_nobody(

@@ -6,26 +6,14 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 
 from crm.roles import Role
-from sim.smtp_sink import RecordingHandler, controller
+from sim.smtp_sink import RecordingHandler
 from tests.email_setup import email_campaign, reset_email, wait_for
-
-
-@pytest.fixture
-def sink() -> Iterator[tuple[RecordingHandler, int]]:
-    handler = RecordingHandler()
-    server = controller(handler)
-    server.start()
-    try:
-        yield handler, server.port
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -85,8 +85,11 @@ async def page(pool: asyncpg.Pool, *, limit: int, after_id: int | None, status: 
     return [_row(row) for row in rows]
 
 
-async def _check_references(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
-    for name, table in _REFERENCES.items():
+async def check_references(conn: asyncpg.Connection, values: dict[str, Any],
+                           references: dict[str, str] = _REFERENCES) -> None:  # fmt: skip
+    """Each id in ``values`` named in ``references`` (field -> table) points at a live row, held for the
+    transaction; BadReference names the first that does not."""
+    for name, table in references.items():
         ref = values.get(name)
         if ref is None:
             continue
@@ -112,7 +115,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, fields: CampaignFields) -> di
         raise BadReference("name: required")
     names = [*columns, "channel", "settings", "created_by"]
     async with pool.acquire() as conn, conn.transaction():
-        await _check_references(conn, columns)
+        await check_references(conn, columns)
         try:
             campaign_id = await conn.fetchval(
                 f"""INSERT INTO campaigns ({", ".join(names)})
@@ -120,7 +123,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, fields: CampaignFields) -> di
                 *columns.values(), "phone", settings, actor.user_id,
             )  # fmt: skip
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise BadReference(_contradiction(exc)) from None
+            raise BadReference(contradiction(exc)) from None
         await audit.record(conn, actor, "campaign.created", "campaign", campaign_id, {"name": columns["name"]})
         return await get(conn, campaign_id)
 
@@ -133,7 +136,7 @@ async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: Cam
             raise CampaignConflict(f"a {current['status']} campaign cannot be edited; pause it first")
         if "account_cap_mode" in columns and "account_cap" not in columns:
             columns["account_cap"] = None if columns["account_cap_mode"] is None else current["account_cap"]
-        await _check_references(conn, columns)
+        await check_references(conn, columns)
         if columns or settings:
             assignments = [f"{name} = ${i}" for i, name in enumerate(columns, start=2)]
             assignments.append(f"settings = settings || ${len(columns) + 2}::jsonb")
@@ -143,7 +146,7 @@ async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: Cam
                     campaign_id, *columns.values(), settings,
                 )  # fmt: skip
             except asyncpg.IntegrityConstraintViolationError as exc:
-                raise BadReference(_contradiction(exc)) from None
+                raise BadReference(contradiction(exc)) from None
             await audit.record(conn, actor, "campaign.updated", "campaign", campaign_id,
                                {"fields": sorted([*columns, *settings])})  # fmt: skip
         if current["status"] == "scheduled":  # it must stay ready to start at its time
@@ -153,7 +156,7 @@ async def update(pool: asyncpg.Pool, actor: Actor, campaign_id: int, fields: Cam
         return await get(conn, campaign_id)
 
 
-def _contradiction(exc: asyncpg.IntegrityConstraintViolationError) -> str:
+def contradiction(exc: asyncpg.IntegrityConstraintViolationError) -> str:
     name = getattr(exc, "constraint_name", None) or exc.__class__.__name__
     return f"the settings contradict each other ({name}): {getattr(exc, 'detail', None) or exc}"
 
