@@ -24,6 +24,7 @@ from admin_api import (
     decision_routes,
     domain_set_routes,
     email_campaign_routes,
+    email_sender_routes,
     export_routes,
     import_routes,
     list_routes,
@@ -107,6 +108,7 @@ def routes() -> Api:
         console_routes.api,
         email_routes.api,
         email_campaign_routes.api,
+        email_sender_routes.api,
         email_webhook_routes.api,
     )
 
