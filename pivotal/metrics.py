@@ -143,11 +143,21 @@ class Metrics:
             registry=self.registry,
         )
         self.http_in_flight = Gauge("pivotal_http_requests_in_flight", "Requests being handled", registry=self.registry)
+        self._email_counters: dict[tuple[str, str], Counter] = {}
+        self._email_latencies: dict[str, Histogram] = {}
 
     def observe_email(self, provider: str, outcome: str, seconds: float | None) -> None:
-        self.email_messages.labels(provider, outcome).inc()
+        # once per recipient, tens of thousands a second with a batched provider: the labelled children are
+        # looked up once (``labels()`` validates and locks on every call)
+        counter = self._email_counters.get((provider, outcome))
+        if counter is None:
+            counter = self._email_counters[provider, outcome] = self.email_messages.labels(provider, outcome)
+        counter.inc()
         if seconds is not None:
-            self.email_send_latency.labels(provider).observe(seconds)
+            latency = self._email_latencies.get(provider)
+            if latency is None:
+                latency = self._email_latencies[provider] = self.email_send_latency.labels(provider)
+            latency.observe(seconds)
 
     def observe_webhook(self, result: str, seconds: float) -> None:
         self.webhooks.labels(result).inc()
