@@ -1,4 +1,4 @@
--- schema-version: 2
+-- schema-version: 3
 --
 -- Pivotal: the whole PostgreSQL data model (PostgreSQL 15 and 16).
 --
@@ -158,9 +158,10 @@ DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'callback_kind'
 DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'callback_status') THEN
   CREATE TYPE callback_status AS ENUM ('scheduled', 'completed', 'cancelled', 'missed'); END IF; END $$;
 
--- Leads
+-- Leads: new -> under_review -> approved | rejected; approved -> published; published -> returned (by the
+-- client; a replacement is owed). Version 2 named new 'pending_qa' and published 'delivered' (upgraded below).
 DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_type WHERE typname = 'lead_status') THEN
-  CREATE TYPE lead_status AS ENUM ('pending_qa', 'approved', 'rejected', 'returned', 'delivered');
+  CREATE TYPE lead_status AS ENUM ('new', 'under_review', 'approved', 'rejected', 'returned', 'published');
 END IF; END $$;
 
 -- Email
@@ -1197,9 +1198,39 @@ CREATE INDEX IF NOT EXISTS attempt_dispositions_agent_user_id_created_at_idx
 -- Leads and quality assurance
 -- =============================================================================================
 
--- A qualified contact from a positive disposition. client_organisation_id is copied from the
--- campaign so client users' row filter is one indexed column. One lead per contact per
--- campaign; a lead returned and re-qualified updates this row (history is in lead_qa_events).
+-- Why QA rejects a lead: a catalogue (a rejection names one), extended by admins.
+CREATE TABLE IF NOT EXISTS qa_rejection_reasons (
+  code text PRIMARY KEY CHECK (code ~ '^[a-z][a-z0-9_]{1,39}$'),
+  label text NOT NULL CHECK (btrim(label) <> ''),
+  active boolean NOT NULL DEFAULT true,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO qa_rejection_reasons (code, label) VALUES
+  ('recording_missing', 'No recording, or the recording does not show the conversation'),
+  ('job_title_mismatch', 'The job title does not fit the order'),
+  ('company_size_mismatch', 'The company size does not fit the order'),
+  ('industry_mismatch', 'The industry does not fit the order'),
+  ('geography_mismatch', 'The location does not fit the order'),
+  ('no_consent', 'Consent was not given or not recorded'),
+  ('wrong_contact', 'Not the person on record, or the details are wrong'),
+  ('not_interested', 'The contact did not show interest'),
+  ('duplicate', 'A lead for this person already exists'),
+  ('other', 'Other (explained in the notes)')
+ON CONFLICT (code) DO NOTHING;
+
+-- What QA confirms before approving a campaign's leads (e.g. recording reviewed, job title fits).
+CREATE TABLE IF NOT EXISTS qa_checklist_items (
+  campaign_id bigint NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  key text NOT NULL CHECK (key ~ '^[a-z][a-z0-9_]{0,39}$'),
+  label text NOT NULL CHECK (btrim(label) <> ''),
+  position integer NOT NULL,
+  PRIMARY KEY (campaign_id, key)
+);
+
+-- A qualified contact from a positive disposition or entered through the API. client_organisation_id is
+-- copied from the campaign so client users' row filter is one indexed column. One lead per contact per
+-- campaign; a lead returned and re-qualified updates this row (history is in lead_qa_events). A lead under
+-- review is claimed by one analyst (claimed_by) until claimed_until: the QA queue never hands it to another.
 CREATE TABLE IF NOT EXISTS leads (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   campaign_id bigint NOT NULL REFERENCES campaigns(id) ON DELETE RESTRICT,
@@ -1210,16 +1241,24 @@ CREATE TABLE IF NOT EXISTS leads (
   campaign_order_id bigint REFERENCES campaign_orders(id) ON DELETE RESTRICT,
   agent_user_id bigint REFERENCES users(id) ON DELETE SET NULL,
   form_answers jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(form_answers) = 'object'),
-  status lead_status NOT NULL DEFAULT 'pending_qa',
+  status lead_status NOT NULL DEFAULT 'new',
   status_changed_at timestamptz NOT NULL DEFAULT now(),
   status_reason text,                       -- rejection or return reason
   qa_analyst_id bigint REFERENCES users(id) ON DELETE SET NULL,
   delivered_at timestamptz,
+  recording_url text CHECK (recording_url IS NULL OR recording_url ~ '^https?://'),
+  notes text NOT NULL DEFAULT '',
+  claimed_by bigint REFERENCES users(id) ON DELETE SET NULL,
+  claimed_until timestamptz,
+  rejection_reason text REFERENCES qa_rejection_reasons(code),
+  replacement_owed boolean NOT NULL DEFAULT false,
+  published_at timestamptz,
+  created_by bigint REFERENCES users(id) ON DELETE SET NULL,   -- NULL: from a disposition
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   UNIQUE (campaign_id, contact_id),
   CHECK (status NOT IN ('rejected', 'returned') OR status_reason IS NOT NULL),
-  CHECK (status <> 'delivered' OR delivered_at IS NOT NULL)
+  CHECK ((claimed_by IS NULL) = (claimed_until IS NULL))
 );
 CREATE INDEX IF NOT EXISTS leads_status_created_at_idx ON leads (status, created_at);   -- QA queue
 CREATE INDEX IF NOT EXISTS leads_client_organisation_id_status_idx ON leads (client_organisation_id, status)
@@ -1344,4 +1383,34 @@ DO $$ DECLARE fk record; BEGIN
                AND conrelid IN ('accounts'::regclass, 'contacts'::regclass) LOOP
     EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.tbl, fk.conname);
   END LOOP;
+END $$;
+
+-- Version 3: the lead QA workflow. The statuses take the workflow's names ('pending_qa' is 'new',
+-- 'delivered' is 'published', delivery to clients being per order) and gain 'under_review'; leads gain
+-- the QA columns (the catalogue and checklist tables above are created by their own statements).
+DO $$ DECLARE c record; BEGIN
+  IF EXISTS (SELECT 1 FROM pg_enum WHERE enumtypid = 'lead_status'::regtype AND enumlabel = 'pending_qa') THEN
+    ALTER TYPE lead_status RENAME VALUE 'pending_qa' TO 'new';
+    ALTER TYPE lead_status RENAME VALUE 'delivered' TO 'published';
+    ALTER TABLE leads ALTER COLUMN status SET DEFAULT 'new';
+    FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'leads'::regclass AND contype = 'c'
+               AND pg_get_constraintdef(oid) LIKE '%delivered_at%' LOOP
+      EXECUTE format('ALTER TABLE leads DROP CONSTRAINT %I', c.conname);
+    END LOOP;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_enum WHERE enumtypid = 'lead_status'::regtype AND enumlabel = 'under_review') THEN
+    ALTER TYPE lead_status ADD VALUE 'under_review' AFTER 'new';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'leads' AND column_name = 'claimed_by') THEN
+    ALTER TABLE leads
+      ADD COLUMN recording_url text CHECK (recording_url IS NULL OR recording_url ~ '^https?://'),
+      ADD COLUMN notes text NOT NULL DEFAULT '',
+      ADD COLUMN claimed_by bigint REFERENCES users(id) ON DELETE SET NULL,
+      ADD COLUMN claimed_until timestamptz,
+      ADD COLUMN rejection_reason text REFERENCES qa_rejection_reasons(code),
+      ADD COLUMN replacement_owed boolean NOT NULL DEFAULT false,
+      ADD COLUMN published_at timestamptz,
+      ADD COLUMN created_by bigint REFERENCES users(id) ON DELETE SET NULL,
+      ADD CHECK ((claimed_by IS NULL) = (claimed_until IS NULL));
+  END IF;
 END $$;

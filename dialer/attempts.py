@@ -349,7 +349,7 @@ async def _dispose(
             if lead_id is not None:
                 await conn.execute(
                     """INSERT INTO lead_qa_events (lead_id, analyst_id, to_status, reason, detail)
-                       VALUES ($1, NULL, 'pending_qa', 'created from a positive disposition',
+                       VALUES ($1, NULL, 'new', 'created from a positive disposition',
                                jsonb_build_object('call_attempt_id', $2::bigint, 'agent_user_id', $3::bigint))""",
                     lead_id, attempt_id, user_id,
                 )  # fmt: skip

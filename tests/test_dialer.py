@@ -63,7 +63,7 @@ async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_use
     assert len(leads) == len(positive)
     for lead in leads:
         assert lead["form_answers"] == {"timeline": "q1", "budget": 1000}
-        assert lead["status"] == "pending_qa"
+        assert lead["status"] == "new"
     # Pausing gives the hopper back: no member stays claimed.
     for _ in range(50):
         in_progress = await dialer_db.fetchval(

@@ -37,6 +37,8 @@ PLACEHOLDER = {
     "planId": "999999",
     "key": "Z",
     "link": "0",
+    "leadId": "999999",
+    "code": "no_such_reason",
 }
 
 PUBLIC = {

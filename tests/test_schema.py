@@ -70,7 +70,7 @@ async def test_a_version_1_database_is_upgraded(pool: asyncpg.Pool) -> None:
                     ALTER TABLE accounts ADD FOREIGN KEY (last_source_id) REFERENCES record_sources(id);
                     DELETE FROM schema_version; INSERT INTO schema_version VALUES (1, 'v1')"""
             )
-            assert await apply_schema(conn) == 2
+            assert await apply_schema(conn) == 3
             checks = await conn.fetch("SELECT conname FROM pg_constraint WHERE contypid = 'dns_domain'::regtype")
             assert [row["conname"] for row in checks] == ["dns_domain_shape"]
             assert not await conn.fetchval(
@@ -84,6 +84,46 @@ async def test_a_version_1_database_is_upgraded(pool: asyncpg.Pool) -> None:
                 with pytest.raises(asyncpg.CheckViolationError):
                     async with conn.transaction():  # a savepoint: the failure must not end the test's transaction
                         await conn.fetchval("SELECT $1::text::dns_domain", value)
+        finally:
+            await tx.rollback()
+
+
+async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> None:
+    """Version 2's lead statuses are renamed in place (a lead keeps its state) and leads gain the QA columns."""
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute(
+                """ALTER TABLE leads DROP COLUMN recording_url, DROP COLUMN notes, DROP COLUMN claimed_by,
+                          DROP COLUMN claimed_until, DROP COLUMN rejection_reason, DROP COLUMN replacement_owed,
+                          DROP COLUMN published_at, DROP COLUMN created_by;
+                   ALTER TYPE lead_status RENAME VALUE 'new' TO 'pending_qa';
+                   ALTER TYPE lead_status RENAME VALUE 'published' TO 'delivered';
+                   ALTER TABLE leads ALTER COLUMN status SET DEFAULT 'pending_qa';
+                   ALTER TABLE leads ADD CHECK (status <> 'delivered' OR delivered_at IS NOT NULL);
+                   DELETE FROM schema_version; INSERT INTO schema_version VALUES (2, 'v2')"""
+            )
+            assert await apply_schema(conn) == 3
+            labels = await conn.fetch(
+                "SELECT enumlabel FROM pg_enum WHERE enumtypid = 'lead_status'::regtype ORDER BY enumsortorder"
+            )
+            assert {row["enumlabel"] for row in labels} == {
+                "new", "under_review", "approved", "rejected", "returned", "published"}  # fmt: skip
+            assert (
+                await conn.fetchval(
+                    "SELECT column_default FROM information_schema.columns WHERE table_name = 'leads' "
+                    "AND column_name = 'status'"
+                )
+                == "'new'::lead_status"
+            )
+            columns = {row["column_name"] for row in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'leads'")}  # fmt: skip
+            assert {"claimed_by", "claimed_until", "rejection_reason", "published_at", "recording_url"} <= columns
+            assert not await conn.fetchval(
+                """SELECT count(*) FROM pg_constraint WHERE conrelid = 'leads'::regclass
+                      AND pg_get_constraintdef(oid) LIKE '%delivered_at%'"""
+            )
         finally:
             await tx.rollback()
 

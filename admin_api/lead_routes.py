@@ -1,0 +1,322 @@
+"""Leads and their QA: entering and reading leads, the QA queue (next, claim, release) and the QA moves
+(approve, reject, publish, reopen), each recorded with who, when and notes; the campaign's QA checklist and
+the rejection-reason catalogue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from admin_api.api import Api, ApiRequest
+from admin_api.models import Strict
+from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
+from admin_api.problems import Problem
+from crm.leads import store
+from crm.leads.qa_workflow import Action, Move, Refused
+from crm.roles import Role
+
+api = Api()
+QA = {Role.QUALITY_ANALYST, Role.ADMIN}
+READ = QA | {Role.CAMPAIGN_MANAGER, Role.SUPERVISOR}
+ENTER = {Role.ADMIN, Role.CAMPAIGN_MANAGER, Role.QUALITY_ANALYST}
+CONFIGURE = {Role.ADMIN, Role.CAMPAIGN_MANAGER}
+
+LeadStatus = Literal["new", "under_review", "approved", "rejected", "published", "returned"]
+
+
+class LeadBody(Strict):
+    campaign_id: int = Field(gt=0)
+    contact_id: int = Field(gt=0)
+    agent_user_id: int | None = Field(None, gt=0, description="the agent the lead is credited to")
+    form_answers: dict[str, Any] = Field(default_factory=dict, description="qualification answers")
+    recording_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
+    notes: str = Field("", max_length=4000)
+
+
+class LeadQuery(PageQuery):
+    status: LeadStatus | None = None
+    campaign_id: int | None = Field(None, gt=0)
+    agent_id: int | None = Field(None, gt=0)
+
+
+class LeadSummary(BaseModel):
+    id: int
+    status: str
+    campaign_id: int
+    contact_id: int
+    contact_name: str
+    account_id: int | None
+    account_name: str | None
+    agent_user_id: int | None
+    claimed_by: int | None
+    created_at: datetime
+    status_changed_at: datetime
+
+
+class LeadPage(Page[LeadSummary]):
+    pass
+
+
+class ChecklistItem(Strict):
+    key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    label: str = Field(min_length=1, max_length=300)
+
+
+class QaEvent(BaseModel):
+    id: int
+    at: datetime
+    analyst_id: int | None
+    analyst_name: str | None
+    from_status: str | None
+    to_status: str
+    reason: str | None
+    detail: dict[str, Any]
+
+
+class LeadOut(BaseModel):
+    id: int
+    status: str
+    campaign_id: int
+    campaign_name: str
+    contact_id: int
+    first_name: str | None
+    last_name: str | None
+    job_title: str | None
+    email: str | None
+    phone_e164: str | None
+    country: str | None
+    account_id: int | None
+    account_name: str | None
+    account_domain: str | None
+    industry: str | None
+    employee_count: int | None
+    account_country: str | None
+    agent_user_id: int | None
+    agent_name: str | None
+    call_attempt_id: int | None
+    recording_url: str | None
+    form_answers: dict[str, Any]
+    notes: str
+    client_organisation_id: int | None
+    claimed_by: int | None
+    claimed_until: datetime | None
+    status_reason: str | None
+    rejection_reason: str | None
+    replacement_owed: bool
+    published_at: datetime | None
+    created_at: datetime
+    status_changed_at: datetime
+    created_by: int | None
+    checklist: list[ChecklistItem] = Field(description="what approval needs confirmed (the campaign's checklist)")
+    history: list[QaEvent] = Field(description="every status change: who, when, from, to, reason, notes")
+
+
+class NextQuery(BaseModel):
+    campaign_id: int | None = Field(None, gt=0, description="only this campaign's leads")
+
+
+class NotesBody(Strict):
+    notes: str = Field("", max_length=4000)
+
+
+class ApproveBody(Strict):
+    checklist: dict[str, bool] = Field(default_factory=dict, description="every checklist item's key: true")
+    notes: str = Field("", max_length=4000)
+
+
+class RejectBody(Strict):
+    reason_code: str = Field(max_length=40, description="from GET /api/qa/rejection-reasons")
+    notes: str = Field("", max_length=4000)
+
+
+class ChecklistBody(Strict):
+    items: list[ChecklistItem] = Field(max_length=50)
+
+
+class ChecklistOut(BaseModel):
+    items: list[ChecklistItem]
+
+
+class ReasonBody(Strict):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")
+    label: str = Field(min_length=1, max_length=300)
+
+
+class ReasonPatch(Strict):
+    label: str | None = Field(None, min_length=1, max_length=300)
+    active: bool | None = None
+
+
+class ReasonOut(BaseModel):
+    code: str
+    label: str
+    active: bool
+
+
+class ReasonList(BaseModel):
+    items: list[ReasonOut]
+
+
+class ReasonQuery(BaseModel):
+    include_inactive: bool = False
+
+
+def _now(req: ApiRequest) -> datetime:
+    return datetime.fromtimestamp(req.services.clock(), UTC)
+
+
+async def _lead(req: ApiRequest, lead_id: int) -> LeadOut:
+    try:
+        return LeadOut.model_validate(await store.detail(req.services.pool, lead_id))
+    except store.LeadNotFound as exc:
+        raise Problem(404, str(exc)) from None
+
+
+@api.route("POST", "/api/leads", summary="Enter a lead", tag="leads", roles=ENTER, body=LeadBody, response=LeadOut,
+           status=201)  # fmt: skip
+async def create_lead(req: ApiRequest) -> LeadOut:
+    """A lead for a contact in a campaign (status new, waiting for QA). Leads also come from agents' positive
+    dispositions. 409 when the contact already has a lead in the campaign; 422 when something named does not
+    exist."""
+    body: LeadBody = req.body
+    try:
+        lead_id = await store.create(req.services.pool, req.actor, body.campaign_id, body.contact_id,
+                                     body.form_answers, body.recording_url, body.notes, body.agent_user_id)  # fmt: skip
+    except store.LeadConflict as exc:
+        raise Problem(409 if "already has" in str(exc) else 422, str(exc)) from None
+    return await _lead(req, lead_id)
+
+
+@api.route("GET", "/api/leads", summary="Leads, newest first", tag="leads", roles=READ, query=LeadQuery,
+           response=LeadPage)  # fmt: skip
+async def list_leads(req: ApiRequest) -> LeadPage:
+    q: LeadQuery = req.query
+    rows = await store.page(req.services.pool, status=q.status, campaign_id=q.campaign_id, agent_id=q.agent_id,
+                            after=decode_cursor(q.cursor), limit=q.limit)  # fmt: skip
+    items, cursor = page_of(rows, q.limit, lambda row: int(row["id"]))
+    return LeadPage(items=[LeadSummary.model_validate(dict(row)) for row in items], next_cursor=cursor)
+
+
+@api.route("GET", "/api/leads/{leadId}", summary="A lead with its contact, answers, checklist and QA history",
+           tag="leads", roles=READ, response=LeadOut)  # fmt: skip
+async def get_lead(req: ApiRequest) -> LeadOut:
+    return await _lead(req, req.path_int("leadId"))
+
+
+@api.route("POST", "/api/qa/next", summary="Claim the next lead to review", tag="qa", roles=QA, query=NextQuery,
+           response=LeadOut)  # fmt: skip
+async def next_lead(req: ApiRequest) -> LeadOut | None:
+    """The lead the analyst already holds, else the oldest one whose claim expired, else the oldest new one,
+    now claimed by the analyst for 15 minutes (renewed by claiming it again). Two analysts never get the same
+    lead. 204 when nothing waits."""
+    lead_id = await store.next_for(req.services.pool, req.user.user_id, _now(req), req.query.campaign_id)
+    return None if lead_id is None else await _lead(req, lead_id)
+
+
+async def _move(req: ApiRequest, action: Action, **extra: Any) -> LeadOut:
+    lead_id = req.path_int("leadId")
+    move = Move(action, req.user.user_id, req.user.roles, _now(req), **extra)
+    try:
+        await store.apply(req.services.pool, lead_id, move)
+    except store.LeadNotFound as exc:
+        raise Problem(404, str(exc)) from None
+    except Refused as exc:
+        raise Problem(exc.status, str(exc)) from None
+    return await _lead(req, lead_id)
+
+
+@api.route("POST", "/api/leads/{leadId}/claim", summary="Claim a lead for review (or renew the claim)", tag="qa",
+           roles=QA, response=LeadOut)  # fmt: skip
+async def claim_lead(req: ApiRequest) -> LeadOut:
+    """409 while another analyst's claim holds."""
+    return await _move(req, "claim")
+
+
+@api.route("POST", "/api/leads/{leadId}/release", summary="Give a claimed lead back to the queue", tag="qa",
+           roles=QA, body=NotesBody, response=LeadOut)  # fmt: skip
+async def release_lead(req: ApiRequest) -> LeadOut:
+    return await _move(req, "release", notes=req.body.notes)
+
+
+@api.route("POST", "/api/leads/{leadId}/approve", summary="Approve a lead under review", tag="qa", roles=QA,
+           body=ApproveBody, response=LeadOut)  # fmt: skip
+async def approve_lead(req: ApiRequest) -> LeadOut:
+    """Every item of the campaign's checklist must be confirmed (true); 422 names the missing ones."""
+    return await _move(req, "approve", checklist=req.body.checklist, notes=req.body.notes)
+
+
+@api.route("POST", "/api/leads/{leadId}/reject", summary="Reject a lead under review", tag="qa", roles=QA,
+           body=RejectBody, response=LeadOut)  # fmt: skip
+async def reject_lead(req: ApiRequest) -> LeadOut:
+    """The reason comes from the catalogue; `other` needs notes."""
+    return await _move(req, "reject", reason_code=req.body.reason_code, notes=req.body.notes)
+
+
+@api.route("POST", "/api/leads/{leadId}/publish", summary="Publish an approved lead (ready for delivery)", tag="qa",
+           roles=QA, body=NotesBody, response=LeadOut)  # fmt: skip
+async def publish_lead(req: ApiRequest) -> LeadOut:
+    return await _move(req, "publish", notes=req.body.notes)
+
+
+@api.route("POST", "/api/leads/{leadId}/reopen", summary="Send a rejected or approved lead back to QA",
+           tag="qa", roles={Role.ADMIN}, body=NotesBody, response=LeadOut)  # fmt: skip
+async def reopen_lead(req: ApiRequest) -> LeadOut:
+    return await _move(req, "reopen", notes=req.body.notes)
+
+
+@api.route("GET", "/api/campaigns/{campaignId}/qa-checklist", summary="The campaign's QA checklist", tag="qa",
+           roles=READ, response=ChecklistOut)  # fmt: skip
+async def get_qa_checklist(req: ApiRequest) -> ChecklistOut:
+    campaign_id = await _campaign(req)
+    return ChecklistOut.model_validate({"items": await store.checklist(req.services.pool, campaign_id)})
+
+
+@api.route("PUT", "/api/campaigns/{campaignId}/qa-checklist", summary="Set the campaign's QA checklist", tag="qa",
+           roles=CONFIGURE, body=ChecklistBody, response=ChecklistOut)  # fmt: skip
+async def set_qa_checklist(req: ApiRequest) -> ChecklistOut:
+    """What an analyst must confirm before approving one of the campaign's leads, in order."""
+    campaign_id = await _campaign(req)
+    items = [(item.key, item.label) for item in req.body.items]
+    keys = [key for key, _ in items]
+    if len(set(keys)) != len(keys):
+        raise Problem(422, f"checklist keys must be unique: {sorted({k for k in keys if keys.count(k) > 1})}")
+    await store.set_checklist(req.services.pool, req.actor, campaign_id, items)
+    return ChecklistOut.model_validate({"items": await store.checklist(req.services.pool, campaign_id)})
+
+
+async def _campaign(req: ApiRequest) -> int:
+    campaign_id = req.path_int("campaignId")
+    if not await req.services.pool.fetchval(
+        "SELECT 1 FROM campaigns WHERE id = $1 AND deleted_at IS NULL", campaign_id
+    ):
+        raise Problem(404, f"campaign {campaign_id} does not exist")
+    return campaign_id
+
+
+@api.route("GET", "/api/qa/rejection-reasons", summary="The rejection-reason catalogue", tag="qa", roles=READ,
+           query=ReasonQuery, response=ReasonList)  # fmt: skip
+async def list_rejection_reasons(req: ApiRequest) -> ReasonList:
+    return ReasonList.model_validate({"items": await store.reasons(req.services.pool, req.query.include_inactive)})
+
+
+@api.route("POST", "/api/qa/rejection-reasons", summary="Add a rejection reason", tag="qa", roles={Role.ADMIN},
+           body=ReasonBody, response=ReasonOut, status=201)  # fmt: skip
+async def add_rejection_reason(req: ApiRequest) -> ReasonOut:
+    try:
+        return ReasonOut.model_validate(await store.add_reason(req.services.pool, req.actor, req.body.code,
+                                                               req.body.label))  # fmt: skip
+    except store.ReasonTaken as exc:
+        raise Problem(409, str(exc)) from None
+
+
+@api.route("PATCH", "/api/qa/rejection-reasons/{code}", summary="Relabel, retire or restore a rejection reason",
+           tag="qa", roles={Role.ADMIN}, body=ReasonPatch, response=ReasonOut)  # fmt: skip
+async def update_rejection_reason(req: ApiRequest) -> ReasonOut:
+    code = req.request.match_info["code"]
+    try:
+        row = await store.update_reason(req.services.pool, req.actor, code, req.body.label, req.body.active)
+    except LookupError as exc:
+        raise Problem(404, str(exc)) from None
+    return ReasonOut.model_validate(row)

@@ -1,0 +1,1 @@
+"""Leads: what conversations produce, their QA workflow and the queue analysts work from."""

@@ -1,0 +1,273 @@
+"""Leads in PostgreSQL: entering them, reading them, the QA queue and applying QA moves.
+
+Every move runs in one transaction: the lead is locked (``FOR UPDATE``), the rules are read, the pure
+``qa_workflow.decide`` judges the move, and the change and its trail row (``lead_qa_events``: who, when, from,
+to, notes, the checklist) are committed together. The queue hands out the oldest lead waiting (or one whose
+claim expired) with ``FOR UPDATE SKIP LOCKED``, so analysts asking at the same moment get different leads and
+never wait for each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from crm import audit
+from crm.audit import Actor
+from crm.leads.qa_workflow import CLAIM_TTL, Change, Lead, Move, Rules, decide
+
+
+class LeadNotFound(LookupError):
+    pass
+
+
+class LeadConflict(ValueError):
+    """The lead cannot be entered: a lead for this contact and campaign exists, or what it names does not."""
+
+
+_DETAIL = """
+SELECT l.id, l.status::text AS status, l.campaign_id, cp.name AS campaign_name, l.contact_id,
+       c.first_name, c.last_name, c.job_title, c.email, c.phone_e164, c.country,
+       l.account_id, a.name AS account_name, a.domain AS account_domain, a.industry, a.employee_count,
+       a.office_country AS account_country,
+       l.agent_user_id, u.display_name AS agent_name, l.call_attempt_id, l.recording_url, l.form_answers, l.notes,
+       l.client_organisation_id, l.claimed_by, l.claimed_until, l.status_reason, l.rejection_reason,
+       l.replacement_owed, l.published_at, l.created_at, l.status_changed_at, l.created_by
+  FROM leads l
+  JOIN campaigns cp ON cp.id = l.campaign_id
+  JOIN contacts c ON c.id = l.contact_id
+  LEFT JOIN accounts a ON a.id = l.account_id
+  LEFT JOIN users u ON u.id = l.agent_user_id
+"""
+
+
+async def create(pool: asyncpg.Pool, actor: Actor, campaign_id: int, contact_id: int, form_answers: dict[str, Any],
+                 recording_url: str | None, notes: str, agent_user_id: int | None) -> int:  # fmt: skip
+    """A lead entered through the API (status new), with its creation in the trail. LeadConflict if the campaign,
+    contact or agent does not exist, or the contact already has a lead in the campaign."""
+    async with pool.acquire() as conn, conn.transaction():
+        campaign = await conn.fetchrow(
+            "SELECT client_organisation_id FROM campaigns WHERE id = $1 AND deleted_at IS NULL", campaign_id
+        )
+        if campaign is None:
+            raise LeadConflict(f"campaign {campaign_id} does not exist")
+        account_id = await conn.fetchval(
+            "SELECT coalesce(account_id, 0) FROM contacts WHERE id = $1 AND deleted_at IS NULL", contact_id
+        )
+        if account_id is None:
+            raise LeadConflict(f"contact {contact_id} does not exist")
+        if agent_user_id is not None and not await conn.fetchval("SELECT 1 FROM users WHERE id = $1", agent_user_id):
+            raise LeadConflict(f"user {agent_user_id} does not exist")
+        lead_id = await conn.fetchval(
+            """INSERT INTO leads (campaign_id, contact_id, account_id, client_organisation_id, agent_user_id,
+                                  form_answers, recording_url, notes, created_by)
+               VALUES ($1, $2, nullif($3, 0), $4, $5, $6, $7, $8, $9)
+               ON CONFLICT (campaign_id, contact_id) DO NOTHING RETURNING id""",
+            campaign_id, contact_id, account_id, campaign["client_organisation_id"], agent_user_id,
+            form_answers, recording_url, notes, actor.user_id,
+        )  # fmt: skip
+        if lead_id is None:
+            raise LeadConflict(f"contact {contact_id} already has a lead in campaign {campaign_id}")
+        await conn.execute(
+            """INSERT INTO lead_qa_events (lead_id, analyst_id, to_status, reason)
+               VALUES ($1, $2, 'new', 'entered through the API')""",
+            lead_id, actor.user_id,
+        )  # fmt: skip
+        return int(lead_id)
+
+
+async def detail(pool: asyncpg.Pool, lead_id: int) -> dict[str, Any]:
+    """The lead with its contact, account, campaign, agent, answers, the campaign's checklist and its trail."""
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(_DETAIL + " WHERE l.id = $1", lead_id)
+        if row is None:
+            raise LeadNotFound(f"lead {lead_id} does not exist")
+        checklist = await conn.fetch(
+            "SELECT key, label FROM qa_checklist_items WHERE campaign_id = $1 ORDER BY position, key",
+            row["campaign_id"],
+        )
+        events = await conn.fetch(
+            """SELECT e.id, e.at, e.analyst_id, u.display_name AS analyst_name, e.from_status::text AS from_status,
+                      e.to_status::text AS to_status, e.reason, e.detail
+                 FROM lead_qa_events e LEFT JOIN users u ON u.id = e.analyst_id
+                WHERE e.lead_id = $1 ORDER BY e.at, e.id""",
+            lead_id,
+        )
+    lead = dict(row)
+    lead["checklist"] = [dict(item) for item in checklist]
+    lead["history"] = [dict(event) for event in events]
+    return lead
+
+
+async def page(pool: asyncpg.Pool, *, status: str | None, campaign_id: int | None, agent_id: int | None,
+               after: int | None, limit: int) -> list[asyncpg.Record]:  # fmt: skip
+    """Leads newest first (keyset on id), ``limit + 1`` of them."""
+    rows: list[asyncpg.Record] = await pool.fetch(
+        """SELECT l.id, l.status::text AS status, l.campaign_id, l.contact_id, l.account_id, l.agent_user_id,
+                  l.claimed_by, l.created_at, l.status_changed_at,
+                  trim(coalesce(c.first_name, '') || ' ' || coalesce(c.last_name, '')) AS contact_name,
+                  a.name AS account_name
+             FROM leads l JOIN contacts c ON c.id = l.contact_id LEFT JOIN accounts a ON a.id = l.account_id
+            WHERE ($1::lead_status IS NULL OR l.status = $1::lead_status)
+              AND ($2::bigint IS NULL OR l.campaign_id = $2) AND ($3::bigint IS NULL OR l.agent_user_id = $3)
+              AND ($4::bigint IS NULL OR l.id < $4)
+            ORDER BY l.id DESC LIMIT $5""",
+        status, campaign_id, agent_id, after, limit + 1,
+    )  # fmt: skip
+    return rows
+
+
+async def next_for(pool: asyncpg.Pool, analyst_id: int, now: datetime, campaign_id: int | None) -> int | None:
+    """Claims the next lead for the analyst and returns its id: the one the analyst already holds, else the
+    oldest whose claim expired, else the oldest new one. None when nothing waits."""
+    until = now + CLAIM_TTL
+    async with pool.acquire() as conn, conn.transaction():
+        held = await conn.fetchval(
+            """UPDATE leads SET claimed_until = $2, updated_at = $3
+                WHERE id = (SELECT id FROM leads WHERE status = 'under_review' AND claimed_by = $1
+                               AND claimed_until > $3 AND ($4::bigint IS NULL OR campaign_id = $4)
+                             ORDER BY id LIMIT 1)
+            RETURNING id""",
+            analyst_id, until, now, campaign_id,
+        )  # fmt: skip
+        if held is not None:
+            return int(held)
+        for waiting, ordering in (("under_review", "claimed_until < $3"), ("new", "TRUE")):
+            picked = await conn.fetchrow(
+                f"""WITH pick AS (
+                      SELECT id, status FROM leads
+                       WHERE status = '{waiting}' AND {ordering} AND ($4::bigint IS NULL OR campaign_id = $4)
+                       ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                    UPDATE leads l SET status = 'under_review', claimed_by = $1, claimed_until = $2,
+                           qa_analyst_id = $1, status_changed_at = $3, updated_at = $3
+                      FROM pick WHERE l.id = pick.id
+                    RETURNING l.id, pick.status::text AS was""",
+                analyst_id, until, now, campaign_id,
+            )  # fmt: skip
+            if picked is not None:
+                if picked["was"] == "new":
+                    await _trail(conn, picked["id"], analyst_id, "new", "under_review", "claimed from the queue", {})
+                return int(picked["id"])
+    return None
+
+
+async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
+    """Judges the move against the lead as it is now (locked) and applies it with its trail row.
+    Raises LeadNotFound, or qa_workflow.Refused (nothing changed)."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """SELECT status::text AS status, claimed_by, claimed_until, campaign_id FROM leads
+                WHERE id = $1 FOR UPDATE""",
+            lead_id,
+        )
+        if row is None:
+            raise LeadNotFound(f"lead {lead_id} does not exist")
+        change = decide(Lead(row["status"], row["claimed_by"], row["claimed_until"]), move,
+                        await _rules(conn, row["campaign_id"]))  # fmt: skip
+        await conn.execute(
+            """UPDATE leads SET status = $2::lead_status, claimed_by = $3, claimed_until = $4,
+                      status_reason = CASE WHEN $2::text IN ('rejected', 'returned') THEN $5 ELSE NULL END,
+                      rejection_reason = $6, replacement_owed = replacement_owed OR $7,
+                      published_at = CASE WHEN $8 THEN $9 ELSE published_at END,
+                      qa_analyst_id = CASE WHEN $2::text IN ('under_review', 'approved', 'rejected')
+                                           THEN $10 ELSE qa_analyst_id END,
+                      status_changed_at = CASE WHEN $11 THEN $9 ELSE status_changed_at END, updated_at = $9
+                WHERE id = $1""",
+            lead_id, change.status, change.claimed_by, change.claimed_until, change.status_reason,
+            change.rejection_reason, change.replacement_owed, change.published, move.now, move.actor_id,
+            change.changes_status,
+        )  # fmt: skip
+        if change.changes_status:
+            detail: dict[str, Any] = {"action": move.action}
+            if move.checklist:
+                detail["checklist"] = dict(move.checklist)
+            if change.rejection_reason:
+                detail["reason_code"] = change.rejection_reason
+            reason = change.status_reason or (move.notes.strip() or None)
+            await _trail(conn, lead_id, move.actor_id, row["status"], change.status, reason,
+                         detail | ({"notes": move.notes.strip()} if move.notes.strip() else {}))  # fmt: skip
+        return change
+
+
+async def _trail(conn: asyncpg.Connection, lead_id: int, actor_id: int, from_status: str, to_status: str,
+                 reason: str | None, detail: dict[str, Any]) -> None:  # fmt: skip
+    await conn.execute(
+        """INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, detail)
+           VALUES ($1, $2, $3::lead_status, $4::lead_status, $5, $6)""",
+        lead_id, actor_id, from_status, to_status, reason, detail,
+    )  # fmt: skip
+
+
+async def _rules(conn: asyncpg.Connection, campaign_id: int) -> Rules:
+    items = await conn.fetch(
+        "SELECT key FROM qa_checklist_items WHERE campaign_id = $1 ORDER BY position, key", campaign_id
+    )
+    reasons = await conn.fetch("SELECT code, label FROM qa_rejection_reasons WHERE active")
+    return Rules(tuple(item["key"] for item in items), {r["code"]: r["label"] for r in reasons})
+
+
+# -- the checklist and the rejection reasons ------------------------------------------------------------------
+
+
+async def checklist(pool: asyncpg.Pool, campaign_id: int) -> list[dict[str, str]]:
+    rows = await pool.fetch(
+        "SELECT key, label FROM qa_checklist_items WHERE campaign_id = $1 ORDER BY position, key", campaign_id
+    )
+    return [dict(row) for row in rows]
+
+
+async def set_checklist(pool: asyncpg.Pool, actor: Actor, campaign_id: int,
+                        items: Sequence[tuple[str, str]]) -> None:  # fmt: skip
+    """Replaces the campaign's checklist (in order). Leads approved before keep the checklist they were
+    approved with, in their trail."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("DELETE FROM qa_checklist_items WHERE campaign_id = $1", campaign_id)
+        await conn.executemany(
+            "INSERT INTO qa_checklist_items (campaign_id, key, label, position) VALUES ($1, $2, $3, $4)",
+            [(campaign_id, key, label, n) for n, (key, label) in enumerate(items)],
+        )
+        await audit.record(conn, actor, "campaign.qa_checklist_set", "campaign", campaign_id,
+                           {"items": [{"key": key, "label": label} for key, label in items]})  # fmt: skip
+
+
+async def reasons(pool: asyncpg.Pool, include_inactive: bool) -> list[dict[str, Any]]:
+    rows = await pool.fetch(
+        "SELECT code, label, active FROM qa_rejection_reasons WHERE active OR $1 ORDER BY code", include_inactive
+    )
+    return [dict(row) for row in rows]
+
+
+class ReasonTaken(ValueError):
+    pass
+
+
+async def add_reason(pool: asyncpg.Pool, actor: Actor, code: str, label: str) -> dict[str, Any]:
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """INSERT INTO qa_rejection_reasons (code, label) VALUES ($1, $2) ON CONFLICT (code) DO NOTHING
+               RETURNING code, label, active""",
+            code, label,
+        )  # fmt: skip
+        if row is None:
+            raise ReasonTaken(f"the rejection reason {code!r} exists (PATCH it to change its label or activate it)")
+        await audit.record(conn, actor, "qa.rejection_reason_added", "qa_rejection_reason", code, {"label": label})
+        return dict(row)
+
+
+async def update_reason(pool: asyncpg.Pool, actor: Actor, code: str, label: str | None,
+                        active: bool | None) -> dict[str, Any]:  # fmt: skip
+    """Relabels or (de)activates a reason; an inactive one is no longer offered, rejections made with it keep it."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            """UPDATE qa_rejection_reasons SET label = coalesce($2, label), active = coalesce($3, active)
+                WHERE code = $1 RETURNING code, label, active""",
+            code, label, active,
+        )  # fmt: skip
+        if row is None:
+            raise LookupError(f"the rejection reason {code!r} does not exist")
+        await audit.record(conn, actor, "qa.rejection_reason_changed", "qa_rejection_reason", code,
+                           {"label": label, "active": active})  # fmt: skip
+        return dict(row)
