@@ -35,7 +35,15 @@ SELECT l.id, l.status::text AS status, l.campaign_id, cp.name AS campaign_name, 
        a.office_country AS account_country,
        l.agent_user_id, u.display_name AS agent_name, l.call_attempt_id, l.recording_url, l.form_answers, l.notes,
        l.client_organisation_id, l.claimed_by, l.claimed_until, l.status_reason, l.rejection_reason,
-       l.replacement_owed, l.published_at, l.created_at, l.status_changed_at, l.created_by
+       l.replacement_owed, l.published_at, l.created_at, l.status_changed_at, l.created_by,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('key', q.key, 'label', q.label) ORDER BY q.position, q.key)
+                   FROM qa_checklist_items q WHERE q.campaign_id = l.campaign_id), '[]') AS checklist,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('id', e.id, 'at', e.at, 'analyst_id', e.analyst_id,
+                                                     'analyst_name', eu.display_name,
+                                                     'from_status', e.from_status, 'to_status', e.to_status,
+                                                     'reason', e.reason, 'detail', e.detail) ORDER BY e.at, e.id)
+                   FROM lead_qa_events e LEFT JOIN users eu ON eu.id = e.analyst_id WHERE e.lead_id = l.id), '[]')
+         AS history
   FROM leads l
   JOIN campaigns cp ON cp.id = l.campaign_id
   JOIN contacts c ON c.id = l.contact_id
@@ -81,25 +89,10 @@ async def create(pool: asyncpg.Pool, actor: Actor, campaign_id: int, contact_id:
 
 async def detail(pool: asyncpg.Pool, lead_id: int) -> dict[str, Any]:
     """The lead with its contact, account, campaign, agent, answers, the campaign's checklist and its trail."""
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(_DETAIL + " WHERE l.id = $1", lead_id)
-        if row is None:
-            raise LeadNotFound(f"lead {lead_id} does not exist")
-        checklist = await conn.fetch(
-            "SELECT key, label FROM qa_checklist_items WHERE campaign_id = $1 ORDER BY position, key",
-            row["campaign_id"],
-        )
-        events = await conn.fetch(
-            """SELECT e.id, e.at, e.analyst_id, u.display_name AS analyst_name, e.from_status::text AS from_status,
-                      e.to_status::text AS to_status, e.reason, e.detail
-                 FROM lead_qa_events e LEFT JOIN users u ON u.id = e.analyst_id
-                WHERE e.lead_id = $1 ORDER BY e.at, e.id""",
-            lead_id,
-        )
-    lead = dict(row)
-    lead["checklist"] = [dict(item) for item in checklist]
-    lead["history"] = [dict(event) for event in events]
-    return lead
+    row = await pool.fetchrow(_DETAIL + " WHERE l.id = $1", lead_id)
+    if row is None:
+        raise LeadNotFound(f"lead {lead_id} does not exist")
+    return dict(row)
 
 
 async def page(pool: asyncpg.Pool, *, status: str | None, campaign_id: int | None, agent_id: int | None,
@@ -121,37 +114,41 @@ async def page(pool: asyncpg.Pool, *, status: str | None, campaign_id: int | Non
 
 
 async def next_for(pool: asyncpg.Pool, analyst_id: int, now: datetime, campaign_id: int | None) -> int | None:
-    """Claims the next lead for the analyst and returns its id: the one the analyst already holds, else the
-    oldest whose claim expired, else the oldest new one. None when nothing waits."""
+    """Claims the next lead for the analyst and returns its id: the one the analyst already holds (its claim
+    renewed), else the oldest whose claim expired, else the oldest new one. None when nothing waits.
+
+    Two statements, each atomic on its own: leads under review are few (one per analyst at most), so the first
+    looks at them all; the second takes the oldest new lead and writes its trail row in the same statement."""
     until = now + CLAIM_TTL
-    async with pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn:
         held = await conn.fetchval(
-            """UPDATE leads SET claimed_until = $2, updated_at = $3
-                WHERE id = (SELECT id FROM leads WHERE status = 'under_review' AND claimed_by = $1
-                               AND claimed_until > $3 AND ($4::bigint IS NULL OR campaign_id = $4)
-                             ORDER BY id LIMIT 1)
-            RETURNING id""",
+            """WITH pick AS (
+                 SELECT id FROM leads
+                  WHERE status = 'under_review' AND (claimed_by = $1 OR claimed_until <= $3)
+                    AND ($4::bigint IS NULL OR campaign_id = $4)
+                  ORDER BY (claimed_by = $1 AND claimed_until > $3) DESC, created_at, id
+                  LIMIT 1 FOR UPDATE SKIP LOCKED)
+               UPDATE leads l SET claimed_by = $1, claimed_until = $2, qa_analyst_id = $1, updated_at = $3
+                 FROM pick WHERE l.id = pick.id RETURNING l.id""",
             analyst_id, until, now, campaign_id,
         )  # fmt: skip
         if held is not None:
             return int(held)
-        for waiting, ordering in (("under_review", "claimed_until < $3"), ("new", "TRUE")):
-            picked = await conn.fetchrow(
-                f"""WITH pick AS (
-                      SELECT id, status FROM leads
-                       WHERE status = '{waiting}' AND {ordering} AND ($4::bigint IS NULL OR campaign_id = $4)
-                       ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                    UPDATE leads l SET status = 'under_review', claimed_by = $1, claimed_until = $2,
-                           qa_analyst_id = $1, status_changed_at = $3, updated_at = $3
-                      FROM pick WHERE l.id = pick.id
-                    RETURNING l.id, pick.status::text AS was""",
-                analyst_id, until, now, campaign_id,
-            )  # fmt: skip
-            if picked is not None:
-                if picked["was"] == "new":
-                    await _trail(conn, picked["id"], analyst_id, "new", "under_review", "claimed from the queue", {})
-                return int(picked["id"])
-    return None
+        picked = await conn.fetchval(
+            """WITH pick AS (
+                 SELECT id FROM leads WHERE status = 'new' AND ($4::bigint IS NULL OR campaign_id = $4)
+                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+               taken AS (
+                 UPDATE leads l SET status = 'under_review', claimed_by = $1, claimed_until = $2, qa_analyst_id = $1,
+                        status_changed_at = $3, updated_at = $3
+                   FROM pick WHERE l.id = pick.id RETURNING l.id),
+               trail AS (
+                 INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, at)
+                 SELECT id, $1, 'new', 'under_review', 'claimed from the queue', $3 FROM taken)
+               SELECT id FROM taken""",
+            analyst_id, until, now, campaign_id,
+        )  # fmt: skip
+    return None if picked is None else int(picked)
 
 
 async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
@@ -188,16 +185,16 @@ async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
                 detail["reason_code"] = change.rejection_reason
             reason = change.status_reason or (move.notes.strip() or None)
             await _trail(conn, lead_id, move.actor_id, row["status"], change.status, reason,
-                         detail | ({"notes": move.notes.strip()} if move.notes.strip() else {}))  # fmt: skip
+                         detail | ({"notes": move.notes.strip()} if move.notes.strip() else {}), move.now)  # fmt: skip
         return change
 
 
 async def _trail(conn: asyncpg.Connection, lead_id: int, actor_id: int, from_status: str, to_status: str,
-                 reason: str | None, detail: dict[str, Any]) -> None:  # fmt: skip
+                 reason: str | None, detail: dict[str, Any], at: datetime) -> None:  # fmt: skip
     await conn.execute(
-        """INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, detail)
-           VALUES ($1, $2, $3::lead_status, $4::lead_status, $5, $6)""",
-        lead_id, actor_id, from_status, to_status, reason, detail,
+        """INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, detail, at)
+           VALUES ($1, $2, $3::lead_status, $4::lead_status, $5, $6, $7)""",
+        lead_id, actor_id, from_status, to_status, reason, detail, at,
     )  # fmt: skip
 
 

@@ -1,0 +1,171 @@
+"""Benchmark: the QA queue under concurrent analysts (issue 9). ``pivotal run`` in its own process on a throwaway
+database holding ``--leads`` new leads; ``--analysts`` analysts, each on its own keep-alive connection, loop
+``POST /api/qa/next`` -> review -> ``POST /api/leads/{id}/approve`` (a three-item checklist confirmed) until the
+queue is empty. Two rounds on the same daemon:
+
+- working: each review takes 0-400 ms (200 ms on average: 20 analysts then review about 90 leads a second, a
+  few hundred times what 20 people reading recordings do; the queue is busy, not saturated);
+- flat out: no review time at all, every analyst asking again the moment it is answered (the daemon saturated:
+  latency is then queueing, and leads per second is the ceiling).
+
+    .venv/bin/python bench/qa_queue.py [--analysts 20] [--leads 3000]
+
+Prints next-lead latency (p50, p99, max; target p99 <= 20 ms with 20 analysts working), approve latency, leads
+reviewed per second, and whether any lead was handed to two analysts (target: never) - from the answers and
+from the QA trail in PostgreSQL. Daemon, PostgreSQL and the analysts share the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import bcrypt
+from email_send import PIVOTAL, daemon_env, start_daemon
+from throwaway import free_port, throwaway_database, wait_ready
+
+PASSWORD = "qa bench password"
+CHECKLIST = {"recording_reviewed": True, "title_fits": True, "consent_confirmed": True}
+
+
+async def prepare(url: str, leads: int, analysts: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+        await conn.execute("INSERT INTO accounts (name, domain) VALUES ('Acme', 'acme.example')")
+        await conn.execute(
+            """INSERT INTO contacts (account_id, first_name, last_name, job_title, email)
+               SELECT 1, 'First' || n, 'Last' || n, 'CTO', 'person' || n || '@acme.example'
+                 FROM generate_series(1, $1) n""",
+            leads,
+        )
+        await conn.execute(
+            "INSERT INTO campaigns (name, channel) VALUES ('QA bench 1', 'phone'), ('QA bench 2', 'phone')"
+        )
+        await conn.executemany(
+            "INSERT INTO qa_checklist_items (campaign_id, key, label, position) VALUES ($1, $2, $2, $3)",
+            [(campaign, key, n) for campaign in (1, 2) for n, key in enumerate(CHECKLIST)],
+        )
+        await conn.execute(  # half the leads in each campaign, interleaved: a round skips the other's in the index
+            """INSERT INTO leads (campaign_id, contact_id, account_id, form_answers, created_at)
+               SELECT 1 + id % 2, id, 1, '{"budget": "yes"}', now() - make_interval(secs => 100000 - id)
+                 FROM contacts"""
+        )
+        for n in range(analysts):
+            user_id = await conn.fetchval(
+                "INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id", f"qa{n}@bench.example", hashed
+            )
+            await conn.execute("INSERT INTO user_roles (user_id, role) VALUES ($1, 'quality_analyst')", user_id)
+    finally:
+        await conn.close()
+
+
+async def analyst(
+    base: str, n: int, campaign: int, next_ms: list[float], approve_ms: list[float], review_s: float
+) -> list[int]:
+    reviewed: list[int] = []
+    rng = random.Random(n)  # noqa: S311 - review times, not secrets
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        login = await session.post(f"{base}/api/auth/login", json={"email": f"qa{n}@bench.example",
+                                                                   "password": PASSWORD})  # fmt: skip
+        session.headers["Authorization"] = f"Bearer {(await login.json())['access_token']}"
+        while True:
+            started = time.perf_counter()
+            async with session.post(f"{base}/api/qa/next?campaign_id={campaign}") as answer:
+                body = await answer.json() if answer.status == 200 else None
+                if answer.status not in (200, 204):
+                    raise SystemExit(f"next: {answer.status} {await answer.text()}")
+            next_ms.append((time.perf_counter() - started) * 1000)
+            if body is None:
+                return reviewed
+            reviewed.append(body["id"])
+            if review_s:
+                await asyncio.sleep(rng.uniform(0, 2 * review_s))
+            started = time.perf_counter()
+            async with session.post(f"{base}/api/leads/{body['id']}/approve", json={"checklist": CHECKLIST}) as done:
+                if done.status != 200:
+                    raise SystemExit(f"approve: {done.status} {await done.text()}")
+                await done.read()
+            approve_ms.append((time.perf_counter() - started) * 1000)
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(q * 1000) - 1] if len(values) > 1 else values[0]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--analysts", type=int, default=20)
+    parser.add_argument("--leads", type=int, default=3000, help="leads per round")
+    default_url = os.environ.get("PIVOTAL_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--database-url", default=default_url)
+    args = parser.parse_args()
+    async with throwaway_database(args.database_url) as url:
+        with tempfile.TemporaryDirectory() as tmp:
+            env = daemon_env(url)
+            migrate = subprocess.run([PIVOTAL, "--data-dir", tmp, "migrate"], env=env,  # noqa: ASYNC221
+                                     capture_output=True)  # fmt: skip
+            if migrate.returncode:
+                raise SystemExit(migrate.stderr.decode())
+            await prepare(url, 2 * args.leads, args.analysts)
+            port = free_port()
+            daemon = start_daemon(tmp, port, env, Path(tmp) / "daemon.log")
+            try:
+                base = f"http://127.0.0.1:{port}"
+                await wait_ready(base)
+                await asyncio.sleep(5)  # the daemon's start-up work (the carrier SDK's import in a thread) is over
+                rounds = [
+                    await one_round(base, args, "working", 1, 0.2),
+                    await one_round(base, args, "flat out", 2, 0.0),
+                ]
+            finally:
+                daemon.terminate()
+                daemon.wait()
+            conn = await asyncpg.connect(url)
+            try:
+                claims = await conn.fetchval(
+                    """SELECT count(*) FROM (SELECT lead_id FROM lead_qa_events WHERE to_status = 'under_review'
+                        GROUP BY lead_id HAVING count(*) > 1) twice"""
+                )
+                approved = await conn.fetchval("SELECT count(*) FROM leads WHERE status = 'approved'")
+            finally:
+                await conn.close()
+    print(f"QA queue: {args.analysts} analysts at once, {args.leads} new leads a round, next -> review -> approve "
+          f"until empty; daemon, PostgreSQL and analysts on one {os.cpu_count()}-core machine")  # fmt: skip
+    twice = 0
+    for name, handed, next_ms, approve_ms, elapsed in rounds:
+        twice += sum(1 for count in handed.values() if count > 1)
+        print(f"  {name}: next lead p50 {pct(next_ms, 0.5):.1f} ms, p99 {pct(next_ms, 0.99):.1f} ms, max "
+              f"{max(next_ms):.1f} ms over {len(next_ms)} requests; approve p50 {pct(approve_ms, 0.5):.1f} ms, p99 "
+              f"{pct(approve_ms, 0.99):.1f} ms; {len(handed) / elapsed:,.0f} leads reviewed a second")  # fmt: skip
+    print("  (target: next-lead p99 <= 20 ms with 20 analysts working)")
+    print(f"  handed to two analysts: {twice} by the answers, {claims} by the QA trail   (target: 0); "
+          f"{approved} approved of {2 * args.leads}")  # fmt: skip
+    if twice or claims or approved != 2 * args.leads:
+        sys.exit(1)
+
+
+async def one_round(base: str, args: argparse.Namespace, name: str, campaign: int,
+                    review_s: float) -> tuple[str, Counter[int], list[float], list[float], float]:  # fmt: skip
+    next_ms: list[float] = []
+    approve_ms: list[float] = []
+    started = time.perf_counter()
+    shares = await asyncio.gather(*(analyst(base, n, campaign, next_ms, approve_ms, review_s)
+                                    for n in range(args.analysts)))  # fmt: skip
+    elapsed = time.perf_counter() - started
+    return name, Counter(lead for share in shares for lead in share), next_ms, approve_ms, elapsed
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
