@@ -13,7 +13,7 @@ from admin_api.api import Api, ApiRequest
 from admin_api.models import Strict
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
-from crm.leads import store
+from crm.leads import reports, store
 from crm.leads.qa_workflow import Action, Move, Refused
 from crm.roles import Role
 
@@ -161,6 +161,45 @@ class ReasonList(BaseModel):
 
 class ReasonQuery(BaseModel):
     include_inactive: bool = False
+
+
+class ReportQuery(BaseModel):
+    campaign_id: int | None = Field(None, gt=0)
+    since: datetime | None = Field(None, description="leads created at or after (ISO 8601 with a zone)")
+    until: datetime | None = Field(None, description="leads created before")
+
+
+class QaCounts(BaseModel):
+    leads: int
+    waiting: int = Field(description="new or under review")
+    passed: int = Field(description="approved by QA, whatever followed (published, returned)")
+    rejected: int
+    published: int
+    returned: int
+    approval_rate: float | None = Field(description="passed / (passed + rejected); null before any decision")
+
+
+class CampaignQa(QaCounts):
+    campaign_id: int
+    campaign_name: str
+
+
+class AgentQa(QaCounts):
+    agent_user_id: int | None = Field(description="null: leads entered without an agent")
+    agent_name: str | None
+    agent_email: str | None
+
+
+class ReasonCount(BaseModel):
+    code: str
+    label: str
+    leads: int
+
+
+class QaReport(BaseModel):
+    campaigns: list[CampaignQa]
+    agents: list[AgentQa]
+    rejection_reasons: list[ReasonCount]
 
 
 def _now(req: ApiRequest) -> datetime:
@@ -320,3 +359,13 @@ async def update_rejection_reason(req: ApiRequest) -> ReasonOut:
     except LookupError as exc:
         raise Problem(404, str(exc)) from None
     return ReasonOut.model_validate(row)
+
+
+@api.route("GET", "/api/qa/report", summary="Approval rates per campaign and agent, rejection reasons", tag="qa",
+           roles=READ, query=ReportQuery, response=QaReport)  # fmt: skip
+async def qa_report(req: ApiRequest) -> QaReport:
+    q: ReportQuery = req.query
+    for name, value in (("since", q.since), ("until", q.until)):
+        if value is not None and value.tzinfo is None:
+            raise Problem(422, f"{name}: give a time zone (e.g. 2026-11-24T00:00:00Z)")
+    return QaReport.model_validate(await reports.qa_report(req.services.pool, q.campaign_id, q.since, q.until))

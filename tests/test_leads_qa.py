@@ -212,3 +212,30 @@ async def test_bad_lead_input_is_refused_with_what_is_wrong(
     assert await qa_db.fetchval("SELECT count(*) FROM leads") == 0
     listing = await (await client.get("/api/leads?status=new", headers=manager)).json()
     assert listing["items"] == []
+
+
+async def test_the_qa_report_gives_approval_rates_per_campaign_and_agent_and_rejection_reasons(
+    make_client: Any, qa_db: asyncpg.Pool, role_users: dict[Role, int]
+) -> None:
+    client = await make_client()
+    admin = bearer(await login(client, "admin@test.example"))
+    analyst = bearer(await login(client, "quality_analyst@test.example"))
+    agent = role_users[Role.AGENT]
+    for contact_id in range(1, 6):
+        await _enter(client, admin, contact_id, agent_user_id=agent if contact_id <= 4 else None)
+    for verdict in ["approve", "approve", "approve", "reject", "reject"]:
+        lead_id = (await (await client.post("/api/qa/next", headers=analyst)).json())["id"]
+        body: dict[str, Any] = {"checklist": {}} if verdict == "approve" else {"reason_code": "no_consent"}
+        assert (await client.post(f"/api/leads/{lead_id}/{verdict}", headers=analyst, json=body)).status == 200
+    report = await (await client.get("/api/qa/report", headers=admin)).json()
+    (campaign,) = report["campaigns"]
+    assert (campaign["leads"], campaign["passed"], campaign["rejected"]) == (5, 3, 2)
+    assert campaign["approval_rate"] == 0.6
+    by_agent = {row["agent_user_id"]: (row["passed"], row["rejected"]) for row in report["agents"]}
+    assert by_agent == {agent: (3, 1), None: (0, 1)}  # the oldest leads were reviewed first
+    assert report["rejection_reasons"] == [{"code": "no_consent", "label": await qa_db.fetchval(
+        "SELECT label FROM qa_rejection_reasons WHERE code = 'no_consent'"), "leads": 2}]  # fmt: skip
+    naive = await client.get("/api/qa/report?since=2026-01-01T00:00:00", headers=admin)
+    await _refused(naive, 422, "time zone")
+    later = await (await client.get("/api/qa/report?since=2099-01-01T00:00:00Z", headers=admin)).json()
+    assert later == {"campaigns": [], "agents": [], "rejection_reasons": []}
