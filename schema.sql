@@ -861,25 +861,42 @@ CREATE UNIQUE INDEX IF NOT EXISTS email_variants_campaign_id_winner_idx
 CREATE TABLE IF NOT EXISTS campaign_orders (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   client_organisation_id bigint NOT NULL REFERENCES client_organisations(id) ON DELETE RESTRICT,
-  campaign_id bigint REFERENCES campaigns(id) ON DELETE RESTRICT,
+  campaign_id bigint REFERENCES campaigns(id) ON DELETE RESTRICT,   -- version 2's one campaign; see order_campaigns
   name text NOT NULL CHECK (btrim(name) <> ''),
   reference text,                           -- client's PO or insertion-order number
   status order_status NOT NULL DEFAULT 'draft',
-  lead_target integer NOT NULL CHECK (lead_target > 0),
+  lead_target integer NOT NULL CHECK (lead_target > 0),   -- the quantity ordered
   per_account_cap integer CHECK (per_account_cap > 0),
-  criteria jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(criteria) = 'object'),  -- buckets, filters
+  -- filters: job_functions, seniorities, min_employees, max_employees, industries, countries,
+  -- account_list_id (a static list's accounts), domain_set_id (its matched accounts); see crm/orders/filters.py
+  criteria jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(criteria) = 'object'),
   starts_on date,
   ends_on date,
+  weekly_pace integer CHECK (weekly_pace > 0),            -- leads a week at most, cumulative from starts_on
+  price_per_lead numeric(12,2) CHECK (price_per_lead >= 0),
+  currency text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+  over_delivery_pct integer NOT NULL DEFAULT 0 CHECK (over_delivery_pct BETWEEN 0 AND 100),
+  returns_window_days integer NOT NULL DEFAULT 14 CHECK (returns_window_days BETWEEN 0 AND 365),
+  dedupe_scope text NOT NULL DEFAULT 'order' CHECK (dedupe_scope IN ('order', 'client')),
+  webhook_url text CHECK (webhook_url IS NULL OR webhook_url ~ '^https?://'),
+  webhook_secret_encrypted bytea,           -- HMAC key for pushed deliveries, sealed like other secrets
   created_by bigint REFERENCES users(id) ON DELETE SET NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
-  CHECK (ends_on IS NULL OR starts_on IS NULL OR ends_on >= starts_on),
-  CHECK (status IN ('draft', 'cancelled') OR campaign_id IS NOT NULL)
+  CHECK (ends_on IS NULL OR starts_on IS NULL OR ends_on >= starts_on)
 );
 CREATE INDEX IF NOT EXISTS campaign_orders_client_organisation_id_status_idx
   ON campaign_orders (client_organisation_id, status);
-CREATE INDEX IF NOT EXISTS campaign_orders_campaign_id_idx ON campaign_orders (campaign_id)
-  WHERE campaign_id IS NOT NULL;
+
+-- Which campaigns work for which orders (many to many), linked by campaign managers.
+CREATE TABLE IF NOT EXISTS order_campaigns (
+  order_id bigint NOT NULL REFERENCES campaign_orders(id) ON DELETE CASCADE,
+  campaign_id bigint NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+  linked_by bigint REFERENCES users(id) ON DELETE SET NULL,
+  linked_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (order_id, campaign_id)
+);
+CREATE INDEX IF NOT EXISTS order_campaigns_campaign_id_idx ON order_campaigns (campaign_id);
 
 -- The audience is frozen at start (and may be topped up): each freeze is a snapshot.
 CREATE TABLE IF NOT EXISTS campaign_audience_snapshots (
@@ -1253,6 +1270,8 @@ CREATE TABLE IF NOT EXISTS leads (
   rejection_reason text REFERENCES qa_rejection_reasons(code),
   replacement_owed boolean NOT NULL DEFAULT false,
   published_at timestamptz,
+  allocated_at timestamptz,                 -- when campaign_order_id was set (delivery pace counts these)
+  returned_at timestamptz,
   created_by bigint REFERENCES users(id) ON DELETE SET NULL,   -- NULL: from a disposition
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
@@ -1410,7 +1429,32 @@ DO $$ DECLARE c record; BEGIN
       ADD COLUMN rejection_reason text REFERENCES qa_rejection_reasons(code),
       ADD COLUMN replacement_owed boolean NOT NULL DEFAULT false,
       ADD COLUMN published_at timestamptz,
+      ADD COLUMN allocated_at timestamptz,
+      ADD COLUMN returned_at timestamptz,
       ADD COLUMN created_by bigint REFERENCES users(id) ON DELETE SET NULL,
       ADD CHECK ((claimed_by IS NULL) = (claimed_until IS NULL));
+  END IF;
+END $$;
+
+-- Version 3: orders gain their terms and serve several campaigns (order_campaigns, created above; version
+-- 2's one campaign_id is copied there).
+DO $$ DECLARE c record; BEGIN
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'campaign_orders'
+                   AND column_name = 'weekly_pace') THEN
+    FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'campaign_orders'::regclass AND contype = 'c'
+               AND pg_get_constraintdef(oid) LIKE '%campaign_id IS NOT NULL%' LOOP
+      EXECUTE format('ALTER TABLE campaign_orders DROP CONSTRAINT %I', c.conname);
+    END LOOP;
+    ALTER TABLE campaign_orders
+      ADD COLUMN weekly_pace integer CHECK (weekly_pace > 0),
+      ADD COLUMN price_per_lead numeric(12,2) CHECK (price_per_lead >= 0),
+      ADD COLUMN currency text NOT NULL DEFAULT 'USD' CHECK (currency ~ '^[A-Z]{3}$'),
+      ADD COLUMN over_delivery_pct integer NOT NULL DEFAULT 0 CHECK (over_delivery_pct BETWEEN 0 AND 100),
+      ADD COLUMN returns_window_days integer NOT NULL DEFAULT 14 CHECK (returns_window_days BETWEEN 0 AND 365),
+      ADD COLUMN dedupe_scope text NOT NULL DEFAULT 'order' CHECK (dedupe_scope IN ('order', 'client')),
+      ADD COLUMN webhook_url text CHECK (webhook_url IS NULL OR webhook_url ~ '^https?://'),
+      ADD COLUMN webhook_secret_encrypted bytea;
+    INSERT INTO order_campaigns (order_id, campaign_id)
+      SELECT id, campaign_id FROM campaign_orders WHERE campaign_id IS NOT NULL ON CONFLICT DO NOTHING;
   END IF;
 END $$;

@@ -89,7 +89,8 @@ async def test_a_version_1_database_is_upgraded(pool: asyncpg.Pool) -> None:
 
 
 async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> None:
-    """Version 2's lead statuses are renamed in place (a lead keeps its state) and leads gain the QA columns."""
+    """Version 2's lead statuses are renamed in place (a lead keeps its state), leads gain the QA columns and
+    orders their terms."""
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
@@ -97,7 +98,12 @@ async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> 
             await conn.execute(
                 """ALTER TABLE leads DROP COLUMN recording_url, DROP COLUMN notes, DROP COLUMN claimed_by,
                           DROP COLUMN claimed_until, DROP COLUMN rejection_reason, DROP COLUMN replacement_owed,
-                          DROP COLUMN published_at, DROP COLUMN created_by;
+                          DROP COLUMN published_at, DROP COLUMN created_by, DROP COLUMN allocated_at,
+                          DROP COLUMN returned_at;
+                   ALTER TABLE campaign_orders DROP COLUMN weekly_pace, DROP COLUMN price_per_lead,
+                          DROP COLUMN currency, DROP COLUMN over_delivery_pct, DROP COLUMN returns_window_days,
+                          DROP COLUMN dedupe_scope, DROP COLUMN webhook_url, DROP COLUMN webhook_secret_encrypted;
+                   ALTER TABLE campaign_orders ADD CHECK (status IN ('draft', 'cancelled') OR campaign_id IS NOT NULL);
                    ALTER TYPE lead_status RENAME VALUE 'new' TO 'pending_qa';
                    ALTER TYPE lead_status RENAME VALUE 'published' TO 'delivered';
                    ALTER TABLE leads ALTER COLUMN status SET DEFAULT 'pending_qa';
@@ -123,6 +129,13 @@ async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> 
             assert not await conn.fetchval(
                 """SELECT count(*) FROM pg_constraint WHERE conrelid = 'leads'::regclass
                       AND pg_get_constraintdef(oid) LIKE '%delivered_at%'"""
+            )
+            order_columns = {row["column_name"] for row in await conn.fetch(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'campaign_orders'")}  # fmt: skip
+            assert {"weekly_pace", "dedupe_scope", "returns_window_days", "webhook_url"} <= order_columns
+            assert not await conn.fetchval(
+                """SELECT count(*) FROM pg_constraint WHERE conrelid = 'campaign_orders'::regclass
+                      AND pg_get_constraintdef(oid) LIKE '%campaign_id IS NOT NULL%'"""
             )
         finally:
             await tx.rollback()

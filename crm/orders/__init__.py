@@ -1,0 +1,1 @@
+"""Client orders (the bridge model): what clients ordered, which leads serve them, and their delivery."""
