@@ -44,6 +44,13 @@ class UserCreateBody(Strict):
     display_name: str = Field("", max_length=200)
     roles: list[Role] = Field(min_length=1, description="At least one role.")
     must_change_password: bool = False
+    client_organisation_id: int | None = Field(None, gt=0, description="required with the client role")
+
+    @model_validator(mode="after")
+    def _client_has_organisation(self) -> Self:
+        if Role.CLIENT in self.roles and self.client_organisation_id is None:
+            raise ValueError("a user with the client role needs client_organisation_id")
+        return self
 
 
 class UserOut(ReadModel):

@@ -72,6 +72,10 @@ async def list_users(req: ApiRequest) -> UserPage:
 )
 async def create_user(req: ApiRequest) -> UserOut:
     body = req.body
+    org = body.client_organisation_id
+    if org is not None and not await req.services.pool.fetchval("SELECT 1 FROM client_organisations WHERE id = $1",
+                                                                org):  # fmt: skip
+        raise Problem(422, f"client_organisation_id: {org} does not exist")
     password_hash = await req.services.passwords.hash(body.password)
     user = await req.services.users.create(
         req.actor,
@@ -80,6 +84,7 @@ async def create_user(req: ApiRequest) -> UserOut:
         roles=body.roles,
         display_name=body.display_name,
         must_change_password=body.must_change_password,
+        client_organisation_id=body.client_organisation_id,
     )
     return UserOut.of(user)
 

@@ -99,6 +99,12 @@ class AudienceSettings(_Section):
     max_import_bytes: int = Field(2 * 1024**3, ge=1024)
 
 
+class OrdersSettings(_Section):
+    #: Seconds between runs that give published leads to the orders they fit; 0: only when asked
+    #: (POST /api/orders/allocate).
+    allocation_interval_s: float = Field(10.0, ge=0, le=3600)
+
+
 class TelephonySettings(_Section):
     #: Run against the simulated carrier started in-process (no real calls; its key and URL are used, and a
     #: "Sandbox" connection is created if there is none). Set false to use Telnyx.
@@ -201,6 +207,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings = AuthSettings()
     audience: AudienceSettings = AudienceSettings()
+    orders: OrdersSettings = OrdersSettings()
     telephony: TelephonySettings = TelephonySettings()
     email: EmailSettings = EmailSettings()
     logging: LoggingSettings = LoggingSettings()

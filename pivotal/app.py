@@ -29,6 +29,8 @@ from admin_api import (
     import_routes,
     lead_routes,
     list_routes,
+    order_routes,
+    portal_routes,
     record_routes,
     search_routes,
     segment_routes,
@@ -69,6 +71,7 @@ from pivotal.database import create_pool, database_url
 from pivotal.email_routes import EMAIL_ENGINE, ENGAGEMENT
 from pivotal.email_webhook_routes import EMAIL_WEBHOOKS, EmailWebhooks
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
+from pivotal.lead_allocator import LeadAllocator
 from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
 from pivotal.schema import apply_schema
@@ -107,6 +110,8 @@ def routes() -> Api:
         telephony_routes.api,
         campaign_routes.api,
         lead_routes.api,
+        order_routes.api,
+        portal_routes.api,
         console_routes.api,
         email_routes.api,
         email_campaign_routes.api,
@@ -333,6 +338,18 @@ async def _campaign_clock(app: web.Application) -> AsyncIterator[None]:
         await clock.close()
 
 
+async def _lead_allocator(app: web.Application) -> AsyncIterator[None]:
+    """Published leads go to the orders they fit."""
+    interval = app[SETTINGS].orders.allocation_interval_s
+    allocator = LeadAllocator(app[POOL], app[SERVICES].clock, interval)
+    if interval:
+        allocator.start()
+    try:
+        yield
+    finally:
+        await allocator.close()
+
+
 async def _stall_watch(app: web.Application) -> AsyncIterator[None]:
     """Logs where the event loop was whenever it stalls for 100 ms, and times garbage collections."""
     watch = StallWatch(app[METRICS].registry)
@@ -369,6 +386,6 @@ def build_app(
     app[ops_routes.ENDPOINTS] = api.endpoints
     app.cleanup_ctx.extend(
         [_stall_watch, _database_server, _pool, _services_context(clock), _telephony, _dialer, _email,
-         _campaign_clock]
+         _campaign_clock, _lead_allocator]
     )  # fmt: skip
     return app

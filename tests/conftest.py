@@ -86,6 +86,7 @@ def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settin
         "auth": {"jwt_secret": JWT_SECRET, "bcrypt_rounds": 4},
         "logging": {"format": "json"},
         "telephony": {"sandbox": False},  # tests start their own simulator where they need one
+        "orders": {"allocation_interval_s": 0},  # tests allocate when they mean to (POST /api/orders/allocate)
     }
     for key, value in overrides.items():
         values[key] = {**values[key], **value} if isinstance(value, dict) and key in values else value
@@ -113,9 +114,16 @@ async def role_users(clean_db: asyncpg.Pool) -> dict[Role, int]:
     """One active user per role, e-mail ``<role>@test.example``, all with :data:`PASSWORD`."""
     store = UserStore(clean_db)
     password_hash = await PasswordHasher(4).hash(PASSWORD)
+    # the client user belongs to an organisation, as every client user must
+    organisation = await clean_db.fetchval("SELECT id FROM client_organisations WHERE name = 'Test client'")
+    if organisation is None:
+        organisation = await clean_db.fetchval(
+            "INSERT INTO client_organisations (name) VALUES ('Test client') RETURNING id"
+        )
     ids = {}
     for role in Role:
-        user = await store.create(SYSTEM, email=f"{role}@test.example", password_hash=password_hash, roles=[role])
+        user = await store.create(SYSTEM, email=f"{role}@test.example", password_hash=password_hash, roles=[role],
+                                  client_organisation_id=organisation if role == Role.CLIENT else None)  # fmt: skip
         ids[role] = user.id
     return ids
 

@@ -39,6 +39,7 @@ PLACEHOLDER = {
     "link": "0",
     "leadId": "999999",
     "code": "no_such_reason",
+    "orderId": "999999",
 }
 
 PUBLIC = {

@@ -1,0 +1,260 @@
+"""Orders in PostgreSQL: created by clients, linked to campaigns by managers, filled by allocation.
+
+``allocate_published`` is the one writer of ``leads.campaign_order_id``: under a transaction-scoped advisory
+lock it loads the active orders and what they hold, runs the pure allocator over the published leads no order
+holds yet, and writes the result in one statement. Several nodes may call it; they take turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from crm import audit
+from crm.audit import Actor
+from crm.orders.allocation import Book, LeadFacts, Order, OrderFilter, allocate
+
+_ALLOCATION_LOCK = 0x4F52444552  # "ORDER"
+#: the order's columns a client or manager sets (criteria as given, the rest as columns)
+TERMS = ("name", "reference", "lead_target", "per_account_cap", "criteria", "starts_on", "ends_on",
+         "weekly_pace", "price_per_lead", "currency", "over_delivery_pct", "returns_window_days", "dedupe_scope",
+         "webhook_url")  # fmt: skip
+_ORDER = f"""SELECT o.id, o.client_organisation_id, o.status::text AS status, {", ".join("o." + t for t in TERMS)},
+       o.webhook_secret_encrypted IS NOT NULL AS has_webhook_secret, o.created_at, o.updated_at,
+       ARRAY(SELECT campaign_id FROM order_campaigns oc WHERE oc.order_id = o.id ORDER BY campaign_id) AS campaign_ids,
+       (SELECT count(*) FROM leads l WHERE l.campaign_order_id = o.id AND l.status <> 'returned') AS delivered,
+       (SELECT count(*) FROM leads l WHERE l.campaign_order_id = o.id AND l.status = 'returned') AS returned
+  FROM campaign_orders o"""
+
+
+class OrderNotFound(LookupError):
+    pass
+
+
+class OrderConflict(ValueError):
+    pass
+
+
+async def create(pool: asyncpg.Pool, actor: Actor, client_id: int, terms: dict[str, Any],
+                 webhook_secret: bytes | None) -> int:  # fmt: skip
+    columns = [t for t in TERMS if t in terms]
+    values = [terms[t] for t in columns]
+    placeholders = ", ".join(f"${n}" for n in range(4, 4 + len(columns)))
+    async with pool.acquire() as conn, conn.transaction():
+        order_id = await conn.fetchval(
+            f"""INSERT INTO campaign_orders (client_organisation_id, created_by, webhook_secret_encrypted,
+                                             {", ".join(columns)})
+                VALUES ($1, $2, $3, {placeholders}) RETURNING id""",
+            client_id, actor.user_id, webhook_secret, *values,
+        )  # fmt: skip
+        await audit.record(conn, actor, "order.create", "order", order_id, {"client_organisation_id": client_id})
+        return int(order_id)
+
+
+async def get(pool: asyncpg.Pool, order_id: int, today: date, client_id: int | None = None) -> dict[str, Any]:
+    """The order with its campaigns and counts; ``client_id``: only if it is that client's (else not found)."""
+    row = await pool.fetchrow(
+        _ORDER + " WHERE o.id = $1 AND ($2::bigint IS NULL OR o.client_organisation_id = $2)", order_id, client_id
+    )
+    if row is None:
+        raise OrderNotFound(f"order {order_id} does not exist")
+    return _with_progress(dict(row), today)
+
+
+async def page(pool: asyncpg.Pool, today: date, client_id: int | None, status: str | None, after: int | None,
+               limit: int) -> list[dict[str, Any]]:  # fmt: skip
+    rows = await pool.fetch(
+        _ORDER + """ WHERE ($1::bigint IS NULL OR o.client_organisation_id = $1)
+                       AND ($2::order_status IS NULL OR o.status = $2::order_status)
+                       AND ($3::bigint IS NULL OR o.id < $3)
+                     ORDER BY o.id DESC LIMIT $4""",
+        client_id, status, after, limit + 1,
+    )  # fmt: skip
+    return [_with_progress(dict(row), today) for row in rows]
+
+
+def _with_progress(order: dict[str, Any], today: date) -> dict[str, Any]:
+    spec = _spec(order, {})
+    order["cap"] = spec.cap
+    order["due_by_now"] = spec.allowed_by(today)
+    order["behind_pace"] = max(0, spec.allowed_by(today) - order["delivered"])
+    return order
+
+
+async def update_terms(pool: asyncpg.Pool, actor: Actor, order_id: int, terms: dict[str, Any],
+                       client_id: int | None = None) -> None:  # fmt: skip
+    """Changes terms; a client may change only a draft order of its own."""
+    if not terms:
+        return
+    columns = [t for t in TERMS if t in terms]
+    sets = ", ".join(f"{c} = ${n}" for n, c in enumerate(columns, start=2))
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            "SELECT status::text AS status FROM campaign_orders WHERE id = $1 AND ($2::bigint IS NULL "
+            "OR client_organisation_id = $2) FOR UPDATE",
+            order_id, client_id,
+        )  # fmt: skip
+        if row is None:
+            raise OrderNotFound(f"order {order_id} does not exist")
+        if client_id is not None and row["status"] != "draft":
+            raise OrderConflict(f"the order is {row['status']}: ask your account manager to change it")
+        await conn.execute(f"UPDATE campaign_orders SET {sets}, updated_at = now() WHERE id = $1",
+                           order_id, *[terms[c] for c in columns])  # fmt: skip
+        await audit.record(conn, actor, "order.update", "order", order_id, {"fields": columns})
+
+
+_MOVES = {"activate": ({"draft", "paused"}, "active"), "pause": ({"active"}, "paused"),
+          "cancel": ({"draft", "active", "paused"}, "cancelled"),
+          "fulfil": ({"active", "paused"}, "fulfilled")}  # fmt: skip
+
+
+async def act(pool: asyncpg.Pool, actor: Actor, order_id: int, action: str) -> None:
+    starts, to = _MOVES[action]
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("SELECT status::text AS status FROM campaign_orders WHERE id = $1 FOR UPDATE",
+                                  order_id)  # fmt: skip
+        if row is None:
+            raise OrderNotFound(f"order {order_id} does not exist")
+        if row["status"] not in starts:
+            raise OrderConflict(f"cannot {action} an order that is {row['status']}")
+        if action == "activate" and not await conn.fetchval(
+            "SELECT count(*) FROM order_campaigns WHERE order_id = $1", order_id
+        ):
+            raise OrderConflict("link at least one campaign to the order before activating it")
+        await conn.execute("UPDATE campaign_orders SET status = $2::order_status, updated_at = now() WHERE id = $1",
+                           order_id, to)  # fmt: skip
+        await audit.record(conn, actor, f"order.{action}", "order", order_id, {"from": row["status"], "to": to})
+
+
+async def link_campaigns(pool: asyncpg.Pool, actor: Actor, order_id: int, campaign_ids: Sequence[int]) -> None:
+    """Replaces the campaigns working for the order."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT 1 FROM campaign_orders WHERE id = $1 FOR UPDATE", order_id):
+            raise OrderNotFound(f"order {order_id} does not exist")
+        rows = await conn.fetch(
+            "SELECT id FROM campaigns WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL", list(campaign_ids)
+        )
+        known = {r["id"] for r in rows}
+        missing = sorted(set(campaign_ids) - known)
+        if missing:
+            raise OrderConflict(f"campaigns do not exist: {', '.join(map(str, missing))}")
+        await conn.execute("DELETE FROM order_campaigns WHERE order_id = $1", order_id)
+        await conn.executemany(
+            "INSERT INTO order_campaigns (order_id, campaign_id, linked_by) VALUES ($1, $2, $3)",
+            [(order_id, campaign_id, actor.user_id) for campaign_id in sorted(known)],
+        )
+        await audit.record(conn, actor, "order.link_campaigns", "order", order_id, {"campaign_ids": sorted(known)})
+
+
+# -- allocation -----------------------------------------------------------------------------------------------
+
+
+def _spec(order: dict[str, Any], account_sets: dict[tuple[str, int], frozenset[int]]) -> Order:
+    criteria = order.get("criteria") or {}
+
+    def words(key: str, upper: bool = False) -> frozenset[str] | None:
+        values = criteria.get(key)
+        if not values:
+            return None
+        return frozenset(v.upper() if upper else v.casefold() for v in values)
+
+    accounts: frozenset[int] | None = None
+    for key in ("account_list_id", "domain_set_id"):
+        if criteria.get(key) is not None:
+            found = account_sets.get((key, int(criteria[key])), frozenset())
+            accounts = found if accounts is None else accounts & found
+    return Order(
+        id=order["id"], client_id=order["client_organisation_id"], campaigns=frozenset(order.get("campaign_ids") or ()),
+        quantity=order["lead_target"], over_delivery_pct=order["over_delivery_pct"], weekly_pace=order["weekly_pace"],
+        starts_on=order["starts_on"], ends_on=order["ends_on"], dedupe_scope=order["dedupe_scope"],
+        per_account_cap=order["per_account_cap"],
+        filter=OrderFilter(job_functions=words("job_functions"), seniorities=words("seniorities"),
+                           min_employees=criteria.get("min_employees"), max_employees=criteria.get("max_employees"),
+                           industries=words("industries"), countries=words("countries", upper=True),
+                           account_ids=accounts),
+    )  # fmt: skip
+
+
+async def _account_sets(
+    conn: asyncpg.Connection, orders: list[dict[str, Any]]
+) -> dict[tuple[str, int], frozenset[int]]:
+    lists = {int(o["criteria"]["account_list_id"]) for o in orders if o["criteria"].get("account_list_id")}
+    sets = {int(o["criteria"]["domain_set_id"]) for o in orders if o["criteria"].get("domain_set_id")}
+    out: dict[tuple[str, int], frozenset[int]] = {}
+    for list_id in lists:
+        rows = await conn.fetch(
+            """SELECT DISTINCT c.account_id FROM list_members m JOIN contacts c ON c.id = m.contact_id
+                WHERE m.list_id = $1 AND c.account_id IS NOT NULL""",
+            list_id,
+        )
+        out["account_list_id", list_id] = frozenset(r["account_id"] for r in rows)
+    for set_id in sets:
+        rows = await conn.fetch(
+            """SELECT DISTINCT account_id FROM domain_set_items
+                WHERE domain_set_id = $1 AND match_status = 'matched'""",
+            set_id,
+        )
+        out["domain_set_id", set_id] = frozenset(r["account_id"] for r in rows)
+    return out
+
+
+async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
+    """Gives published leads that no order holds to the active orders they fit; how many were given."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ALLOCATION_LOCK)
+        rows = [dict(r) for r in await conn.fetch(_ORDER + " WHERE o.status = 'active'")]
+        if not rows:
+            return 0
+        orders = [_spec(row, await _account_sets(conn, rows)) for row in rows]
+        by_id = {order.id: order for order in orders}
+        campaigns = sorted({c for order in orders for c in order.campaigns})
+        clients = sorted({order.client_id for order in orders})
+        book = Book()
+        for held in await conn.fetch(
+            """SELECT l.campaign_order_id, o.client_organisation_id, l.contact_id, l.account_id,
+                      l.status = 'returned' AS returned
+                 FROM leads l JOIN campaign_orders o ON o.id = l.campaign_order_id
+                WHERE o.client_organisation_id = ANY($1::bigint[])""",
+            clients,
+        ):
+            order = by_id.get(held["campaign_order_id"])
+            if order is None:  # an inactive order of the same client: its people count for client-wide scopes
+                book.client_contacts[held["client_organisation_id"]].add(held["contact_id"])
+                continue
+            facts = LeadFacts(0, 0, held["contact_id"], held["account_id"])
+            book.add(order, facts, counts=not held["returned"])
+        leads = [
+            LeadFacts(
+                r["id"],
+                r["campaign_id"],
+                r["contact_id"],
+                r["account_id"],
+                r["job_title"],
+                r["employee_count"],
+                r["industry"],
+                r["country"],
+            )  # fmt: skip
+            for r in await conn.fetch(
+                """SELECT l.id, l.campaign_id, l.contact_id, l.account_id, c.job_title, a.employee_count, a.industry,
+                          coalesce(c.country, a.office_country)::text AS country
+                     FROM leads l JOIN contacts c ON c.id = l.contact_id LEFT JOIN accounts a ON a.id = l.account_id
+                    WHERE l.status = 'published' AND l.campaign_order_id IS NULL
+                      AND l.campaign_id = ANY($1::bigint[])
+                    ORDER BY l.published_at, l.id""",
+                campaigns,
+            )
+        ]
+        pairs = allocate(leads, orders, book, now.date())
+        if pairs:
+            await conn.execute(
+                """UPDATE leads l SET campaign_order_id = u.order_id, client_organisation_id = o.client_organisation_id,
+                          allocated_at = $3, updated_at = $3
+                     FROM unnest($1::bigint[], $2::bigint[]) AS u(lead_id, order_id)
+                     JOIN campaign_orders o ON o.id = u.order_id
+                    WHERE l.id = u.lead_id AND l.campaign_order_id IS NULL""",
+                [lead_id for lead_id, _ in pairs], [order_id for _, order_id in pairs], now,
+            )  # fmt: skip
+        return len(pairs)
