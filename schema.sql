@@ -1245,7 +1245,7 @@ CREATE TABLE IF NOT EXISTS qa_checklist_items (
 );
 
 -- A qualified contact from a positive disposition or entered through the API. client_organisation_id is
--- copied from the campaign so client users' row filter is one indexed column. One lead per contact per
+-- copied from the campaign; the client a lead is sold to is its order's (campaign_order_id, set by allocation). One lead per contact per
 -- campaign; a lead returned and re-qualified updates this row (history is in lead_qa_events). A lead under
 -- review is claimed by one analyst (claimed_by) until claimed_until: the QA queue never hands it to another.
 CREATE TABLE IF NOT EXISTS leads (

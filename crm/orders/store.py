@@ -248,12 +248,11 @@ async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
             )
         ]
         pairs = allocate(leads, orders, book, now.date())
-        if pairs:
+        if pairs:  # the buyer is the order's client: leads.client_organisation_id stays the campaign's
             await conn.execute(
-                """UPDATE leads l SET campaign_order_id = u.order_id, client_organisation_id = o.client_organisation_id,
+                """UPDATE leads l SET campaign_order_id = u.order_id,
                           allocated_at = $3, updated_at = $3
                      FROM unnest($1::bigint[], $2::bigint[]) AS u(lead_id, order_id)
-                     JOIN campaign_orders o ON o.id = u.order_id
                     WHERE l.id = u.lead_id AND l.campaign_order_id IS NULL""",
                 [lead_id for lead_id, _ in pairs], [order_id for _, order_id in pairs], now,
             )  # fmt: skip
