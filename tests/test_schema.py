@@ -103,7 +103,8 @@ async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> 
                    ALTER TABLE campaign_orders DROP COLUMN weekly_pace, DROP COLUMN price_per_lead,
                           DROP COLUMN currency, DROP COLUMN over_delivery_pct, DROP COLUMN returns_window_days,
                           DROP COLUMN dedupe_scope, DROP COLUMN webhook_url, DROP COLUMN webhook_secret_encrypted;
-                   ALTER TABLE campaign_orders ADD CHECK (status IN ('draft', 'cancelled') OR campaign_id IS NOT NULL);
+                   ALTER TABLE campaign_orders ADD CHECK (status IN ('draft', 'cancelled') OR campaign_id IS NOT NULL)
+                     NOT VALID;
                    ALTER TYPE lead_status RENAME VALUE 'new' TO 'pending_qa';
                    ALTER TYPE lead_status RENAME VALUE 'published' TO 'delivered';
                    ALTER TABLE leads ALTER COLUMN status SET DEFAULT 'pending_qa';
