@@ -108,7 +108,7 @@ async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> 
                    ALTER TYPE lead_status RENAME VALUE 'new' TO 'pending_qa';
                    ALTER TYPE lead_status RENAME VALUE 'published' TO 'delivered';
                    ALTER TABLE leads ALTER COLUMN status SET DEFAULT 'pending_qa';
-                   ALTER TABLE leads ADD CHECK (status <> 'delivered' OR delivered_at IS NOT NULL);
+                   ALTER TABLE leads ADD CHECK (status <> 'delivered' OR delivered_at IS NOT NULL) NOT VALID;
                    DELETE FROM schema_version; INSERT INTO schema_version VALUES (2, 'v2')"""
             )
             assert await apply_schema(conn) == 3
