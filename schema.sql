@@ -1287,6 +1287,22 @@ CREATE INDEX IF NOT EXISTS leads_campaign_order_id_status_idx ON leads (campaign
 CREATE INDEX IF NOT EXISTS leads_campaign_id_account_id_idx ON leads (campaign_id, account_id);  -- account caps
 CREATE INDEX IF NOT EXISTS leads_contact_id_idx ON leads (contact_id);  -- cross-campaign dedupe
 
+-- Leads pushed to a client's webhook: one row per lead and order, written with the allocation (so a crash
+-- between allocation and the push loses nothing), retried with back-off until the client answers 2xx.
+CREATE TABLE IF NOT EXISTS lead_deliveries (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  lead_id bigint NOT NULL REFERENCES leads(id) ON DELETE CASCADE,
+  order_id bigint NOT NULL REFERENCES campaign_orders(id) ON DELETE CASCADE,
+  status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+  attempts integer NOT NULL DEFAULT 0,
+  next_attempt_at timestamptz NOT NULL DEFAULT now(),
+  last_error text,
+  delivered_at timestamptz,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  UNIQUE (lead_id, order_id)
+);
+CREATE INDEX IF NOT EXISTS lead_deliveries_due_idx ON lead_deliveries (next_attempt_at) WHERE status = 'pending';
+
 -- Append-only QA trail: every status change of a lead, with who and why.
 CREATE TABLE IF NOT EXISTS lead_qa_events (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -94,6 +94,8 @@ class OrderOut(BaseModel):
     dedupe_scope: str
     per_account_cap: int | None
     campaign_ids: list[int]
+    webhook_url: str | None
+    has_webhook_secret: bool
     delivered: int = Field(description="leads the order holds (returned ones not counted)")
     returned: int
     cap: int = Field(description="quantity plus the over-delivery allowance")

@@ -21,7 +21,8 @@ from admin_api.order_routes import check_filters, today
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.leads.qa_workflow import Move, Refused
-from crm.orders import portal, store
+from crm.orders import deliveries, portal, store
+from crm.orders.push import url_problem
 from crm.roles import Role
 
 api = Api()
@@ -57,6 +58,31 @@ class PortalLeadPage(Page[PortalLead]):
 class PortalLeadQuery(PageQuery):
     order_id: int | None = Field(None, gt=0)
     status: str | None = Field(None, pattern="^(published|returned)$")
+
+
+class WebhookBody(Strict):
+    url: str = Field(max_length=2000, description="https; every push is signed with the secret (see the README)")
+    secret: str = Field(min_length=16, max_length=200, description="write-only; sealed at rest")
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    lead_id: int
+    order_id: int
+    status: str = Field(description="pending, delivered or failed (after 12 attempts)")
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class DeliveryPage(Page[DeliveryOut]):
+    pass
+
+
+class DeliveryQuery(PageQuery):
+    order_id: int | None = Field(None, gt=0)
 
 
 class ReturnBody(Strict):
@@ -184,3 +210,39 @@ async def return_lead(req: ApiRequest) -> PortalLead:
         raise Problem(exc.status, str(exc)) from None
     returned: PortalLead = await my_lead(req)
     return returned
+
+
+@api.route("PUT", "/api/portal/orders/{orderId}/webhook", summary="Have an order's leads pushed to your webhook",
+           tag="client portal", roles=CLIENT, body=WebhookBody, response=OrderOut)  # fmt: skip
+async def set_my_webhook(req: ApiRequest) -> OrderOut:
+    """Each lead given to the order from now on is POSTed, signed (HMAC-SHA256 over the timestamp and the body),
+    and retried with back-off until the webhook answers 2xx."""
+    client_id, order_id = await organisation(req), req.path_int("orderId")
+    await _order(req, order_id, client_id)
+    body: WebhookBody = req.body
+    problem = url_problem(body.url, req.services.webhook_allow_private)
+    if problem is not None:
+        raise Problem(422, f"url: {problem}")
+    await store.set_webhook(req.services.pool, req.actor, order_id, body.url, req.services.sealer.seal(body.secret))
+    return await _order(req, order_id, client_id)
+
+
+@api.route("DELETE", "/api/portal/orders/{orderId}/webhook", summary="Stop pushing an order's leads",
+           tag="client portal", roles=CLIENT, response=OrderOut)  # fmt: skip
+async def remove_my_webhook(req: ApiRequest) -> OrderOut:
+    client_id, order_id = await organisation(req), req.path_int("orderId")
+    await _order(req, order_id, client_id)
+    await store.set_webhook(req.services.pool, req.actor, order_id, None, None)
+    return await _order(req, order_id, client_id)
+
+
+@api.route("GET", "/api/portal/deliveries", summary="Webhook pushes of your leads", tag="client portal",
+           roles=CLIENT, query=DeliveryQuery, response=DeliveryPage)  # fmt: skip
+async def my_deliveries(req: ApiRequest) -> DeliveryPage:
+    client_id = await organisation(req)
+    q: DeliveryQuery = req.query
+    if q.order_id is not None:
+        await _order(req, q.order_id, client_id)
+    rows = await deliveries.page(req.services.pool, client_id, q.order_id, decode_cursor(q.cursor), q.limit)
+    items, cursor = page_of(rows, q.limit, lambda row: int(row["id"]))
+    return DeliveryPage(items=[DeliveryOut.model_validate(row) for row in items], next_cursor=cursor)

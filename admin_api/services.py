@@ -41,6 +41,8 @@ class Services:
     #: Sandbox mode: the simulated carrier's softphone websocket (ws://127.0.0.1:PORT/_sim/rtc).
     sandbox_rtc_url: str | None = None
     webrtc_sdk_url: str = ""
+    #: Clients' webhook URLs may point at this network (orders.webhook_allow_private).
+    webhook_allow_private: bool = False
 
 
 SERVICES = web.AppKey("services", Services)

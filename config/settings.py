@@ -103,6 +103,13 @@ class OrdersSettings(_Section):
     #: Seconds between runs that give published leads to the orders they fit; 0: only when asked
     #: (POST /api/orders/allocate).
     allocation_interval_s: float = Field(10.0, ge=0, le=3600)
+    #: Push leads to clients' webhooks (the orders that have one); false: they only pull and export.
+    push_webhooks: bool = True
+    #: Seconds before the first retry of a failed push; each further one waits twice as long (at most an hour).
+    push_retry_base_s: float = Field(30.0, ge=0.01, le=3600)
+    #: Accept webhook URLs on this network (loopback, private addresses) and plain http: for tests and
+    #: on-premises clients only; otherwise a client could make the daemon call inside its own network.
+    webhook_allow_private: bool = False
 
 
 class TelephonySettings(_Section):

@@ -72,6 +72,7 @@ from pivotal.email_routes import EMAIL_ENGINE, ENGAGEMENT
 from pivotal.email_webhook_routes import EMAIL_WEBHOOKS, EmailWebhooks
 from pivotal.http_middleware import METRICS, add_request_id_header, observe_middleware
 from pivotal.lead_allocator import LeadAllocator
+from pivotal.lead_pusher import LeadPusher
 from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
 from pivotal.schema import apply_schema
@@ -190,6 +191,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             default_phone_region=settings.audience.default_phone_region,
             trust_forwarded_for=settings.server.trust_forwarded_for,
             webrtc_sdk_url=settings.telephony.webrtc_sdk_url,
+            webhook_allow_private=settings.orders.webhook_allow_private,
         )
         try:
             await ensure_admin(users, passwords, auth.bootstrap_admin_email)
@@ -350,6 +352,18 @@ async def _lead_allocator(app: web.Application) -> AsyncIterator[None]:
         await allocator.close()
 
 
+async def _lead_pusher(app: web.Application) -> AsyncIterator[None]:
+    """Leads pushed to clients' webhooks, retried with back-off."""
+    settings = app[SETTINGS].orders
+    pusher = LeadPusher(app[POOL], app[SERVICES].sealer, app[SERVICES].clock, retry_base_s=settings.push_retry_base_s)
+    if settings.push_webhooks:
+        pusher.start()
+    try:
+        yield
+    finally:
+        await pusher.close()
+
+
 async def _stall_watch(app: web.Application) -> AsyncIterator[None]:
     """Logs where the event loop was whenever it stalls for 100 ms, and times garbage collections."""
     watch = StallWatch(app[METRICS].registry)
@@ -386,6 +400,6 @@ def build_app(
     app[ops_routes.ENDPOINTS] = api.endpoints
     app.cleanup_ctx.extend(
         [_stall_watch, _database_server, _pool, _services_context(clock), _telephony, _dialer, _email,
-         _campaign_clock, _lead_allocator]
+         _campaign_clock, _lead_allocator, _lead_pusher]
     )  # fmt: skip
     return app

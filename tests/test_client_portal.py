@@ -4,14 +4,19 @@ see another organisation's: every client route called with another organisation'
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from crm.roles import Role
 from tests.conftest import PASSWORD, bearer, login
 
@@ -100,6 +105,9 @@ async def test_clients_order_receive_return_and_see_only_their_own(
         ("GET", f"/api/portal/leads?order_id={b_order}", None),
         ("GET", f"/api/portal/leads/{b_lead}", None),
         ("POST", f"/api/portal/leads/{b_lead}/return", {"reason": "not mine"}),
+        ("PUT", f"/api/portal/orders/{b_order}/webhook", {"url": "https://a.example/hook", "secret": "s" * 16}),
+        ("DELETE", f"/api/portal/orders/{b_order}/webhook", None),
+        ("GET", f"/api/portal/deliveries?order_id={b_order}", None),
     ]:
         response = await client.request(method, path, headers=a, json=body)
         assert response.status == 404, (method, path, await response.text())
@@ -166,3 +174,77 @@ async def test_an_order_s_client_wide_scope_and_pace_hold_back_leads(
     assert [row["contact_id"] for row in held] == [2, 3]
     order = await _ok(await client.get(f"/api/orders/{second['id']}", headers=admin))
     assert (order["due_by_now"], order["delivered"], order["behind_pace"]) == (2, 2, 0)
+
+
+async def test_leads_are_pushed_signed_to_the_client_s_webhook_and_retried_until_taken(
+    make_client: Any, portal_db: asyncpg.Pool, role_users: dict[Role, int]
+) -> None:
+    secret = "a client secret of 32 characters"
+    received: list[dict[str, Any]] = []
+    answers = [500]  # the first push fails; later ones are taken
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        assert verify(secret, request.headers[TIMESTAMP_HEADER], body, request.headers[SIGNATURE_HEADER],
+                      datetime.now(UTC).timestamp())  # fmt: skip
+        assert request.headers[DELIVERY_HEADER].isdigit()
+        if answers:
+            return web.Response(status=answers.pop())
+        received.append(await request.json())
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", hook)
+    server = TestServer(receiver, host="127.0.0.1")
+    await server.start_server()
+    try:
+        client = await make_client(orders={"push_retry_base_s": 0.05, "webhook_allow_private": True})
+        admin = bearer(await login(client, "admin@test.example"))
+        buyer = bearer(await login(client, "client@test.example"))
+        org = await portal_db.fetchval("SELECT client_organisation_id FROM users WHERE email = 'client@test.example'")
+        order = await _ok(await client.post("/api/portal/orders", headers=buyer, json={"name": "Push", "quantity": 5}),
+                          201)  # fmt: skip
+        assert order["client_organisation_id"] == org
+        url = f"http://127.0.0.1:{server.port}/hook"
+        hooked = await _ok(await client.put(f"/api/portal/orders/{order['id']}/webhook", headers=buyer,
+                                            json={"url": url, "secret": secret}))  # fmt: skip
+        assert (hooked["webhook_url"], hooked["has_webhook_secret"]) == (url, True)
+        assert secret not in json.dumps(hooked)
+        await _ok(await client.put(f"/api/orders/{order['id']}/campaigns", headers=admin, json={"campaign_ids": [1]}))
+        await _ok(await client.post(f"/api/orders/{order['id']}/actions/activate", headers=admin))
+        await _publish(portal_db, [1, 2, 3])
+        assert await _ok(await client.post("/api/orders/allocate", headers=admin)) == {"allocated": 3}
+
+        for _ in range(200):  # the pusher polls every second and retries after 0.05 s
+            if received:
+                break
+            await asyncio.sleep(0.05)
+        assert len(received) == 1
+        pushed = received[0]
+        assert pushed["order_id"] == order["id"]
+        assert sorted(d["lead"]["first_name"] for d in pushed["deliveries"]) == ["F1", "F2", "F3"]
+        assert pushed["deliveries"][0]["lead"]["form_answers"] == {"budget": "approved"}
+        for _ in range(100):
+            listing = await _ok(await client.get(f"/api/portal/deliveries?order_id={order['id']}", headers=buyer))
+            if all(d["status"] == "delivered" for d in listing["items"]):
+                break
+            await asyncio.sleep(0.05)
+        assert [(d["status"], d["attempts"]) for d in listing["items"]] == [("delivered", 2)] * 3
+        assert await portal_db.fetchval("SELECT count(*) FROM leads WHERE delivered_at IS NOT NULL") == 3
+    finally:
+        await server.close()
+
+
+async def test_a_webhook_into_this_network_is_refused(
+    make_client: Any, portal_db: asyncpg.Pool, role_users: dict[Role, int]
+) -> None:
+    client = await make_client()
+    buyer = bearer(await login(client, "client@test.example"))
+    order = await _ok(await client.post("/api/portal/orders", headers=buyer, json={"name": "X", "quantity": 1}), 201)
+    for url in ("http://127.0.0.1:5432/", "https://169.254.169.254/latest", "https://localhost/hook"):
+        refused = await client.put(f"/api/portal/orders/{order['id']}/webhook", headers=buyer,
+                                   json={"url": url, "secret": "s" * 16})  # fmt: skip
+        assert refused.status == 422, url
+    short = await client.put(f"/api/portal/orders/{order['id']}/webhook", headers=buyer,
+                             json={"url": "https://crm.buyer.example/hook", "secret": "short"})  # fmt: skip
+    assert short.status == 422

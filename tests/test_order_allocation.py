@@ -10,6 +10,7 @@ import pytest
 
 from crm.orders.allocation import Book, LeadFacts, Order, OrderFilter, allocate
 from crm.orders.job_titles import classify
+from crm.orders.push import retry_in, signature, url_problem, verify
 
 TODAY = date(2026, 11, 24)
 
@@ -130,3 +131,50 @@ def test_what_the_book_holds_counts_against_quantity_and_pace() -> None:
     for n in range(3):
         book.add(order(1, 4), lead(100 + n))
     assert allocate([lead(1), lead(2)], [order(1, 4)], book, TODAY) == [(1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "delay"),
+    [(1, 30.0), (2, 60.0), (3, 120.0), (7, 1920.0), (8, 3600.0), (11, 3600.0), (12, None), (20, None)],
+)
+def test_a_failed_push_is_tried_again_later_up_to_twelve_times(attempts: int, delay: float | None) -> None:
+    assert retry_in(attempts) == delay
+
+
+@pytest.mark.parametrize(
+    ("mangle", "ok"),
+    [
+        (lambda ts, body, sig: (ts, body, sig), True),
+        (lambda ts, body, sig: (ts, body + b" ", sig), False),
+        (lambda ts, body, sig: (str(int(ts) + 1), body, sig), False),
+        (lambda ts, body, sig: (str(int(ts) - 301), body, signature("s" * 16, int(ts) - 301, body)), False),
+        (lambda ts, body, sig: (ts, body, "v1=" + "0" * 64 + ", " + sig), True),  # a rotated secret's pair
+        (lambda ts, body, sig: ("soon", body, sig), False),
+    ],
+)
+def test_a_push_s_signature_covers_body_and_time(mangle: Any, ok: bool) -> None:
+    now, body = 1_800_000_000, b'{"order_id": 1}'
+    ts, sent, sig = mangle(str(now), body, signature("s" * 16, now, body))
+    assert verify("s" * 16, ts, sent, sig, now) is ok
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_private", "problem"),
+    [
+        ("https://crm.buyer.example/hooks/leads", False, None),
+        ("https://203.0.113.9/hook", False, "into this network"),  # documentation range: not global
+        ("https://8.8.8.8/hook", False, None),
+        ("http://crm.buyer.example/hook", False, "must be https"),
+        ("https://127.0.0.1:5432/", False, "into this network"),
+        ("https://10.1.2.3/", False, "into this network"),
+        ("https://[::1]/", False, "into this network"),
+        ("https://169.254.169.254/latest/meta-data", False, "into this network"),
+        ("https://localhost/", False, "into this network"),
+        ("https://user:pw@crm.buyer.example/", False, "credentials"),
+        ("ftp://crm.buyer.example/", False, "http(s)"),
+        ("http://127.0.0.1:8080/hook", True, None),
+    ],
+)
+def test_webhook_urls_that_would_reach_inside_are_refused(url: str, allow_private: bool, problem: str | None) -> None:
+    found = url_problem(url, allow_private)
+    assert (found is None) if problem is None else (found is not None and problem in found)

@@ -19,7 +19,7 @@ from crm.leads.qa_workflow import Lead, Move, Refused, Rules, decide
 CSV_COLUMNS = ("id", "order_id", "status", "first_name", "last_name", "job_title", "email", "phone_e164", "country",
                "account_name", "account_domain", "industry", "employee_count", "recording_url", "delivered_at",
                "returnable_until", "returned_at", "return_reason")  # fmt: skip
-_LEADS = """
+LEADS = """
 SELECT l.id, l.campaign_order_id AS order_id, l.status::text AS status, c.first_name, c.last_name, c.job_title,
        c.email, c.phone_e164, coalesce(c.country, a.office_country)::text AS country, a.name AS account_name,
        a.domain AS account_domain, a.industry, a.employee_count, l.form_answers, l.recording_url,
@@ -35,7 +35,7 @@ async def leads(pool: asyncpg.Pool, client_id: int, order_id: int | None, status
                 limit: int) -> list[dict[str, Any]]:  # fmt: skip
     """The client's leads, newest first (keyset on id, ``limit + 1``)."""
     rows = await pool.fetch(
-        _LEADS + """ AND ($2::bigint IS NULL OR l.campaign_order_id = $2)
+        LEADS + """ AND ($2::bigint IS NULL OR l.campaign_order_id = $2)
                      AND ($3::text IS NULL OR l.status = $3::lead_status) AND ($4::bigint IS NULL OR l.id < $4)
                    ORDER BY l.id DESC LIMIT $5""",
         client_id, order_id, status, after, limit + 1,
@@ -44,7 +44,7 @@ async def leads(pool: asyncpg.Pool, client_id: int, order_id: int | None, status
 
 
 async def lead(pool: asyncpg.Pool, client_id: int, lead_id: int) -> dict[str, Any] | None:
-    row = await pool.fetchrow(_LEADS + " AND l.id = $2", client_id, lead_id)
+    row = await pool.fetchrow(LEADS + " AND l.id = $2", client_id, lead_id)
     return None if row is None else dict(row)
 
 

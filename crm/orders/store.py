@@ -15,6 +15,7 @@ import asyncpg
 
 from crm import audit
 from crm.audit import Actor
+from crm.orders import deliveries
 from crm.orders.allocation import Book, LeadFacts, Order, OrderFilter, allocate
 
 _ALLOCATION_LOCK = 0x4F52444552  # "ORDER"
@@ -104,6 +105,19 @@ async def update_terms(pool: asyncpg.Pool, actor: Actor, order_id: int, terms: d
         await conn.execute(f"UPDATE campaign_orders SET {sets}, updated_at = now() WHERE id = $1",
                            order_id, *[terms[c] for c in columns])  # fmt: skip
         await audit.record(conn, actor, "order.update", "order", order_id, {"fields": columns})
+
+
+async def set_webhook(pool: asyncpg.Pool, actor: Actor, order_id: int, url: str | None,
+                      sealed_secret: bytes | None) -> None:  # fmt: skip
+    """Sets (or, with None, removes) where the order's leads are pushed; pending pushes go to the new URL."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """UPDATE campaign_orders SET webhook_url = $2, webhook_secret_encrypted = $3, updated_at = now()
+                WHERE id = $1""",
+            order_id, url, sealed_secret,
+        )  # fmt: skip
+        await audit.record(conn, actor, "order.webhook_set" if url else "order.webhook_removed", "order", order_id,
+                           {"url": url})  # fmt: skip
 
 
 _MOVES = {"activate": ({"draft", "paused"}, "active"), "pause": ({"active"}, "paused"),
@@ -256,4 +270,5 @@ async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
                     WHERE l.id = u.lead_id AND l.campaign_order_id IS NULL""",
                 [lead_id for lead_id, _ in pairs], [order_id for _, order_id in pairs], now,
             )  # fmt: skip
+            await deliveries.enqueue(conn, [lead_id for lead_id, _ in pairs], [order_id for _, order_id in pairs])
         return len(pairs)

@@ -1,0 +1,102 @@
+"""Leads pushed to clients' webhooks: due deliveries claimed, signed, posted, and recorded.
+
+See ``crm.orders.push`` for what a client receives and how it checks it, ``crm.orders.deliveries`` for the
+queue. One request carries up to 100 leads of one order; the client's answer decides for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+import structlog
+
+from admin_api.portal_routes import PortalLead
+from crm.orders import deliveries
+from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from dialer.connections import Sealer, TelephonyError
+
+log = structlog.get_logger("pivotal.lead_pusher")
+
+TIMEOUT_S = 10.0
+
+
+class LeadPusher:
+    def __init__(self, pool: asyncpg.Pool, sealer: Sealer, clock: Callable[[], float], *, idle_s: float = 1.0,
+                 retry_base_s: float = 30.0) -> None:  # fmt: skip
+        self.pool, self.sealer, self.clock = pool, sealer, clock
+        self.idle_s, self.retry_base_s = idle_s, retry_base_s
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+        self._task = asyncio.create_task(self._run(), name="lead-pusher")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if not await self.push_once():
+                    await asyncio.sleep(self.idle_s)
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("lead push: database unavailable", error=repr(exc))
+                await asyncio.sleep(self.idle_s)
+
+    async def push_once(self) -> bool:
+        """Pushes one batch if one is due; False when nothing was."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        claimed = await deliveries.claim(self.pool, now)
+        if claimed is None:
+            return False
+        ids = [delivery_id for delivery_id, _ in claimed.deliveries]
+        if not ids:
+            return True
+        error = await self._post(claimed)
+        done = datetime.fromtimestamp(self.clock(), UTC)
+        if error is None:
+            await deliveries.delivered(self.pool, ids, done)
+            log.info("leads pushed", order_id=claimed.order_id, leads=len(ids))
+        else:
+            await deliveries.failed(self.pool, ids, error, done, self.retry_base_s)
+            log.warning("lead push failed", order_id=claimed.order_id, leads=len(ids), error=error)
+        return True
+
+    async def _post(self, claimed: deliveries.Claimed) -> str | None:
+        """None when the client took the batch; otherwise why not."""
+        if claimed.sealed_secret is None or not claimed.url:
+            return "the order has no webhook secret or URL"
+        try:
+            secret = self.sealer.open(claimed.sealed_secret)
+        except TelephonyError as exc:
+            return str(exc)
+        body = json.dumps({
+            "order_id": claimed.order_id,
+            "deliveries": [{"delivery_id": delivery_id, "lead": PortalLead.model_validate(lead).model_dump(mode="json")}
+                           for delivery_id, lead in claimed.deliveries],
+        }, separators=(",", ":")).encode()  # fmt: skip
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(timestamp),
+                   SIGNATURE_HEADER: signature(secret, timestamp, body),
+                   DELIVERY_HEADER: str(claimed.deliveries[0][0])}  # fmt: skip
+        assert self._session is not None
+        try:
+            async with self._session.post(claimed.url, data=body, headers=headers, allow_redirects=False) as answer:
+                if 200 <= answer.status < 300:
+                    return None
+                return f"the webhook answered {answer.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return f"the webhook did not answer: {exc!r}"[:500]
