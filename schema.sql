@@ -921,7 +921,9 @@ CREATE TABLE IF NOT EXISTS campaign_members (
   snapshot_id bigint REFERENCES campaign_audience_snapshots(id) ON DELETE SET NULL,
   account_id bigint REFERENCES accounts(id) ON DELETE SET NULL,
   status audience_member_status NOT NULL DEFAULT 'new',
-  priority integer NOT NULL DEFAULT 0,      -- higher first
+  priority integer NOT NULL DEFAULT 0,      -- higher first; set by the orders' steering (crm/orders/steering.py)
+  -- Every order of the campaign this contact could serve is full: not dialled until one has room again.
+  held_for_orders boolean NOT NULL DEFAULT false,
   attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
   last_attempt_at timestamptz,
   next_attempt_at timestamptz,              -- NULL = as soon as the window allows
@@ -1472,5 +1474,9 @@ DO $$ DECLARE c record; BEGIN
       ADD COLUMN webhook_secret_encrypted bytea;
     INSERT INTO order_campaigns (order_id, campaign_id)
       SELECT id, campaign_id FROM campaign_orders WHERE campaign_id IS NOT NULL ON CONFLICT DO NOTHING;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'campaign_members'
+                   AND column_name = 'held_for_orders') THEN
+    ALTER TABLE campaign_members ADD COLUMN held_for_orders boolean NOT NULL DEFAULT false;
   END IF;
 END $$;

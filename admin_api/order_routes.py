@@ -36,6 +36,7 @@ class CampaignLinks(Strict):
 
 class AllocationOut(BaseModel):
     allocated: int = Field(description="published leads given to orders by this run")
+    steered: int = Field(description="campaign members whose priority or hold changed (orders steer dialling)")
 
 
 class OrganisationBody(Strict):
@@ -150,9 +151,12 @@ async def act_on_order(req: ApiRequest) -> OrderOut:
 @api.route("POST", "/api/orders/allocate", summary="Give published leads to orders now", tag="orders",
            roles=MANAGE, response=AllocationOut)  # fmt: skip
 async def allocate_now(req: ApiRequest) -> AllocationOut:
-    """The daemon does this every few seconds by itself; this runs it at once."""
+    """The daemon does this every few seconds by itself; this runs it at once, then sets the priority and hold
+    of the linked campaigns' members from what the orders still need."""
     now = datetime.fromtimestamp(req.services.clock(), UTC)
-    return AllocationOut(allocated=await store.allocate_published(req.services.pool, now))
+    allocated = await store.allocate_published(req.services.pool, now)
+    steered = await store.steer_campaigns(req.services.pool, now.date(), set())
+    return AllocationOut(allocated=allocated, steered=steered)
 
 
 @api.route("POST", "/api/client-organisations", summary="Add a client organisation", tag="orders",

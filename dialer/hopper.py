@@ -5,8 +5,9 @@ abandon lock, the multi-line rule, account lead caps).
 Claimed members are marked ``in_progress`` (``FOR UPDATE SKIP LOCKED``: two refills, or two nodes, never take
 the same contact). Those the decision refuses go back with the time their reasons lift (``next_attempt_at``),
 or are excluded with the reason when it never lifts by itself (a suppression, no valid number, no attempts
-left), so the next refill does not read them again. Order: callbacks that are due first, then priority, then
-the longest waiting.
+left), so the next refill does not read them again. Order: callbacks that are due first, then priority (set by
+the orders' steering: contacts that orders behind their pace need first), then the longest waiting; members
+every order of the campaign is full for are held (``held_for_orders``) until one has room again.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ async def claim(pool: asyncpg.Pool, campaign_id: int, limit: int) -> list[asyncp
                  FROM campaign_members m
                 WHERE m.campaign_id = $1 AND m.status IN ('new', 'scheduled', 'callback')
                   AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= now())
-                  AND (m.locked_until IS NULL OR m.locked_until <= now())
+                  AND (m.locked_until IS NULL OR m.locked_until <= now()) AND NOT m.held_for_orders
                 ORDER BY (m.status = 'callback') DESC, m.priority DESC, m.next_attempt_at NULLS FIRST, m.contact_id
                 LIMIT $2 FOR UPDATE SKIP LOCKED)
            UPDATE campaign_members m SET status = 'in_progress', updated_at = now()

@@ -1,7 +1,9 @@
-"""Published leads go to the orders they fit, every few seconds, without anyone asking.
+"""Published leads go to the orders they fit, and the orders steer their campaigns' dialling, every few seconds.
 
-``POST /api/orders/allocate`` runs the same at once. A cheap check comes first, so an idle system costs one
-indexed query a tick; the allocation itself serialises across nodes on an advisory lock.
+``POST /api/orders/allocate`` runs the same at once. Cheap checks come first, so an idle system costs two
+small queries a tick: allocation only when a published lead waits, steering (``crm.orders.steering``) only when
+the orders or what they hold changed, or every ten minutes for members added meanwhile. The allocation
+serialises across nodes on an advisory lock.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from crm.orders.store import allocate_published
+from crm.orders.store import allocate_published, steer_campaigns
 
 log = structlog.get_logger("pivotal.lead_allocator")
 
 TICK_S = 10.0
+RESTEER_S = 600.0
+_ORDERS_STATE = """SELECT (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM campaign_orders) || '/' ||
+                          (SELECT count(*) || '/' || count(*) FILTER (WHERE status = 'returned') FROM leads
+                            WHERE campaign_order_id IS NOT NULL)"""
 _WAITING = """SELECT EXISTS (
   SELECT 1 FROM leads l JOIN order_campaigns oc ON oc.campaign_id = l.campaign_id
     JOIN campaign_orders o ON o.id = oc.order_id AND o.status = 'active'
@@ -29,6 +35,9 @@ class LeadAllocator:
     def __init__(self, pool: asyncpg.Pool, clock: Callable[[], float], tick_s: float = TICK_S) -> None:
         self.pool, self.clock, self.tick_s = pool, clock, tick_s
         self._task: asyncio.Task[None] | None = None
+        self._steered: set[int] = set()
+        self._state = ""
+        self._steered_at = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="lead-allocator")
@@ -42,10 +51,24 @@ class LeadAllocator:
     async def _run(self) -> None:
         while True:
             try:
-                if await self.pool.fetchval(_WAITING):
-                    given = await allocate_published(self.pool, datetime.fromtimestamp(self.clock(), UTC))
-                    if given:
-                        log.info("leads allocated to orders", leads=given)
+                await self.tick()
             except (asyncpg.PostgresError, OSError) as exc:
                 log.warning("lead allocation: database unavailable", error=repr(exc))
             await asyncio.sleep(self.tick_s)
+
+    async def tick(self) -> tuple[int, int]:
+        """(leads allocated, members steered)."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        given = 0
+        if await self.pool.fetchval(_WAITING):
+            given = await allocate_published(self.pool, now)
+            if given:
+                log.info("leads allocated to orders", leads=given)
+        state = await self.pool.fetchval(_ORDERS_STATE)
+        if state == self._state and self.clock() - self._steered_at < RESTEER_S:
+            return given, 0
+        steered = await steer_campaigns(self.pool, now.date(), self._steered)
+        self._state, self._steered_at = state, self.clock()
+        if steered:
+            log.info("campaign members steered by orders", members=steered, campaigns=sorted(self._steered))
+        return given, steered

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from crm.roles import Role
+from dialer.hopper import claim
 from tests.conftest import PASSWORD, bearer, login
 
 TITLES = ["CTO", "VP Engineering", "Senior Software Engineer", "Head of Engineering", "CMO", "=HYPERLINK(evil)"]
@@ -87,7 +88,7 @@ async def test_clients_order_receive_return_and_see_only_their_own(
 
     await _publish(portal_db, [1, 2, 3, 4, 5, 6])
     allocated = await _ok(await client.post("/api/orders/allocate", headers=manager))
-    assert allocated == {"allocated": 4}  # three engineers to A (its quantity), the CMO to B
+    assert allocated["allocated"] == 4  # three engineers to A (its quantity), the CMO to B
     mine = await _ok(await client.get("/api/portal/leads", headers=a))
     assert sorted(lead["first_name"] for lead in mine["items"]) == ["F1", "F2", "F3"]
     assert {lead["order_id"] for lead in mine["items"]} == {order_a["id"]}
@@ -120,7 +121,7 @@ async def test_clients_order_receive_return_and_see_only_their_own(
     assert (returned["status"], returned["return_reason"]) == ("returned", "left the company")
     again = await client.post(f"/api/portal/leads/{returned_id}/return", headers=a, json={"reason": "again"})
     assert again.status == 409
-    assert await _ok(await client.post("/api/orders/allocate", headers=manager)) == {"allocated": 1}
+    assert (await _ok(await client.post("/api/orders/allocate", headers=manager)))["allocated"] == 1
     progress = await _ok(await client.get(f"/api/portal/orders/{order_a['id']}", headers=a))
     assert (progress["delivered"], progress["returned"]) == (3, 1)
 
@@ -156,7 +157,7 @@ async def test_an_order_s_client_wide_scope_and_pace_hold_back_leads(
     await _ok(await client.put(f"/api/orders/{first['id']}/campaigns", headers=admin, json={"campaign_ids": [1]}))
     await _ok(await client.post(f"/api/orders/{first['id']}/actions/activate", headers=admin))
     await _publish(portal_db, [1])
-    assert await _ok(await client.post("/api/orders/allocate", headers=admin)) == {"allocated": 1}
+    assert (await _ok(await client.post("/api/orders/allocate", headers=admin)))["allocated"] == 1
     await _ok(await client.post(f"/api/orders/{first['id']}/actions/pause", headers=admin))
 
     # contact 1 went to Q3: the client-wide scope keeps it out of Q4; a new lead for the same person waits
@@ -168,7 +169,7 @@ async def test_an_order_s_client_wide_scope_and_pace_hold_back_leads(
     await _publish(portal_db, [2, 3, 4])
     await _ok(await client.put(f"/api/orders/{second['id']}/campaigns", headers=admin, json={"campaign_ids": [1, 2]}))
     await _ok(await client.post(f"/api/orders/{second['id']}/actions/activate", headers=admin))
-    assert await _ok(await client.post("/api/orders/allocate", headers=admin)) == {"allocated": 2}  # the pace: 2
+    assert (await _ok(await client.post("/api/orders/allocate", headers=admin)))["allocated"] == 2  # the pace: 2
     held = await portal_db.fetch("SELECT contact_id FROM leads WHERE campaign_order_id = $1 ORDER BY contact_id",
                                  second["id"])  # fmt: skip
     assert [row["contact_id"] for row in held] == [2, 3]
@@ -213,7 +214,7 @@ async def test_leads_are_pushed_signed_to_the_client_s_webhook_and_retried_until
         await _ok(await client.put(f"/api/orders/{order['id']}/campaigns", headers=admin, json={"campaign_ids": [1]}))
         await _ok(await client.post(f"/api/orders/{order['id']}/actions/activate", headers=admin))
         await _publish(portal_db, [1, 2, 3])
-        assert await _ok(await client.post("/api/orders/allocate", headers=admin)) == {"allocated": 3}
+        assert (await _ok(await client.post("/api/orders/allocate", headers=admin)))["allocated"] == 3
 
         for _ in range(200):  # the pusher polls every second and retries after 0.05 s
             if received:
@@ -248,3 +249,35 @@ async def test_a_webhook_into_this_network_is_refused(
     short = await client.put(f"/api/portal/orders/{order['id']}/webhook", headers=buyer,
                              json={"url": "https://crm.buyer.example/hook", "secret": "short"})  # fmt: skip
     assert short.status == 422
+
+
+async def test_orders_steer_the_dialling_of_their_campaigns(
+    make_client: Any, portal_db: asyncpg.Pool, role_users: dict[Role, int]
+) -> None:
+    """Contacts an order behind its pace needs are dialled first; those no order has room for wait."""
+    client = await make_client()
+    admin = bearer(await login(client, "admin@test.example"))
+    await portal_db.execute("INSERT INTO campaign_members (campaign_id, contact_id, account_id) "
+                            "SELECT 1, id, account_id FROM contacts")  # fmt: skip
+    org = await portal_db.fetchval("SELECT client_organisation_id FROM users WHERE email = 'client@test.example'")
+    order = await _ok(await client.post("/api/orders", headers=admin, json={
+        "client_organisation_id": org, "name": "CMOs", "quantity": 1,
+        "filters": {"job_functions": ["marketing"]}}), 201)  # fmt: skip
+    await _ok(await client.put(f"/api/orders/{order['id']}/campaigns", headers=admin, json={"campaign_ids": [1]}))
+    await _ok(await client.post(f"/api/orders/{order['id']}/actions/activate", headers=admin))
+    steered = await _ok(await client.post("/api/orders/allocate", headers=admin))
+    assert steered["steered"] == 6
+    members = {r["contact_id"]: (r["priority"], r["held_for_orders"]) for r in await portal_db.fetch(
+        "SELECT contact_id, priority, held_for_orders FROM campaign_members WHERE campaign_id = 1")}  # fmt: skip
+    assert members[5] == (100, False)  # the CMO: the order needs all of its one lead
+    assert all(held for contact, (_, held) in members.items() if contact != 5)  # no order fits the others
+    assert [row["contact_id"] for row in await claim(portal_db, 1, 10)] == [5]
+
+    # the order is filled: the CMO is held as well, and nobody is dialled for it
+    await portal_db.execute("UPDATE campaign_members SET status = 'completed' WHERE contact_id = 5")
+    await _publish(portal_db, [5])
+    assert (await _ok(await client.post("/api/orders/allocate", headers=admin)))["allocated"] == 1
+    await portal_db.execute("UPDATE campaign_members SET status = 'new' WHERE contact_id = 5")
+    await _ok(await client.post("/api/orders/allocate", headers=admin))
+    assert await portal_db.fetchval("SELECT held_for_orders FROM campaign_members WHERE contact_id = 5")
+    assert await claim(portal_db, 1, 10) == []

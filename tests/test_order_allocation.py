@@ -11,6 +11,7 @@ import pytest
 from crm.orders.allocation import Book, LeadFacts, Order, OrderFilter, allocate
 from crm.orders.job_titles import classify
 from crm.orders.push import retry_in, signature, url_problem, verify
+from crm.orders.steering import steer
 
 TODAY = date(2026, 11, 24)
 
@@ -178,3 +179,32 @@ def test_a_push_s_signature_covers_body_and_time(mangle: Any, ok: bool) -> None:
 def test_webhook_urls_that_would_reach_inside_are_refused(url: str, allow_private: bool, problem: str | None) -> None:
     found = url_problem(url, allow_private)
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+@pytest.mark.parametrize(
+    ("orders", "held", "member", "expected"),
+    [
+        ([], {}, lead(1), (1, 0, False)),  # no order: not steered
+        ([order(1, 10)], {}, lead(1), (1, 100, False)),  # nothing delivered, no pace: all of it is due
+        ([order(1, 10)], {1: 5}, lead(1), (1, 50, False)),
+        ([order(1, 10)], {1: 10}, lead(1), (1, 0, True)),  # full: held
+        ([order(1, 10, over_delivery_pct=10)], {1: 10}, lead(1), (1, 9, False)),  # room in the allowance: 1 of 11
+        # paced: 2 a week from today: 2 due, 2 held = on pace, priority 0 but not held
+        ([order(1, 10, weekly_pace=2, starts_on=TODAY)], {1: 2}, lead(1), (1, 0, False)),
+        ([order(1, 10, filter=OrderFilter(job_functions=frozenset({"marketing"})))], {}, lead(1), (1, 0, True)),
+        (
+            [order(1, 10, filter=OrderFilter(job_functions=frozenset({"marketing"}))), order(2, 10)],
+            {2: 9},
+            lead(1),
+            (1, 10, False),
+        ),
+        ([order(1, 10, campaigns={2})], {}, lead(1), (1, 0, False)),  # another campaign's order
+    ],
+)
+def test_orders_steer_who_is_dialled_first_and_who_waits(
+    orders: list[Order], held: dict[int, int], member: LeadFacts, expected: tuple[int, int, bool]
+) -> None:
+    book = Book()
+    for order_id, count in held.items():
+        book.held[order_id] = count
+    assert steer([member], orders, book, TODAY) == [expected]

@@ -100,6 +100,7 @@ async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> 
                           DROP COLUMN claimed_until, DROP COLUMN rejection_reason, DROP COLUMN replacement_owed,
                           DROP COLUMN published_at, DROP COLUMN created_by, DROP COLUMN allocated_at,
                           DROP COLUMN returned_at;
+                   ALTER TABLE campaign_members DROP COLUMN held_for_orders;
                    ALTER TABLE campaign_orders DROP COLUMN weekly_pace, DROP COLUMN price_per_lead,
                           DROP COLUMN currency, DROP COLUMN over_delivery_pct, DROP COLUMN returns_window_days,
                           DROP COLUMN dedupe_scope, DROP COLUMN webhook_url, DROP COLUMN webhook_secret_encrypted;
@@ -134,6 +135,13 @@ async def test_a_version_2_database_gets_the_qa_workflow(pool: asyncpg.Pool) -> 
             order_columns = {row["column_name"] for row in await conn.fetch(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = 'campaign_orders'")}  # fmt: skip
             assert {"weekly_pace", "dedupe_scope", "returns_window_days", "webhook_url"} <= order_columns
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_name = 'campaign_members' "
+                    "AND column_name = 'held_for_orders'"
+                )
+                == 1
+            )
             assert not await conn.fetchval(
                 """SELECT count(*) FROM pg_constraint WHERE conrelid = 'campaign_orders'::regclass
                       AND pg_get_constraintdef(oid) LIKE '%campaign_id IS NOT NULL%'"""

@@ -17,6 +17,7 @@ from crm import audit
 from crm.audit import Actor
 from crm.orders import deliveries
 from crm.orders.allocation import Book, LeadFacts, Order, OrderFilter, allocate
+from crm.orders.steering import steer
 
 _ALLOCATION_LOCK = 0x4F52444552  # "ORDER"
 #: the order's columns a client or manager sets (criteria as given, the rest as columns)
@@ -215,45 +216,51 @@ async def _account_sets(
     return out
 
 
+_FACTS = """c.job_title, a.employee_count, a.industry, coalesce(c.country, a.office_country)::text AS country"""
+
+
+def _facts(row: asyncpg.Record) -> LeadFacts:
+    return LeadFacts(row["id"], row["campaign_id"], row["contact_id"], row["account_id"], row["job_title"],
+                     row["employee_count"], row["industry"], row["country"])  # fmt: skip
+
+
+async def _orders_and_book(conn: asyncpg.Connection) -> tuple[list[Order], Book]:
+    """The active orders, and what they (and their clients' other orders) hold now."""
+    rows = [dict(r) for r in await conn.fetch(_ORDER + " WHERE o.status = 'active'")]
+    if not rows:
+        return [], Book()
+    account_sets = await _account_sets(conn, rows)
+    orders = [_spec(row, account_sets) for row in rows]
+    by_id = {order.id: order for order in orders}
+    clients = sorted({order.client_id for order in orders})
+    book = Book()
+    for held in await conn.fetch(
+        """SELECT l.campaign_order_id, o.client_organisation_id, l.contact_id, l.account_id,
+                  l.status = 'returned' AS returned
+             FROM leads l JOIN campaign_orders o ON o.id = l.campaign_order_id
+            WHERE o.client_organisation_id = ANY($1::bigint[])""",
+        clients,
+    ):
+        order = by_id.get(held["campaign_order_id"])
+        if order is None:  # an inactive order of the same client: its people count for client-wide scopes
+            book.client_contacts[held["client_organisation_id"]].add(held["contact_id"])
+            continue
+        book.add(order, LeadFacts(0, 0, held["contact_id"], held["account_id"]), counts=not held["returned"])
+    return orders, book
+
+
 async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
     """Gives published leads that no order holds to the active orders they fit; how many were given."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _ALLOCATION_LOCK)
-        rows = [dict(r) for r in await conn.fetch(_ORDER + " WHERE o.status = 'active'")]
-        if not rows:
+        orders, book = await _orders_and_book(conn)
+        if not orders:
             return 0
-        orders = [_spec(row, await _account_sets(conn, rows)) for row in rows]
-        by_id = {order.id: order for order in orders}
         campaigns = sorted({c for order in orders for c in order.campaigns})
-        clients = sorted({order.client_id for order in orders})
-        book = Book()
-        for held in await conn.fetch(
-            """SELECT l.campaign_order_id, o.client_organisation_id, l.contact_id, l.account_id,
-                      l.status = 'returned' AS returned
-                 FROM leads l JOIN campaign_orders o ON o.id = l.campaign_order_id
-                WHERE o.client_organisation_id = ANY($1::bigint[])""",
-            clients,
-        ):
-            order = by_id.get(held["campaign_order_id"])
-            if order is None:  # an inactive order of the same client: its people count for client-wide scopes
-                book.client_contacts[held["client_organisation_id"]].add(held["contact_id"])
-                continue
-            facts = LeadFacts(0, 0, held["contact_id"], held["account_id"])
-            book.add(order, facts, counts=not held["returned"])
         leads = [
-            LeadFacts(
-                r["id"],
-                r["campaign_id"],
-                r["contact_id"],
-                r["account_id"],
-                r["job_title"],
-                r["employee_count"],
-                r["industry"],
-                r["country"],
-            )  # fmt: skip
+            _facts(r)
             for r in await conn.fetch(
-                """SELECT l.id, l.campaign_id, l.contact_id, l.account_id, c.job_title, a.employee_count, a.industry,
-                          coalesce(c.country, a.office_country)::text AS country
+                f"""SELECT l.id, l.campaign_id, l.contact_id, l.account_id, {_FACTS}
                      FROM leads l JOIN contacts c ON c.id = l.contact_id LEFT JOIN accounts a ON a.id = l.account_id
                     WHERE l.status = 'published' AND l.campaign_order_id IS NULL
                       AND l.campaign_id = ANY($1::bigint[])
@@ -272,3 +279,41 @@ async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
             )  # fmt: skip
             await deliveries.enqueue(conn, [lead_id for lead_id, _ in pairs], [order_id for _, order_id in pairs])
         return len(pairs)
+
+
+async def steer_campaigns(pool: asyncpg.Pool, today: date, steered: set[int]) -> int:
+    """Sets each still-to-dial member's priority and hold from the campaign's active orders
+    (``crm.orders.steering``); campaigns in ``steered`` that no longer work for an active order are released.
+    ``steered`` is updated. Returns the members changed."""
+    changed = 0
+    async with pool.acquire() as conn:
+        orders, book = await _orders_and_book(conn)
+        campaigns = {c for order in orders for c in order.campaigns}
+        dropped = sorted(steered - campaigns)
+        if dropped:
+            status = await conn.execute(
+                """UPDATE campaign_members SET priority = 0, held_for_orders = false, updated_at = now()
+                    WHERE campaign_id = ANY($1::bigint[]) AND (priority <> 0 OR held_for_orders)""",
+                dropped,
+            )
+            changed += int(status.split()[-1])
+        for campaign_id in sorted(campaigns):
+            members = await conn.fetch(
+                f"""SELECT 0 AS id, m.campaign_id, m.contact_id, m.account_id, {_FACTS}
+                      FROM campaign_members m JOIN contacts c ON c.id = m.contact_id
+                      LEFT JOIN accounts a ON a.id = c.account_id
+                     WHERE m.campaign_id = $1 AND m.status IN ('new', 'scheduled')""",
+                campaign_id,
+            )
+            decided = steer([_facts(m) for m in members], orders, book, today)
+            status = await conn.execute(
+                """UPDATE campaign_members m SET priority = u.priority, held_for_orders = u.held, updated_at = now()
+                     FROM unnest($2::bigint[], $3::int[], $4::bool[]) AS u(contact_id, priority, held)
+                    WHERE m.campaign_id = $1 AND m.contact_id = u.contact_id
+                      AND (m.priority, m.held_for_orders) IS DISTINCT FROM (u.priority, u.held)""",
+                campaign_id, [d[0] for d in decided], [d[1] for d in decided], [d[2] for d in decided],
+            )  # fmt: skip
+            changed += int(status.split()[-1])
+    steered.clear()
+    steered.update(campaigns)
+    return changed
