@@ -115,3 +115,34 @@ class OrderPage(Page[OrderOut]):
 
 class OrderQuery(PageQuery):
     status: OrderStatus | None = None
+
+
+class WeekOut(BaseModel):
+    week_starting: date
+    delivered: int
+    returned: int
+    cumulative: int = Field(description="delivered less returned, up to this week")
+    pace_target: int | None = Field(description="what the weekly pace allows by the end of this week")
+
+
+class ReasonCountOut(BaseModel):
+    reason: str | None = None
+    code: str | None = None
+    label: str | None = None
+    leads: int
+
+
+class OrderReport(BaseModel):
+    order_id: int
+    quantity: int
+    cap: int
+    delivered: int
+    returned: int
+    due_by_now: int
+    behind_pace: int
+    remaining: int = Field(description="quantity - delivered, at least 0")
+    days_left: int | None = Field(description="until ends_on, that day included")
+    counted_from: date = Field(description="starts_on, or the day the order was placed")
+    by_week: list[WeekOut]
+    returns: list[ReasonCountOut] = Field(description="returned leads by the client's reason")
+    rejections: list[ReasonCountOut] = Field(description="QA rejections of the linked campaigns' leads, by reason")

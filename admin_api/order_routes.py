@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
 from admin_api.models import Strict
-from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderTerms
+from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderReport, OrderTerms
 from admin_api.pagination import decode_cursor, page_of
 from admin_api.problems import Problem
 from crm import audit
-from crm.orders import store
+from crm.orders import reports, store
 from crm.roles import Role
 
 api = Api()
@@ -185,3 +185,14 @@ async def list_organisations(req: ApiRequest) -> OrganisationList:
              FROM client_organisations WHERE deleted_at IS NULL ORDER BY name"""
     )
     return OrganisationList.model_validate({"items": [dict(r) for r in rows]})
+
+
+@api.route("GET", "/api/orders/{orderId}/report", summary="An order's delivery against goal and pace", tag="orders",
+           roles=READ, response=OrderReport)  # fmt: skip
+async def order_report(req: ApiRequest) -> OrderReport:
+    order_id = req.path_int("orderId")
+    try:
+        order = await store.get(req.services.pool, order_id, today(req))
+    except store.OrderNotFound as exc:
+        raise Problem(404, str(exc)) from None
+    return OrderReport.model_validate(await reports.order_report(req.services.pool, order, today(req)))

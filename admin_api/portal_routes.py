@@ -16,12 +16,12 @@ from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
 from admin_api.models import Strict
-from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderTerms
+from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderReport, OrderTerms
 from admin_api.order_routes import check_filters, today
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.leads.qa_workflow import Move, Refused
-from crm.orders import deliveries, portal, store
+from crm.orders import deliveries, portal, reports, store
 from crm.orders.push import url_problem
 from crm.roles import Role
 
@@ -246,3 +246,14 @@ async def my_deliveries(req: ApiRequest) -> DeliveryPage:
     rows = await deliveries.page(req.services.pool, client_id, q.order_id, decode_cursor(q.cursor), q.limit)
     items, cursor = page_of(rows, q.limit, lambda row: int(row["id"]))
     return DeliveryPage(items=[DeliveryOut.model_validate(row) for row in items], next_cursor=cursor)
+
+
+@api.route("GET", "/api/portal/orders/{orderId}/report", summary="Your order's delivery against goal and pace",
+           tag="client portal", roles=CLIENT, response=OrderReport)  # fmt: skip
+async def my_order_report(req: ApiRequest) -> OrderReport:
+    client_id, order_id = await organisation(req), req.path_int("orderId")
+    try:
+        order = await store.get(req.services.pool, order_id, today(req), client_id)
+    except store.OrderNotFound as exc:
+        raise Problem(404, str(exc)) from None
+    return OrderReport.model_validate(await reports.order_report(req.services.pool, order, today(req)))

@@ -109,6 +109,7 @@ async def test_clients_order_receive_return_and_see_only_their_own(
         ("PUT", f"/api/portal/orders/{b_order}/webhook", {"url": "https://a.example/hook", "secret": "s" * 16}),
         ("DELETE", f"/api/portal/orders/{b_order}/webhook", None),
         ("GET", f"/api/portal/deliveries?order_id={b_order}", None),
+        ("GET", f"/api/portal/orders/{b_order}/report", None),
     ]:
         response = await client.request(method, path, headers=a, json=body)
         assert response.status == 404, (method, path, await response.text())
@@ -124,6 +125,13 @@ async def test_clients_order_receive_return_and_see_only_their_own(
     assert (await _ok(await client.post("/api/orders/allocate", headers=manager)))["allocated"] == 1
     progress = await _ok(await client.get(f"/api/portal/orders/{order_a['id']}", headers=a))
     assert (progress["delivered"], progress["returned"]) == (3, 1)
+
+    report = await _ok(await client.get(f"/api/portal/orders/{order_a['id']}/report", headers=a))
+    assert (report["quantity"], report["delivered"], report["returned"], report["remaining"]) == (3, 3, 1, 0)
+    assert report["returns"] == [{"reason": "left the company", "code": None, "label": None, "leads": 1}]
+    (week,) = report["by_week"]
+    assert (week["delivered"], week["returned"], week["cumulative"]) == (4, 1, 3)
+    assert report == await _ok(await client.get(f"/api/orders/{order_a['id']}/report", headers=manager))
 
     # past the window: refused
     late_id = next(lead["id"] for lead in mine["items"] if lead["id"] != returned_id)
