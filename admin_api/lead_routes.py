@@ -15,6 +15,8 @@ from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.leads import reports, store
 from crm.leads.qa_workflow import Action, Move, Refused
+from crm.orders import store as orders
+from crm.orders.allocation import LeadFacts
 from crm.roles import Role
 
 api = Api()
@@ -75,6 +77,12 @@ class QaEvent(BaseModel):
     detail: dict[str, Any]
 
 
+class ServableOrder(BaseModel):
+    order_id: int
+    name: str
+    client_organisation_id: int
+
+
 class LeadOut(BaseModel):
     id: int
     status: str
@@ -109,6 +117,9 @@ class LeadOut(BaseModel):
     created_at: datetime
     status_changed_at: datetime
     created_by: int | None
+    campaign_order_id: int | None = Field(description="the order the lead was given to (allocation)")
+    allocated_at: datetime | None
+    may_serve: list[ServableOrder] = Field(description="active orders of the campaign whose filters the lead fits")
     checklist: list[ChecklistItem] = Field(description="what approval needs confirmed (the campaign's checklist)")
     history: list[QaEvent] = Field(description="every status change: who, when, from, to, reason, notes")
 
@@ -208,9 +219,13 @@ def _now(req: ApiRequest) -> datetime:
 
 async def _lead(req: ApiRequest, lead_id: int) -> LeadOut:
     try:
-        return LeadOut.model_validate(await store.detail(req.services.pool, lead_id))
+        lead = await store.detail(req.services.pool, lead_id)
     except store.LeadNotFound as exc:
         raise Problem(404, str(exc)) from None
+    facts = LeadFacts(lead["id"], lead["campaign_id"], lead["contact_id"], lead["account_id"], lead["job_title"] or "",
+                      lead["employee_count"], lead["industry"], lead["country"] or lead["account_country"])  # fmt: skip
+    lead["may_serve"] = await orders.orders_for_lead(req.services.pool, lead["campaign_id"], facts)
+    return LeadOut.model_validate(lead)
 
 
 @api.route("POST", "/api/leads", summary="Enter a lead", tag="leads", roles=ENTER, body=LeadBody, response=LeadOut,

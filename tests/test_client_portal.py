@@ -280,10 +280,14 @@ async def test_orders_steer_the_dialling_of_their_campaigns(
     assert members[5] == (100, False)  # the CMO: the order needs all of its one lead
     assert all(held for contact, (_, held) in members.items() if contact != 5)  # no order fits the others
     assert [row["contact_id"] for row in await claim(portal_db, 1, 10)] == [5]
+    await _publish(portal_db, [5])
+    lead_id = await portal_db.fetchval("SELECT id FROM leads WHERE contact_id = 5")
+    lead = await _ok(await client.get(f"/api/leads/{lead_id}", headers=admin))
+    assert lead["may_serve"] == [{"order_id": order["id"], "name": "CMOs", "client_organisation_id": org}]
+    assert lead["campaign_order_id"] is None
 
     # the order is filled: the CMO is held as well, and nobody is dialled for it
     await portal_db.execute("UPDATE campaign_members SET status = 'completed' WHERE contact_id = 5")
-    await _publish(portal_db, [5])
     assert (await _ok(await client.post("/api/orders/allocate", headers=admin)))["allocated"] == 1
     await portal_db.execute("UPDATE campaign_members SET status = 'new' WHERE contact_id = 5")
     await _ok(await client.post("/api/orders/allocate", headers=admin))

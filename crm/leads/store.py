@@ -36,6 +36,7 @@ SELECT l.id, l.status::text AS status, l.campaign_id, cp.name AS campaign_name, 
        l.agent_user_id, u.display_name AS agent_name, l.call_attempt_id, l.recording_url, l.form_answers, l.notes,
        l.client_organisation_id, l.claimed_by, l.claimed_until, l.status_reason, l.rejection_reason,
        l.replacement_owed, l.published_at, l.created_at, l.status_changed_at, l.created_by,
+       l.campaign_order_id, l.allocated_at,
        coalesce((SELECT jsonb_agg(jsonb_build_object('key', q.key, 'label', q.label) ORDER BY q.position, q.key)
                    FROM qa_checklist_items q WHERE q.campaign_id = l.campaign_id), '[]') AS checklist,
        coalesce((SELECT jsonb_agg(jsonb_build_object('id', e.id, 'at', e.at, 'analyst_id', e.analyst_id,

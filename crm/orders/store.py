@@ -317,3 +317,16 @@ async def steer_campaigns(pool: asyncpg.Pool, today: date, steered: set[int]) ->
     steered.clear()
     steered.update(campaigns)
     return changed
+
+
+async def orders_for_lead(pool: asyncpg.Pool, campaign_id: int, facts: LeadFacts) -> list[dict[str, Any]]:
+    """The active orders working through the campaign whose filters the lead fits (room or not)."""
+    async with pool.acquire() as conn:
+        rows = [dict(r) for r in await conn.fetch(
+            _ORDER + """ WHERE o.status = 'active'
+                           AND o.id IN (SELECT order_id FROM order_campaigns WHERE campaign_id = $1)""",
+            campaign_id,
+        )]  # fmt: skip
+        account_sets = await _account_sets(conn, rows)
+    return [{"order_id": row["id"], "name": row["name"], "client_organisation_id": row["client_organisation_id"]}
+            for row in rows if _spec(row, account_sets).filter.matches(facts)]  # fmt: skip
