@@ -46,14 +46,16 @@ class LeadAllocator:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await self._task  # the loop only ends by this cancel: its errors are logged, not raised
 
     async def _run(self) -> None:
         while True:
             try:
                 await self.tick()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # an outage: next tick
                 log.warning("lead allocation: database unavailable", error=repr(exc))
+            except Exception:  # a fault of ours must not stop every later allocation
+                log.exception("lead allocation failed")
             await asyncio.sleep(self.tick_s)
 
     async def tick(self) -> tuple[int, int]:

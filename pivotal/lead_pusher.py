@@ -43,7 +43,7 @@ class LeadPusher:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await self._task  # the loop only ends by this cancel: its errors are logged, not raised
         if self._session is not None:
             await self._session.close()
 
@@ -52,8 +52,11 @@ class LeadPusher:
             try:
                 if not await self.push_once():
                     await asyncio.sleep(self.idle_s)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # an outage: next tick
                 log.warning("lead push: database unavailable", error=repr(exc))
+                await asyncio.sleep(self.idle_s)
+            except Exception:  # a fault of ours must not stop every later push
+                log.exception("lead push failed")
                 await asyncio.sleep(self.idle_s)
 
     async def push_once(self) -> bool:
