@@ -1100,6 +1100,10 @@ CREATE TABLE IF NOT EXISTS call_attempts (
   sip_hangup_cause text,
   abandoned boolean NOT NULL DEFAULT false,
   failure_reason text,                      -- API error on dial, etc.
+  -- The conversation's recording (campaigns with record_calls), copied from the carrier's short-lived link
+  -- into <data_dir>/recordings: the path below it.
+  recording_file text,
+  recording_saved_at timestamptz,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),
   CHECK (NOT abandoned OR answered_at IS NOT NULL),
@@ -1474,6 +1478,10 @@ DO $$ DECLARE c record; BEGIN
       ADD COLUMN webhook_secret_encrypted bytea;
     INSERT INTO order_campaigns (order_id, campaign_id)
       SELECT id, campaign_id FROM campaign_orders WHERE campaign_id IS NOT NULL ON CONFLICT DO NOTHING;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'call_attempts'
+                   AND column_name = 'recording_file') THEN
+    ALTER TABLE call_attempts ADD COLUMN recording_file text, ADD COLUMN recording_saved_at timestamptz;
   END IF;
   IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'campaign_members'
                    AND column_name = 'held_for_orders') THEN

@@ -62,6 +62,7 @@ class CampaignOut(BaseModel):
     account_cap_mode: str | None
     account_cap: int | None
     wrap_up_seconds: int
+    record_calls: bool
     amd_false_positive_rate: float
     hopper_size: int
     audience: list[AudienceRule]

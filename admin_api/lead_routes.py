@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from aiohttp import web
 from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
@@ -18,6 +19,7 @@ from crm.leads.qa_workflow import Action, Move, Refused
 from crm.orders import store as orders
 from crm.orders.allocation import LeadFacts
 from crm.roles import Role
+from dialer import recordings
 
 api = Api()
 QA = {Role.QUALITY_ANALYST, Role.ADMIN}
@@ -384,3 +386,20 @@ async def qa_report(req: ApiRequest) -> QaReport:
         if value is not None and value.tzinfo is None:
             raise Problem(422, f"{name}: give a time zone (e.g. 2026-11-24T00:00:00Z)")
     return QaReport.model_validate(await reports.qa_report(req.services.pool, q.campaign_id, q.since, q.until))
+
+
+@api.route("GET", "/api/call-attempts/{attemptId}/recording", summary="A call's recording (MP3)", tag="leads",
+           roles=READ, media_type="audio/mpeg")  # fmt: skip
+async def call_recording(req: ApiRequest) -> web.StreamResponse:
+    """Campaigns with `record_calls` record each conversation from the bridge; a lead links its call's."""
+    attempt_id = req.path_int("attemptId")
+    file = await req.services.pool.fetchval("SELECT recording_file FROM call_attempts WHERE id = $1", attempt_id)
+    return recording_response(req, file, f"call {attempt_id} has no recording")
+
+
+def recording_response(req: ApiRequest, file: str | None, missing: str) -> web.StreamResponse:
+    path = None if file is None else recordings.path_of(req.services.recordings_dir, file)
+    if path is None:
+        raise Problem(404, missing)
+    return web.FileResponse(path, headers={"Content-Type": "audio/mpeg" if path.suffix == ".mp3" else "audio/wav",
+                                           "Cache-Control": "private, no-store"})  # fmt: skip

@@ -15,6 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
+from admin_api.lead_routes import recording_response
 from admin_api.models import Strict
 from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderReport, OrderTerms
 from admin_api.order_routes import check_filters, today
@@ -257,3 +258,11 @@ async def my_order_report(req: ApiRequest) -> OrderReport:
     except store.OrderNotFound as exc:
         raise Problem(404, str(exc)) from None
     return OrderReport.model_validate(await reports.order_report(req.services.pool, order, today(req)))
+
+
+@api.route("GET", "/api/portal/leads/{leadId}/recording", summary="Your lead's call recording (MP3)",
+           tag="client portal", roles=CLIENT, media_type="audio/mpeg")  # fmt: skip
+async def my_lead_recording(req: ApiRequest) -> web.StreamResponse:
+    client_id, lead_id = await organisation(req), req.path_int("leadId")
+    file = await portal.recording_file(req.services.pool, client_id, lead_id)
+    return recording_response(req, file, f"lead {lead_id} has no recording")

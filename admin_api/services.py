@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 from aiohttp import web
@@ -43,6 +44,8 @@ class Services:
     webrtc_sdk_url: str = ""
     #: Clients' webhook URLs may point at this network (orders.webhook_allow_private).
     webhook_allow_private: bool = False
+    #: Where call recordings are copied (<data_dir>/recordings).
+    recordings_dir: Path = Path("recordings")
 
 
 SERVICES = web.AppKey("services", Services)

@@ -51,6 +51,7 @@ class CampaignConfig:
     form: dict[str, Any] | None = None
     script: str = ""
     fallback_zone: str | None = None
+    record_calls: bool = False
 
     def caller_id_for(self, to_e164: str) -> str:
         """A fixed caller id, or with local presence the pool's number sharing the longest prefix with the callee."""
@@ -126,6 +127,7 @@ async def load(pool: asyncpg.Pool, campaign_id: int) -> CampaignConfig:
         dispositions={code: f for code, f in flags.items() if not f.is_system},
         system={code: f for code, f in flags.items() if f.is_system},
         form_fields=form_fields, form=form, script=script, fallback_zone=rules.timezone_fallback,
+        record_calls=bool(c["record_calls"]),
     )  # fmt: skip
 
 

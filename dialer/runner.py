@@ -583,12 +583,24 @@ class CampaignRunner:
         self._settled(call)
         agent.send(self.call_frame(call, "bridged"))
         self._changed(agent)
+        if self.config.record_calls and not call.customer_gone:
+            self._spawn(self._record(call), f"record-{call.attempt_id}")
         try:
             await attempts.assigned(self.pool, call.attempt_id, agent.user_id, agent.session_id, command_id)
         except Exception:
             log.exception("attempt_assignment_not_recorded", attempt=call.attempt_id)
         if call.customer_gone:  # the customer left while the bridge was on its way
             self._conversation_over(call)
+
+    async def _record(self, call: Call) -> None:
+        """Records the conversation from the bridge; the carrier stops at the hangup and sends the file's link
+        (``dialer.recordings``)."""
+        try:
+            carrier = await self.carrier()
+            assert call.ccid is not None
+            await carrier.start_recording(call.ccid, command_id=f"record-{call.attempt_id}")
+        except CarrierError as exc:
+            log.warning("recording_not_started", attempt=call.attempt_id, error=str(exc))
 
     def _drop_line(self, agent: AgentSession, leg: str, *, hang_up: bool) -> None:
         """The agent's softphone line cannot take calls: no call is routed to it until the softphone calls in

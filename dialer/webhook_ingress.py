@@ -252,6 +252,8 @@ class WebhookIngress:
         self.clock = clock
         self.recent = RecentIds(REMEMBERED_EVENTS)
         self._monotonic = time.monotonic
+        #: told of every ``call.recording.saved`` (it names no call_control_id): the recordings' copier
+        self.recordings: Callable[[dict[str, Any]], None] | None = None
 
     def handle(self, headers: Any, body: bytes) -> Outcome:
         """Everything synchronous: the event is applied before the answer, written shortly after."""
@@ -296,6 +298,11 @@ class WebhookIngress:
                 self.legs.ended(call_control_id, self._monotonic())
         else:
             call_control_id = None
+        if event_type == "call.recording.saved" and self.recordings is not None:
+            try:
+                self.recordings(payload)
+            except Exception:  # as with the dialer: never a webhook the carrier retries forever
+                log.exception("recording_listener_failed")
         self.events.append(
             (
                 event_id,

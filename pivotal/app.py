@@ -57,6 +57,7 @@ from dialer.carrier import warm_up as carrier_warm_up
 from dialer.carriers import Carriers
 from dialer.connections import Sealer
 from dialer.engine import Engine
+from dialer.recordings import Recordings
 from dialer.softphone import Softphones
 from dialer.webhook_http import WEBHOOK_HANDLER, webhook_handler
 from dialer.webhook_ingress import EventLog, Legs, WebhookIngress
@@ -192,6 +193,7 @@ def _services_context(clock: Callable[[], float]) -> Callable[[web.Application],
             trust_forwarded_for=settings.server.trust_forwarded_for,
             webrtc_sdk_url=settings.telephony.webrtc_sdk_url,
             webhook_allow_private=settings.orders.webhook_allow_private,
+            recordings_dir=settings.data_dir / "recordings",
         )
         try:
             await ensure_admin(users, passwords, auth.bootstrap_admin_email)
@@ -279,6 +281,8 @@ async def _dialer(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(services.pool, services.carriers, services.suppressions, app[METRICS].dialer, ingress.legs)
     await engine.start()
     ingress.listener = engine.on_event
+    recordings = Recordings(services.pool, services.recordings_dir)
+    ingress.recordings = recordings.saved
     app[ENGINE] = engine
     app[HUB] = hub = SupervisorHub(engine, services.pool)
     hub.start()
@@ -286,6 +290,8 @@ async def _dialer(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         ingress.listener = None
+        ingress.recordings = None
+        await recordings.close()
         await hub.close()
         await engine.close()
 

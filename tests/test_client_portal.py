@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from admin_api.services import SERVICES
 from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from crm.roles import Role
 from dialer.hopper import claim
@@ -87,6 +88,18 @@ async def test_clients_order_receive_return_and_see_only_their_own(
         await _ok(await client.post(f"/api/orders/{order['id']}/actions/activate", headers=manager))
 
     await _publish(portal_db, [1, 2, 3, 4, 5, 6])
+    # contact 1's and contact 5's conversations were recorded
+    recordings = client.app[SERVICES].recordings_dir
+    (recordings / "2026-11").mkdir(parents=True)
+    for contact in (1, 5):
+        (recordings / "2026-11" / f"{contact}.mp3").write_bytes(b"ID3 recording of contact %d" % contact)
+        attempt = await portal_db.fetchval(
+            """INSERT INTO call_attempts (campaign_id, contact_id, attempt_number, to_e164, from_e164, dial_command_id,
+                                          recording_file)
+               VALUES (1, $1, 1, '+12125550100', '+12125550199', $2, $3) RETURNING id""",
+            contact, f"dial-{contact}", f"2026-11/{contact}.mp3",
+        )  # fmt: skip
+        await portal_db.execute("UPDATE leads SET call_attempt_id = $1 WHERE contact_id = $2", attempt, contact)
     allocated = await _ok(await client.post("/api/orders/allocate", headers=manager))
     assert allocated["allocated"] == 4  # three engineers to A (its quantity), the CMO to B
     mine = await _ok(await client.get("/api/portal/leads", headers=a))
@@ -96,6 +109,11 @@ async def test_clients_order_receive_return_and_see_only_their_own(
     assert [lead["first_name"] for lead in theirs["items"]] == ["F5"]
     progress = await _ok(await client.get(f"/api/portal/orders/{order_a['id']}", headers=a))
     assert (progress["delivered"], progress["behind_pace"], progress["status"]) == (3, 0, "active")
+    first = next(lead for lead in mine["items"] if lead["first_name"] == "F1")
+    assert first["recording_url"] == f"/api/portal/leads/{first['id']}/recording"
+    audio = await client.get(first["recording_url"], headers=a)
+    assert audio.status == 200
+    assert await audio.read() == b"ID3 recording of contact 1"
 
     # tenant isolation: A with B's ids, on every client route
     b_order, b_lead = order_b["id"], theirs["items"][0]["id"]
@@ -110,6 +128,7 @@ async def test_clients_order_receive_return_and_see_only_their_own(
         ("DELETE", f"/api/portal/orders/{b_order}/webhook", None),
         ("GET", f"/api/portal/deliveries?order_id={b_order}", None),
         ("GET", f"/api/portal/orders/{b_order}/report", None),
+        ("GET", f"/api/portal/leads/{b_lead}/recording", None),
     ]:
         response = await client.request(method, path, headers=a, json=body)
         assert response.status == 404, (method, path, await response.text())

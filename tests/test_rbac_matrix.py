@@ -40,6 +40,7 @@ PLACEHOLDER = {
     "leadId": "999999",
     "code": "no_such_reason",
     "orderId": "999999",
+    "attemptId": "999999",
 }
 
 PUBLIC = {

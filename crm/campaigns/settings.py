@@ -18,7 +18,7 @@ MachineAction = Literal["hangup", "leave_message", "route_to_agent"]
 CapMode = Literal["queue_size", "connected_calls", "positive_dispositions"]
 
 #: Settings kept in ``campaigns.settings`` (the rest are columns).
-IN_SETTINGS = ("wrap_up_seconds", "local_presence", "amd_false_positive_rate", "hopper_size")
+IN_SETTINGS = ("wrap_up_seconds", "local_presence", "amd_false_positive_rate", "hopper_size", "record_calls")
 MAX_ID = 2**63 - 1
 #: Fields a manager may clear (set to null); the others always have a value.
 CLEARABLE = frozenset({"machine_message", "caller_id_e164", "telephony_connection_id", "script_id",
@@ -60,6 +60,9 @@ class CampaignFields(BaseModel):
         None, ge=0, le=0.5, description="estimated share of people AMD calls machines"
     )
     hopper_size: int | None = Field(None, ge=10, le=100_000)
+    record_calls: bool | None = Field(None, description="record conversations (both sides) from the bridge: the "
+                                      "recording is linked from the call and its lead; say so in the script "
+                                      "where the law asks for notice or consent")  # fmt: skip
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignFields:
@@ -88,7 +91,7 @@ class CampaignFields(BaseModel):
 DEFAULTS = CampaignFields(
     dial_mode="progressive", max_abandon_rate=Decimal("0.03"), lines_per_agent=Decimal("3"), ring_timeout_secs=25,
     amd_mode="disabled", amd_machine_action="hangup", abandon_message="", local_presence=False, wrap_up_seconds=60,
-    amd_false_positive_rate=0.02, hopper_size=200,
+    amd_false_positive_rate=0.02, hopper_size=200, record_calls=False,
 )  # fmt: skip
 
 

@@ -33,7 +33,10 @@ SELECT l.id, l.status::text AS status, l.campaign_id, cp.name AS campaign_name, 
        c.first_name, c.last_name, c.job_title, c.email, c.phone_e164, c.country,
        l.account_id, a.name AS account_name, a.domain AS account_domain, a.industry, a.employee_count,
        a.office_country AS account_country,
-       l.agent_user_id, u.display_name AS agent_name, l.call_attempt_id, l.recording_url, l.form_answers, l.notes,
+       l.agent_user_id, u.display_name AS agent_name, l.call_attempt_id,
+       coalesce(l.recording_url, CASE WHEN ca.recording_file IS NOT NULL
+                                      THEN '/api/call-attempts/' || ca.id || '/recording' END) AS recording_url,
+       l.form_answers, l.notes,
        l.client_organisation_id, l.claimed_by, l.claimed_until, l.status_reason, l.rejection_reason,
        l.replacement_owed, l.published_at, l.created_at, l.status_changed_at, l.created_by,
        l.campaign_order_id, l.allocated_at,
@@ -50,6 +53,7 @@ SELECT l.id, l.status::text AS status, l.campaign_id, cp.name AS campaign_name, 
   JOIN contacts c ON c.id = l.contact_id
   LEFT JOIN accounts a ON a.id = l.account_id
   LEFT JOIN users u ON u.id = l.agent_user_id
+  LEFT JOIN call_attempts ca ON ca.id = l.call_attempt_id
 """
 
 

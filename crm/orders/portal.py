@@ -22,12 +22,15 @@ CSV_COLUMNS = ("id", "order_id", "status", "first_name", "last_name", "job_title
 LEADS = """
 SELECT l.id, l.campaign_order_id AS order_id, l.status::text AS status, c.first_name, c.last_name, c.job_title,
        c.email, c.phone_e164, coalesce(c.country, a.office_country)::text AS country, a.name AS account_name,
-       a.domain AS account_domain, a.industry, a.employee_count, l.form_answers, l.recording_url,
+       a.domain AS account_domain, a.industry, a.employee_count, l.form_answers,
+       CASE WHEN ca.recording_file IS NOT NULL THEN '/api/portal/leads/' || l.id || '/recording'
+            ELSE l.recording_url END AS recording_url,
        l.allocated_at AS delivered_at,
        l.allocated_at + make_interval(days => o.returns_window_days) AS returnable_until,
        l.returned_at, CASE WHEN l.status = 'returned' THEN l.status_reason END AS return_reason
   FROM leads l JOIN campaign_orders o ON o.id = l.campaign_order_id
   JOIN contacts c ON c.id = l.contact_id LEFT JOIN accounts a ON a.id = l.account_id
+  LEFT JOIN call_attempts ca ON ca.id = l.call_attempt_id
  WHERE o.client_organisation_id = $1 AND l.status IN ('published', 'returned')"""
 
 
@@ -88,3 +91,14 @@ async def return_lead(pool: asyncpg.Pool, client_id: int, lead_id: int, move: Mo
                VALUES ($1, $2, 'published', 'returned', $3, $4, $5)""",
             lead_id, move.actor_id, change.status_reason, {"action": "return", "by": "client"}, move.now,
         )  # fmt: skip
+
+
+async def recording_file(pool: asyncpg.Pool, client_id: int, lead_id: int) -> str | None:
+    """The stored recording of the client's lead (``call_attempts.recording_file``), or None."""
+    file: str | None = await pool.fetchval(
+        """SELECT ca.recording_file FROM leads l JOIN campaign_orders o ON o.id = l.campaign_order_id
+             JOIN call_attempts ca ON ca.id = l.call_attempt_id
+            WHERE l.id = $1 AND o.client_organisation_id = $2 AND l.status IN ('published', 'returned')""",
+        lead_id, client_id,
+    )  # fmt: skip
+    return file
