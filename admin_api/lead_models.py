@@ -14,9 +14,9 @@ LeadStatus = Literal["new", "under_review", "approved", "rejected", "published",
 
 
 class LeadBody(Strict):
-    campaign_id: int = Field(gt=0)
-    contact_id: int = Field(gt=0)
-    agent_user_id: int | None = Field(None, gt=0, description="the agent the lead is credited to")
+    campaign_id: int = Field(gt=0, le=2**63 - 1)
+    contact_id: int = Field(gt=0, le=2**63 - 1)
+    agent_user_id: int | None = Field(None, gt=0, le=2**63 - 1, description="the agent the lead is credited to")
     form_answers: dict[str, Any] = Field(default_factory=dict, description="qualification answers")
     recording_url: str | None = Field(None, max_length=2000, pattern=r"^https?://\S+$")
     notes: str = Field("", max_length=4000)
@@ -24,8 +24,8 @@ class LeadBody(Strict):
 
 class LeadQuery(PageQuery):
     status: LeadStatus | None = None
-    campaign_id: int | None = Field(None, gt=0)
-    agent_id: int | None = Field(None, gt=0)
+    campaign_id: int | None = Field(None, gt=0, le=2**63 - 1)
+    agent_id: int | None = Field(None, gt=0, le=2**63 - 1)
 
 
 class LeadSummary(BaseModel):
@@ -48,7 +48,7 @@ class LeadPage(Page[LeadSummary]):
 
 class ChecklistItem(Strict):
     key: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
-    label: str = Field(min_length=1, max_length=300)
+    label: str = Field(min_length=1, max_length=300, pattern=r"\S")
 
 
 class QaEvent(BaseModel):
@@ -110,7 +110,7 @@ class LeadOut(BaseModel):
 
 
 class NextQuery(BaseModel):
-    campaign_id: int | None = Field(None, gt=0, description="only this campaign's leads")
+    campaign_id: int | None = Field(None, gt=0, le=2**63 - 1, description="only this campaign's leads")
 
 
 class NotesBody(Strict):
@@ -137,11 +137,11 @@ class ChecklistOut(BaseModel):
 
 class ReasonBody(Strict):
     code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")
-    label: str = Field(min_length=1, max_length=300)
+    label: str = Field(min_length=1, max_length=300, pattern=r"\S")
 
 
 class ReasonPatch(Strict):
-    label: str | None = Field(None, min_length=1, max_length=300)
+    label: str | None = Field(None, min_length=1, max_length=300, pattern=r"\S")
     active: bool | None = None
 
 
@@ -160,7 +160,7 @@ class ReasonQuery(BaseModel):
 
 
 class ReportQuery(BaseModel):
-    campaign_id: int | None = Field(None, gt=0)
+    campaign_id: int | None = Field(None, gt=0, le=2**63 - 1)
     since: datetime | None = Field(None, description="leads created at or after (ISO 8601 with a zone)")
     until: datetime | None = Field(None, description="leads created before")
 

@@ -23,12 +23,14 @@ class OrderFilters(Strict):
     job_functions: list[Function] | None = Field(None, max_length=len(FUNCTIONS),
                                                  description="from the contact's job title")  # fmt: skip
     seniorities: list[Seniority] | None = Field(None, max_length=len(SENIORITIES))
-    min_employees: int | None = Field(None, ge=0)
-    max_employees: int | None = Field(None, ge=0)
+    min_employees: int | None = Field(None, ge=0, le=10_000_000)
+    max_employees: int | None = Field(None, ge=0, le=10_000_000)
     industries: list[str] | None = Field(None, max_length=200, description="the account's industry, any case")
     countries: list[str] | None = Field(None, max_length=250, description="ISO 3166 alpha-2, contact's or account's")
-    account_list_id: int | None = Field(None, gt=0, description="a target account list: the accounts of its contacts")
-    domain_set_id: int | None = Field(None, gt=0, description="a domain set: its matched accounts")
+    account_list_id: int | None = Field(
+        None, gt=0, le=2**63 - 1, description="a target account list: the accounts of its contacts"
+    )
+    domain_set_id: int | None = Field(None, gt=0, le=2**63 - 1, description="a domain set: its matched accounts")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -45,11 +47,12 @@ class OrderFilters(Strict):
 
 
 class OrderTerms(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     reference: str | None = Field(None, max_length=200, description="your PO or insertion-order number")
     quantity: int = Field(gt=0, le=1_000_000, description="leads ordered")
     filters: OrderFilters = Field(default_factory=OrderFilters)
-    weekly_pace: int | None = Field(None, gt=0, description="at most this many a week, cumulative from starts_on")
+    weekly_pace: int | None = Field(None, gt=0, le=1_000_000,
+                                    description="at most this many a week, cumulative from starts_on")  # fmt: skip
     starts_on: date | None = None
     ends_on: date | None = None
     price_per_lead: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
@@ -58,12 +61,14 @@ class OrderTerms(Strict):
     returns_window_days: int = Field(14, ge=0, le=365)
     dedupe_scope: Literal["order", "client"] = Field("order", description="a person once per order, or once "
                                                                            "across all your orders")  # fmt: skip
-    per_account_cap: int | None = Field(None, gt=0, description="at most this many leads per account")
+    per_account_cap: int | None = Field(None, gt=0, le=1_000_000, description="at most this many leads per account")
 
     @model_validator(mode="after")
     def _dates(self) -> Self:
         if self.starts_on and self.ends_on and self.ends_on < self.starts_on:
             raise ValueError("ends_on is before starts_on")
+        if self.weekly_pace is not None and self.starts_on is None:
+            raise ValueError("a weekly_pace counts from starts_on: give starts_on")
         return self
 
     def columns(self) -> dict[str, Any]:
@@ -114,6 +119,8 @@ class OrderPage(Page[OrderOut]):
 
 
 class OrderQuery(PageQuery):
+    """Orders, newest first."""
+
     status: OrderStatus | None = None
 
 
@@ -145,4 +152,5 @@ class OrderReport(BaseModel):
     counted_from: date = Field(description="starts_on, or the day the order was placed")
     by_week: list[WeekOut]
     returns: list[ReasonCountOut] = Field(description="returned leads by the client's reason")
-    rejections: list[ReasonCountOut] = Field(description="QA rejections of the linked campaigns' leads, by reason")
+    rejections: list[ReasonCountOut] = Field(description="QA rejections of the linked campaigns' leads, by reason "
+                                             "(staff only: empty in the portal)")  # fmt: skip

@@ -4,9 +4,10 @@ lifecycle, and allocation on demand; client organisations."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Annotated
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
 from admin_api.models import Strict
@@ -23,15 +24,15 @@ READ = MANAGE | {Role.SUPERVISOR, Role.QUALITY_ANALYST}
 
 
 class StaffOrderQuery(OrderQuery):
-    client_organisation_id: int | None = Field(None, gt=0)
+    client_organisation_id: int | None = Field(None, gt=0, le=2**63 - 1)
 
 
 class StaffOrderBody(OrderTerms):
-    client_organisation_id: int = Field(gt=0)
+    client_organisation_id: int = Field(gt=0, le=2**63 - 1)
 
 
 class CampaignLinks(Strict):
-    campaign_ids: list[int] = Field(max_length=200)
+    campaign_ids: list[Annotated[int, Field(gt=0, le=2**63 - 1)]] = Field(max_length=200)
 
 
 class AllocationOut(BaseModel):
@@ -40,9 +41,11 @@ class AllocationOut(BaseModel):
 
 
 class OrganisationBody(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     contact_name: str = Field("", max_length=200)
-    contact_email: str | None = Field(None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    contact_email: Annotated[str, AfterValidator(str.lower)] | None = Field(
+        None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    )
 
 
 class OrganisationOut(BaseModel):
@@ -67,7 +70,8 @@ async def check_filters(req: ApiRequest, terms: OrderTerms) -> None:
     f = terms.filters
     for column, table, value in (("account_list_id", "static_lists", f.account_list_id),
                                  ("domain_set_id", "domain_sets", f.domain_set_id)):  # fmt: skip
-        if value is not None and not await req.services.pool.fetchval(f"SELECT 1 FROM {table} WHERE id = $1", value):
+        query = f"SELECT 1 FROM {table} WHERE id = $1 AND deleted_at IS NULL"
+        if value is not None and not await req.services.pool.fetchval(query, value):
             raise Problem(422, f"filters.{column}: {value} does not exist")
 
 

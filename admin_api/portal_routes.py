@@ -18,7 +18,7 @@ from admin_api.api import Api, ApiRequest
 from admin_api.lead_routes import recording_response
 from admin_api.models import Strict
 from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderReport, OrderTerms
-from admin_api.order_routes import check_filters, today
+from admin_api.order_routes import today
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
 from crm.leads.qa_workflow import Move, Refused
@@ -57,7 +57,7 @@ class PortalLeadPage(Page[PortalLead]):
 
 
 class PortalLeadQuery(PageQuery):
-    order_id: int | None = Field(None, gt=0)
+    order_id: int | None = Field(None, gt=0, le=2**63 - 1)
     status: str | None = Field(None, pattern="^(published|returned)$")
 
 
@@ -83,11 +83,19 @@ class DeliveryPage(Page[DeliveryOut]):
 
 
 class DeliveryQuery(PageQuery):
-    order_id: int | None = Field(None, gt=0)
+    order_id: int | None = Field(None, gt=0, le=2**63 - 1)
 
 
 class ReturnBody(Strict):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+def no_internal_lists(terms: OrderTerms) -> None:
+    """Account lists and domain sets are the agency's own (unowned, shared): a client names accounts through its
+    account manager, who attaches them (staff routes)."""
+    for name in ("account_list_id", "domain_set_id"):
+        if getattr(terms.filters, name) is not None:
+            raise Problem(422, f"filters.{name}: ask your account manager to attach a target account list")
 
 
 async def organisation(req: ApiRequest) -> int:
@@ -111,7 +119,7 @@ async def _order(req: ApiRequest, order_id: int, client_id: int) -> OrderOut:
 async def place_order(req: ApiRequest) -> OrderOut:
     """A draft your account manager reviews, links to campaigns and activates."""
     client_id = await organisation(req)
-    await check_filters(req, req.body)
+    no_internal_lists(req.body)
     order_id = await store.create(req.services.pool, req.actor, client_id, req.body.columns(), None)
     return await _order(req, order_id, client_id)
 
@@ -136,7 +144,7 @@ async def my_order(req: ApiRequest) -> OrderOut:
            roles=CLIENT, body=OrderTerms, response=OrderOut)  # fmt: skip
 async def change_my_order(req: ApiRequest) -> OrderOut:
     client_id, order_id = await organisation(req), req.path_int("orderId")
-    await check_filters(req, req.body)
+    no_internal_lists(req.body)
     try:
         await store.update_terms(req.services.pool, req.actor, order_id, req.body.columns(), client_id)
     except store.OrderNotFound as exc:
@@ -187,8 +195,8 @@ async def export_my_leads(req: ApiRequest) -> web.StreamResponse:
         rows = rows[:1000]
         for row in rows:
             writer.writerow([portal.csv_cell(row.get(column)) for column in portal.CSV_COLUMNS])
+        await response.write(out.getvalue().encode())  # written before it counts as delivered
         await portal.mark_delivered(req.services.pool, [row["id"] for row in rows])
-        await response.write(out.getvalue().encode())
         out.seek(0)
         out.truncate()
         after = rows[-1]["id"]
@@ -257,7 +265,9 @@ async def my_order_report(req: ApiRequest) -> OrderReport:
         order = await store.get(req.services.pool, order_id, today(req), client_id)
     except store.OrderNotFound as exc:
         raise Problem(404, str(exc)) from None
-    return OrderReport.model_validate(await reports.order_report(req.services.pool, order, today(req)))
+    report = await reports.order_report(req.services.pool, order, today(req))
+    report["rejections"] = []  # the linked campaigns' QA serves other clients' orders too
+    return OrderReport.model_validate(report)
 
 
 @api.route("GET", "/api/portal/leads/{leadId}/recording", summary="Your lead's call recording (MP3)",

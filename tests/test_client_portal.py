@@ -312,3 +312,36 @@ async def test_orders_steer_the_dialling_of_their_campaigns(
     await _ok(await client.post("/api/orders/allocate", headers=admin))
     assert await portal_db.fetchval("SELECT held_for_orders FROM campaign_members WHERE contact_id = 5")
     assert await claim(portal_db, 1, 10) == []
+
+
+async def test_bad_order_input_is_refused_with_what_is_wrong(
+    make_client: Any, portal_db: asyncpg.Pool, role_users: dict[Role, int]
+) -> None:
+    client = await make_client()
+    buyer = bearer(await login(client, "client@test.example"))
+    admin = bearer(await login(client, "admin@test.example"))
+    base = {"name": "Q1", "quantity": 10}
+    for path, headers, body, words in [
+        ("/api/portal/orders", buyer, base | {"weekly_pace": 5}, "starts_on"),
+        ("/api/portal/orders", buyer, base | {"name": "   "}, "name"),
+        ("/api/portal/orders", buyer, base | {"filters": {"account_list_id": 1}}, "account manager"),
+        ("/api/portal/orders", buyer, base | {"quantity": 0}, "quantity"),
+        ("/api/portal/orders", buyer, base | {"weekly_pace": 2**31, "starts_on": "2026-12-01"}, "weekly_pace"),
+        ("/api/portal/orders", buyer, base | {"filters": {"min_employees": 500, "max_employees": 10}}, "min_employees"),
+        ("/api/portal/orders", buyer, base | {"filters": {"countries": ["USA"]}}, "alpha-2"),
+        ("/api/orders", admin, base | {"client_organisation_id": 2**63}, "client_organisation_id"),
+        ("/api/orders", admin, base | {"client_organisation_id": 9999}, "does not exist"),
+        (
+            "/api/orders",
+            admin,
+            base | {"client_organisation_id": 1, "filters": {"account_list_id": 2**62}},
+            "does not exist",
+        ),
+        ("/api/leads", admin, {"campaign_id": 2**63, "contact_id": 1}, "campaign_id"),
+        ("/api/client-organisations", admin, {"name": " "}, "name"),
+    ]:
+        response = await client.post(path, headers=headers, json=body)
+        assert response.status == 422, (body, await response.text())
+        assert words in (await response.json())["detail"], (body, await response.text())
+    assert (await client.get(f"/api/portal/leads?order_id={2**63}", headers=buyer)).status == 422
+    assert await portal_db.fetchval("SELECT count(*) FROM campaign_orders") == 0

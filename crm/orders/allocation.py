@@ -84,10 +84,12 @@ class Order:
 
     def allowed_by(self, today: date) -> int:
         """How many leads the order may hold by ``today``: its cap, or less while its pace holds it back."""
+        if self.starts_on is not None and today < self.starts_on:
+            return 0
         if self.weekly_pace is None:
             return self.cap
-        start = self.starts_on or today
-        weeks = max(0, (today - start).days) // 7 + 1
+        start = self.starts_on or today  # the API refuses a pace without a start
+        weeks = (today - start).days // 7 + 1
         return min(self.cap, self.weekly_pace * weeks)
 
     def active_on(self, today: date) -> bool:

@@ -117,6 +117,12 @@ async def set_webhook(pool: asyncpg.Pool, actor: Actor, order_id: int, url: str 
                 WHERE id = $1""",
             order_id, url, sealed_secret,
         )  # fmt: skip
+        if url is None:  # nowhere to push: the pending pushes end (the leads stay to pull)
+            await conn.execute(
+                """UPDATE lead_deliveries SET status = 'failed', last_error = 'the webhook was removed'
+                    WHERE order_id = $1 AND status = 'pending'""",
+                order_id,
+            )
         await audit.record(conn, actor, "order.webhook_set" if url else "order.webhook_removed", "order", order_id,
                            {"url": url})  # fmt: skip
 
@@ -147,8 +153,11 @@ async def act(pool: asyncpg.Pool, actor: Actor, order_id: int, action: str) -> N
 async def link_campaigns(pool: asyncpg.Pool, actor: Actor, order_id: int, campaign_ids: Sequence[int]) -> None:
     """Replaces the campaigns working for the order."""
     async with pool.acquire() as conn, conn.transaction():
-        if not await conn.fetchval("SELECT 1 FROM campaign_orders WHERE id = $1 FOR UPDATE", order_id):
+        status = await conn.fetchval("SELECT status::text FROM campaign_orders WHERE id = $1 FOR UPDATE", order_id)
+        if status is None:
             raise OrderNotFound(f"order {order_id} does not exist")
+        if not campaign_ids and status == "active":
+            raise OrderConflict("an active order needs at least one campaign (pause it first)")
         rows = await conn.fetch(
             "SELECT id FROM campaigns WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL", list(campaign_ids)
         )
@@ -161,6 +170,8 @@ async def link_campaigns(pool: asyncpg.Pool, actor: Actor, order_id: int, campai
             "INSERT INTO order_campaigns (order_id, campaign_id, linked_by) VALUES ($1, $2, $3)",
             [(order_id, campaign_id, actor.user_id) for campaign_id in sorted(known)],
         )
+        # the steering's fingerprint watches updated_at: the linked campaigns change what it decides
+        await conn.execute("UPDATE campaign_orders SET updated_at = now() WHERE id = $1", order_id)
         await audit.record(conn, actor, "order.link_campaigns", "order", order_id, {"campaign_ids": sorted(known)})
 
 
