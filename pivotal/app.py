@@ -361,7 +361,8 @@ async def _lead_allocator(app: web.Application) -> AsyncIterator[None]:
 async def _lead_pusher(app: web.Application) -> AsyncIterator[None]:
     """Leads pushed to clients' webhooks, retried with back-off."""
     settings = app[SETTINGS].orders
-    pusher = LeadPusher(app[POOL], app[SERVICES].sealer, app[SERVICES].clock, retry_base_s=settings.push_retry_base_s)
+    pusher = LeadPusher(app[POOL], app[SERVICES].sealer, app[SERVICES].clock, retry_base_s=settings.push_retry_base_s,
+                        allow_private=settings.webhook_allow_private)  # fmt: skip
     if settings.push_webhooks:
         pusher.start()
     try:

@@ -20,6 +20,7 @@ from admin_api.services import SERVICES
 from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from crm.roles import Role
 from dialer.hopper import claim
+from pivotal.lead_pusher import PublicOnlyResolver
 from tests.conftest import PASSWORD, bearer, login
 
 TITLES = ["CTO", "VP Engineering", "Senior Software Engineer", "Head of Engineering", "CMO", "=HYPERLINK(evil)"]
@@ -345,3 +346,14 @@ async def test_bad_order_input_is_refused_with_what_is_wrong(
         assert words in (await response.json())["detail"], (body, await response.text())
     assert (await client.get(f"/api/portal/leads?order_id={2**63}", headers=buyer)).status == 422
     assert await portal_db.fetchval("SELECT count(*) FROM campaign_orders") == 0
+
+
+async def test_a_webhook_name_that_resolves_into_this_network_is_refused_when_pushing() -> None:
+    resolver = PublicOnlyResolver()
+    try:
+        for host in ("127.1", "2130706433", "localhost", "10.0.0.5"):
+            with pytest.raises(OSError, match="addresses of this network"):
+                await resolver.resolve(host, 443)
+        assert [r["host"] for r in await resolver.resolve("8.8.8.8", 443)] == ["8.8.8.8"]
+    finally:
+        await resolver.close()
