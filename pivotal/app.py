@@ -283,6 +283,10 @@ async def _dialer(app: web.Application) -> AsyncIterator[None]:
     ingress.listener = engine.on_event
     recordings = Recordings(services.pool, services.recordings_dir)
     ingress.recordings = recordings.saved
+    try:
+        await recordings.resume()
+    except (asyncpg.PostgresError, OSError) as exc:
+        log.warning("recordings_not_resumed", error=repr(exc))
     app[ENGINE] = engine
     app[HUB] = hub = SupervisorHub(engine, services.pool)
     hub.start()
