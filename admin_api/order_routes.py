@@ -159,8 +159,8 @@ async def allocate_now(req: ApiRequest) -> AllocationOut:
     of the linked campaigns' members from what the orders still need."""
     now = datetime.fromtimestamp(req.services.clock(), UTC)
     allocated = await store.allocate_published(req.services.pool, now)
-    steered = await store.steer_campaigns(req.services.pool, now.date(), set())
-    return AllocationOut(allocated=allocated, steered=steered)
+    steered = await store.steer_campaigns(req.services.pool, now.date())
+    return AllocationOut(allocated=allocated or 0, steered=steered)
 
 
 @api.route("POST", "/api/client-organisations", summary="Add a client organisation", tag="orders",

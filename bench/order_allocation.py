@@ -117,7 +117,7 @@ async def main() -> None:
             assert pool is not None
             try:
                 started = time.perf_counter()
-                given.append(await allocate_published(pool, datetime.now(UTC)))
+                given.append(await allocate_published(pool, datetime.now(UTC)) or 0)
                 seconds.append(time.perf_counter() - started)
                 capacity = await pool.fetchval(
                     "SELECT sum(lead_target + lead_target * over_delivery_pct / 100) FROM campaign_orders"

@@ -25,18 +25,17 @@ RESTEER_S = 600.0
 _ORDERS_STATE = """SELECT (SELECT count(*) || '/' || coalesce(max(updated_at)::text, '') FROM campaign_orders) || '/' ||
                           (SELECT count(*) || '/' || count(*) FILTER (WHERE status = 'returned') FROM leads
                             WHERE campaign_order_id IS NOT NULL)"""
-_WAITING = """SELECT EXISTS (
-  SELECT 1 FROM leads l JOIN order_campaigns oc ON oc.campaign_id = l.campaign_id
-    JOIN campaign_orders o ON o.id = oc.order_id AND o.status = 'active'
-   WHERE l.status = 'published' AND l.campaign_order_id IS NULL)"""
+#: what allocation depends on: the leads waiting (some never fit: those must not make every tick a full run)
+_WAITING = """SELECT count(*) || '/' || coalesce(max(published_at)::text, '') FROM leads
+               WHERE status = 'published' AND campaign_order_id IS NULL"""
 
 
 class LeadAllocator:
     def __init__(self, pool: asyncpg.Pool, clock: Callable[[], float], tick_s: float = TICK_S) -> None:
         self.pool, self.clock, self.tick_s = pool, clock, tick_s
         self._task: asyncio.Task[None] | None = None
-        self._steered: set[int] = set()
         self._state = ""
+        self._waiting = ""
         self._steered_at = 0.0
 
     def start(self) -> None:
@@ -62,15 +61,21 @@ class LeadAllocator:
         """(leads allocated, members steered)."""
         now = datetime.fromtimestamp(self.clock(), UTC)
         given = 0
-        if await self.pool.fetchval(_WAITING):
-            given = await allocate_published(self.pool, now)
+        state = await self.pool.fetchval(_ORDERS_STATE)
+        # the day too: a pace allows more each week, an order starts or ends on a day
+        waiting = f"{await self.pool.fetchval(_WAITING)}/{now.date()}/{state}"
+        if not waiting.startswith("0/") and waiting != self._waiting:
+            result = await allocate_published(self.pool, now, wait=False)
+            if result is not None:  # None: another node is allocating; try again next tick
+                given = result
+                state = await self.pool.fetchval(_ORDERS_STATE)
+                self._waiting = f"{await self.pool.fetchval(_WAITING)}/{now.date()}/{state}"
             if given:
                 log.info("leads allocated to orders", leads=given)
-        state = await self.pool.fetchval(_ORDERS_STATE)
         if state == self._state and self.clock() - self._steered_at < RESTEER_S:
             return given, 0
-        steered = await steer_campaigns(self.pool, now.date(), self._steered)
+        steered = await steer_campaigns(self.pool, now.date())
         self._state, self._steered_at = state, self.clock()
         if steered:
-            log.info("campaign members steered by orders", members=steered, campaigns=sorted(self._steered))
+            log.info("campaign members steered by orders", members=steered)
         return given, steered

@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from admin_api.services import SERVICES
 from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from crm.roles import Role
 from dialer.hopper import claim
+from pivotal.lead_allocator import LeadAllocator
 from pivotal.lead_pusher import PublicOnlyResolver
 from tests.conftest import PASSWORD, bearer, login
 
@@ -313,6 +315,15 @@ async def test_orders_steer_the_dialling_of_their_campaigns(
     await _ok(await client.post("/api/orders/allocate", headers=admin))
     assert await portal_db.fetchval("SELECT held_for_orders FROM campaign_members WHERE contact_id = 5")
     assert await claim(portal_db, 1, 10) == []
+
+    # the order paused: the campaign no longer works for any order, and its members are released - by the
+    # daemon's own allocator loop (a fresh one, as after a restart), from what the table holds
+    await _ok(await client.post(f"/api/orders/{order['id']}/actions/pause", headers=admin))
+    allocator = LeadAllocator(portal_db, time.time)
+    given, steered = await allocator.tick()
+    assert (given, steered) == (0, 6)
+    assert await portal_db.fetchval("SELECT count(*) FROM campaign_members WHERE held_for_orders OR priority <> 0") == 0
+    assert await allocator.tick() == (0, 0)  # nothing changed: nothing done
 
 
 async def test_bad_order_input_is_refused_with_what_is_wrong(

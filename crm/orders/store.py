@@ -260,10 +260,15 @@ async def _orders_and_book(conn: asyncpg.Connection) -> tuple[list[Order], Book]
     return orders, book
 
 
-async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
-    """Gives published leads that no order holds to the active orders they fit; how many were given."""
+async def allocate_published(pool: asyncpg.Pool, now: datetime, *, wait: bool = True) -> int | None:
+    """Gives published leads that no order holds to the active orders they fit; how many were given. Without
+    ``wait``, None at once while another node is allocating."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ALLOCATION_LOCK)
+        if not wait:
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _ALLOCATION_LOCK):
+                return None
+        else:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _ALLOCATION_LOCK)
         orders, book = await _orders_and_book(conn)
         if not orders:
             return 0
@@ -292,23 +297,21 @@ async def allocate_published(pool: asyncpg.Pool, now: datetime) -> int:
         return len(pairs)
 
 
-async def steer_campaigns(pool: asyncpg.Pool, today: date, steered: set[int]) -> int:
+async def steer_campaigns(pool: asyncpg.Pool, today: date) -> int:
     """Sets each still-to-dial member's priority and hold from the campaign's active orders
-    (``crm.orders.steering``); campaigns in ``steered`` that no longer work for an active order are released.
-    ``steered`` is updated. Returns the members changed."""
+    (``crm.orders.steering``), and releases the members of campaigns no active order works through any more
+    (found in the table itself, so a restart forgets nothing). Returns the members changed."""
     changed = 0
     async with pool.acquire() as conn:
         orders, book = await _orders_and_book(conn)
-        campaigns = {c for order in orders for c in order.campaigns}
-        dropped = sorted(steered - campaigns)
-        if dropped:
-            status = await conn.execute(
-                """UPDATE campaign_members SET priority = 0, held_for_orders = false, updated_at = now()
-                    WHERE campaign_id = ANY($1::bigint[]) AND (priority <> 0 OR held_for_orders)""",
-                dropped,
-            )
-            changed += int(status.split()[-1])
-        for campaign_id in sorted(campaigns):
+        campaigns = sorted({c for order in orders for c in order.campaigns})
+        status = await conn.execute(
+            """UPDATE campaign_members SET priority = 0, held_for_orders = false, updated_at = now()
+                WHERE (priority <> 0 OR held_for_orders) AND NOT (campaign_id = ANY($1::bigint[]))""",
+            campaigns,
+        )
+        changed += int(status.split()[-1])
+        for campaign_id in campaigns:
             members = await conn.fetch(
                 f"""SELECT 0 AS id, m.campaign_id, m.contact_id, m.account_id, {_FACTS}
                       FROM campaign_members m JOIN contacts c ON c.id = m.contact_id
@@ -325,8 +328,6 @@ async def steer_campaigns(pool: asyncpg.Pool, today: date, steered: set[int]) ->
                 campaign_id, [d[0] for d in decided], [d[1] for d in decided], [d[2] for d in decided],
             )  # fmt: skip
             changed += int(status.split()[-1])
-    steered.clear()
-    steered.update(campaigns)
     return changed
 
 
