@@ -162,6 +162,8 @@ async def test_an_expired_claim_goes_to_the_next_analyst(
     assert taken["id"] == lead["id"]
     late = await client.post(f"/api/leads/{lead['id']}/approve", headers=analyst, json={})
     await _refused(late, 409, "another analyst")
+    taken_over = await qa_db.fetchrow("SELECT actor_id, detail FROM audit_log WHERE action = 'lead.claim_taken_over'")
+    assert taken_over["detail"] == {"previous_analyst_id": role_users[Role.QUALITY_ANALYST]}
 
 
 async def test_analysts_asking_at_once_never_get_the_same_lead(

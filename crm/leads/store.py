@@ -126,19 +126,21 @@ async def next_for(pool: asyncpg.Pool, analyst_id: int, now: datetime, campaign_
     looks at them all; the second takes the oldest new lead and writes its trail row in the same statement."""
     until = now + CLAIM_TTL
     async with pool.acquire() as conn:
-        held = await conn.fetchval(
+        held = await conn.fetchrow(
             """WITH pick AS (
-                 SELECT id FROM leads
+                 SELECT id, claimed_by FROM leads
                   WHERE status = 'under_review' AND (claimed_by = $1 OR claimed_until <= $3)
                     AND ($4::bigint IS NULL OR campaign_id = $4)
                   ORDER BY (claimed_by = $1 AND claimed_until > $3) DESC, created_at, id
                   LIMIT 1 FOR UPDATE SKIP LOCKED)
                UPDATE leads l SET claimed_by = $1, claimed_until = $2, qa_analyst_id = $1, updated_at = $3
-                 FROM pick WHERE l.id = pick.id RETURNING l.id""",
+                 FROM pick WHERE l.id = pick.id RETURNING l.id, pick.claimed_by AS was""",
             analyst_id, until, now, campaign_id,
         )  # fmt: skip
         if held is not None:
-            return int(held)
+            if held["was"] != analyst_id:
+                await _taken_over(conn, held["id"], analyst_id, held["was"])
+            return int(held["id"])
         picked = await conn.fetchval(
             """WITH pick AS (
                  SELECT id FROM leads WHERE status = 'new' AND ($4::bigint IS NULL OR campaign_id = $4)
@@ -182,6 +184,8 @@ async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
             change.rejection_reason, change.replacement_owed, change.published, move.now, move.actor_id,
             change.changes_status,
         )  # fmt: skip
+        if move.action == "claim" and row["claimed_by"] not in (None, move.actor_id):
+            await _taken_over(conn, lead_id, move.actor_id, row["claimed_by"])
         if change.changes_status:
             detail: dict[str, Any] = {"action": move.action}
             if move.checklist:
@@ -192,6 +196,12 @@ async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
             await _trail(conn, lead_id, move.actor_id, row["status"], change.status, reason,
                          detail | ({"notes": move.notes.strip()} if move.notes.strip() else {}), move.now)  # fmt: skip
         return change
+
+
+async def _taken_over(conn: asyncpg.Connection, lead_id: int, analyst_id: int, previous: int | None) -> None:
+    """A lead whose claim lapsed, now another analyst's: no status changes, so the audit log says who and when."""
+    await audit.record(conn, Actor(analyst_id), "lead.claim_taken_over", "lead", lead_id,
+                       {"previous_analyst_id": previous})  # fmt: skip
 
 
 async def _trail(conn: asyncpg.Connection, lead_id: int, actor_id: int, from_status: str, to_status: str,

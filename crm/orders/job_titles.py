@@ -22,7 +22,7 @@ _SENIORITY_PHRASES = (
 _SENIORITY_WORDS = {
     "chief": "c_level", "ceo": "c_level", "cto": "c_level", "cfo": "c_level", "cio": "c_level", "cmo": "c_level",
     "coo": "c_level", "ciso": "c_level", "cro": "c_level", "cpo": "c_level", "chro": "c_level",
-    "president": "c_level", "founder": "c_level", "cofounder": "c_level", "owner": "c_level", "partner": "c_level",
+    "president": "c_level", "founder": "c_level", "cofounder": "c_level",
     "vp": "vp", "svp": "vp", "evp": "vp", "avp": "vp",
     "director": "director", "head": "director",
     "manager": "manager", "lead": "manager", "supervisor": "manager",
@@ -55,16 +55,26 @@ _FUNCTION_WORDS = {
     "procurement": "procurement", "purchasing": "procurement", "buyer": "procurement",
 }  # fmt: skip
 _WORD = re.compile(r"[a-z]+")
+#: "owner" and "partner" name the firm's owners only so: "Product Owner", "HR Business Partner" do not
+_OWNERS = re.compile(
+    r"^(owner|partner)$|\b(co ?owner|managing partner|general partner|equity partner|founding partner"
+    r"|senior partner|owner (and|&)? ?founder|founder (and|&)? ?owner)\b"
+)
+#: "Assistant to the CEO" is an assistant: what follows "to" describes whom they serve
+_SERVES = re.compile(r"\s(to|for)\s.*$")
 
 
 @lru_cache(maxsize=65_536)
 def classify(title: str) -> tuple[str | None, str | None]:
     """(function, seniority) of a job title; None for what it does not say."""
     text = " ".join(_WORD.findall(title.lower().replace("co-founder", "cofounder")))
+    text = _SERVES.sub("", text)
     words = text.split()
     seniority = next((level for phrase, level in _SENIORITY_PHRASES if phrase in text), None)
     if seniority is None:
         levels = [_SENIORITY_WORDS[w] for w in words if w in _SENIORITY_WORDS]
+        if _OWNERS.search(text):
+            levels.append("c_level")
         seniority = min(levels, key=SENIORITIES.index) if levels else None
     function = next((kind for phrase, kind in _FUNCTION_PHRASES if phrase in text), None)
     if function is None:  # a named function beats "executive" ("Vice President, Sales", "Founder, Marketing")
