@@ -71,8 +71,10 @@ async def create_lead(req: ApiRequest) -> LeadOut:
     try:
         lead_id = await store.create(req.services.pool, req.actor, body.campaign_id, body.contact_id,
                                      body.form_answers, body.recording_url, body.notes, body.agent_user_id)  # fmt: skip
+    except store.LeadExists as exc:
+        raise Problem(409, str(exc)) from None
     except store.LeadConflict as exc:
-        raise Problem(409 if "already has" in str(exc) else 422, str(exc)) from None
+        raise Problem(422, str(exc)) from None
     return await _lead(req, lead_id)
 
 

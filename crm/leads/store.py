@@ -25,7 +25,11 @@ class LeadNotFound(LookupError):
 
 
 class LeadConflict(ValueError):
-    """The lead cannot be entered: a lead for this contact and campaign exists, or what it names does not."""
+    """The lead cannot be entered: what it names does not exist."""
+
+
+class LeadExists(LeadConflict):
+    """The contact already has a lead in the campaign."""
 
 
 _DETAIL = """
@@ -83,7 +87,7 @@ async def create(pool: asyncpg.Pool, actor: Actor, campaign_id: int, contact_id:
             form_answers, recording_url, notes, actor.user_id,
         )  # fmt: skip
         if lead_id is None:
-            raise LeadConflict(f"contact {contact_id} already has a lead in campaign {campaign_id}")
+            raise LeadExists(f"contact {contact_id} already has a lead in campaign {campaign_id}")
         await conn.execute(
             """INSERT INTO lead_qa_events (lead_id, analyst_id, to_status, reason)
                VALUES ($1, $2, 'new', 'entered through the API')""",
