@@ -1488,3 +1488,7 @@ DO $$ DECLARE c record; BEGIN
     ALTER TABLE campaign_members ADD COLUMN held_for_orders boolean NOT NULL DEFAULT false;
   END IF;
 END $$;
+
+-- The QA queue by campaign (POST /api/qa/next?campaign_id=): after the upgrade above, which names 'new'.
+CREATE INDEX IF NOT EXISTS leads_new_campaign_id_created_at_idx ON leads (campaign_id, created_at, id)
+  WHERE status = 'new';

@@ -57,7 +57,8 @@ async def _lead(req: ApiRequest, lead_id: int) -> LeadOut:
         raise Problem(404, str(exc)) from None
     facts = LeadFacts(lead["id"], lead["campaign_id"], lead["contact_id"], lead["account_id"], lead["job_title"] or "",
                       lead["employee_count"], lead["industry"], lead["country"] or lead["account_country"])  # fmt: skip
-    lead["may_serve"] = await orders.orders_for_lead(req.services.pool, lead["campaign_id"], facts)
+    lead["may_serve"] = await orders.orders_for_lead(req.services.pool, lead["campaign_id"], facts,
+                                                     req.services.clock(), req.services.servable_orders)  # fmt: skip
     return LeadOut.model_validate(lead)
 
 

@@ -76,6 +76,7 @@ async def check_filters(req: ApiRequest, terms: OrderTerms) -> None:
 
 
 async def _order(req: ApiRequest, order_id: int) -> OrderOut:
+    req.services.servable_orders.clear()  # read or changed: what leads may serve is looked up afresh
     try:
         return OrderOut.of(await store.get(req.services.pool, order_id, today(req)))
     except store.OrderNotFound as exc:

@@ -108,6 +108,7 @@ async def organisation(req: ApiRequest) -> int:
 
 
 async def _order(req: ApiRequest, order_id: int, client_id: int) -> OrderOut:
+    req.services.servable_orders.clear()  # read or changed: what leads may serve is looked up afresh
     try:
         return OrderOut.of(await store.get(req.services.pool, order_id, today(req), client_id))
     except store.OrderNotFound as exc:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -46,6 +47,8 @@ class Services:
     webhook_allow_private: bool = False
     #: Where call recordings are copied (<data_dir>/recordings).
     recordings_dir: Path = Path("recordings")
+    #: Active orders by campaign, for the orders a lead may serve (crm.orders.store.orders_for_lead).
+    servable_orders: dict[int, Any] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -129,25 +129,29 @@ async def next_for(pool: asyncpg.Pool, analyst_id: int, now: datetime, campaign_
     Two statements, each atomic on its own: leads under review are few (one per analyst at most), so the first
     looks at them all; the second takes the oldest new lead and writes its trail row in the same statement."""
     until = now + CLAIM_TTL
+    # the campaign's condition only when there is one: "$4 IS NULL OR campaign_id = $4" in a generic plan keeps
+    # PostgreSQL from the queue's index
+    only = "" if campaign_id is None else "AND campaign_id = $4"
+    args = (analyst_id, until, now) if campaign_id is None else (analyst_id, until, now, campaign_id)
     async with pool.acquire() as conn:
         held = await conn.fetchrow(
-            """WITH pick AS (
+            f"""WITH pick AS (
                  SELECT id, claimed_by FROM leads
                   WHERE status = 'under_review' AND (claimed_by = $1 OR claimed_until <= $3)
-                    AND ($4::bigint IS NULL OR campaign_id = $4)
+                    {only}
                   ORDER BY (claimed_by = $1 AND claimed_until > $3) DESC, created_at, id
                   LIMIT 1 FOR UPDATE SKIP LOCKED)
                UPDATE leads l SET claimed_by = $1, claimed_until = $2, qa_analyst_id = $1, updated_at = $3
                  FROM pick WHERE l.id = pick.id RETURNING l.id, pick.claimed_by AS was""",
-            analyst_id, until, now, campaign_id,
+            *args,
         )  # fmt: skip
         if held is not None:
             if held["was"] != analyst_id:
                 await _taken_over(conn, held["id"], analyst_id, held["was"])
             return int(held["id"])
         picked = await conn.fetchval(
-            """WITH pick AS (
-                 SELECT id FROM leads WHERE status = 'new' AND ($4::bigint IS NULL OR campaign_id = $4)
+            f"""WITH pick AS (
+                 SELECT id FROM leads WHERE status = 'new' {only}
                   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
                taken AS (
                  UPDATE leads l SET status = 'under_review', claimed_by = $1, claimed_until = $2, qa_analyst_id = $1,
@@ -157,7 +161,7 @@ async def next_for(pool: asyncpg.Pool, analyst_id: int, now: datetime, campaign_
                  INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, at)
                  SELECT id, $1, 'new', 'under_review', 'claimed from the queue', $3 FROM taken)
                SELECT id FROM taken""",
-            analyst_id, until, now, campaign_id,
+            *args,
         )  # fmt: skip
     return None if picked is None else int(picked)
 

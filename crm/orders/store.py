@@ -331,14 +331,29 @@ async def steer_campaigns(pool: asyncpg.Pool, today: date) -> int:
     return changed
 
 
-async def orders_for_lead(pool: asyncpg.Pool, campaign_id: int, facts: LeadFacts) -> list[dict[str, Any]]:
-    """The active orders working through the campaign whose filters the lead fits (room or not)."""
-    async with pool.acquire() as conn:
-        rows = [dict(r) for r in await conn.fetch(
-            _ORDER + """ WHERE o.status = 'active'
-                           AND o.id IN (SELECT order_id FROM order_campaigns WHERE campaign_id = $1)""",
-            campaign_id,
-        )]  # fmt: skip
-        account_sets = await _account_sets(conn, rows)
+#: campaign -> (read at, its active orders' specs and rows): lead pages ask for every lead, orders change seldom
+Servable = dict[int, tuple[float, list[tuple[Order, dict[str, Any]]]]]
+SERVABLE_TTL_S = 5.0
+
+
+async def orders_for_lead(pool: asyncpg.Pool, campaign_id: int, facts: LeadFacts, now: float,
+                          cache: Servable) -> list[dict[str, Any]]:  # fmt: skip
+    """The active orders working through the campaign whose filters the lead fits (room or not). ``cache``
+    (the node's; cleared when an order changes here) keeps what another node changed at most SERVABLE_TTL_S."""
+    cached = cache.get(campaign_id)
+    if cached is None or now - cached[0] > SERVABLE_TTL_S:
+        async with pool.acquire() as conn:
+            rows = [dict(r) for r in await conn.fetch(
+                """SELECT o.id, o.name, o.client_organisation_id, o.lead_target, o.over_delivery_pct, o.weekly_pace,
+                          o.starts_on, o.ends_on, o.dedupe_scope, o.per_account_cap, o.criteria,
+                          ARRAY[$1::bigint] AS campaign_ids
+                     FROM campaign_orders o JOIN order_campaigns oc ON oc.order_id = o.id AND oc.campaign_id = $1
+                    WHERE o.status = 'active'""",
+                campaign_id,
+            )]  # fmt: skip
+            account_sets = await _account_sets(conn, rows) if rows else {}
+        if len(cache) > 1000:
+            cache.clear()
+        cached = cache[campaign_id] = (now, [(_spec(row, account_sets), row) for row in rows])
     return [{"order_id": row["id"], "name": row["name"], "client_organisation_id": row["client_organisation_id"]}
-            for row in rows if _spec(row, account_sets).filter.matches(facts)]  # fmt: skip
+            for spec, row in cached[1] if spec.filter.matches(facts)]  # fmt: skip
