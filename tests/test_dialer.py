@@ -25,7 +25,7 @@ async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_use
     client = await sandbox_daemon(make_client, sandbox_speed=20.0)
     base = str(client.make_url("")).rstrip("/")
     manager = bearer(await login(client, "campaign_manager@test.example"))
-    cid = await make_campaign(client, manager, mode="progressive", fields={"record_calls": True})
+    cid = await make_campaign(client, manager, mode="progressive")
     bots = await ensure_bots(base, "admin@test.example", PASSWORD, 3, PASSWORD)
     stats = await run_bots(bots, BotOptions(base, cid, PASSWORD, wrap_s=(0.1, 0.4), positive_share=0.3,
                                             max_talk_s=1.5), duration_s=12)  # fmt: skip
@@ -73,28 +73,6 @@ async def test_progressive_campaign_end_to_end(make_client: AppFactory, role_use
             break
         await asyncio.sleep(0.1)
     assert in_progress == 0
-    # Recorded from the bridge: the carrier's file copied into our storage and linked from each lead.
-    recorded = "SELECT call_attempt_id FROM leads l JOIN call_attempts a ON a.id = l.call_attempt_id " \
-               "WHERE l.campaign_id = $1 AND a.recording_file IS NOT NULL"  # fmt: skip
-    for _ in range(150):
-        if len(await dialer_db.fetch(recorded, cid)) == len(leads):
-            break
-        await asyncio.sleep(0.1)
-    assert len(await dialer_db.fetch(recorded, cid)) == len(leads)
-    assert (
-        await dialer_db.fetchval(  # conversations without a lead are recorded too
-            "SELECT count(*) FROM call_attempts WHERE campaign_id = $1 AND recording_file IS NOT NULL", cid
-        )
-        >= 1
-    )
-    for lead in leads:
-        detail = await (await client.get(f"/api/leads/{lead['id']}", headers=manager)).json()
-        assert detail["recording_url"] == f"/api/call-attempts/{lead['call_attempt_id']}/recording"
-        audio = await client.get(detail["recording_url"], headers=manager)
-        assert audio.status == 200
-        assert audio.content_type == "audio/mpeg"
-        assert len(await audio.read()) > 0
-    assert (await client.get("/api/call-attempts/999999/recording", headers=manager)).status == 404
     metrics = await (await client.get("/metrics")).text()
     assert f'pivotal_dialer_dials_total{{campaign="{cid}"}}' in metrics
     assert "pivotal_dialer_answer_to_bridge_seconds_bucket" in metrics
@@ -221,7 +199,8 @@ async def test_preview_mode_offers_skips_and_dials_what_the_agent_accepts(
     await _set_scripts(client, [{"to": f"+1212555000{n}", "outcome": "human", "ring_ms": 1000, "greeting_ms": 300,
                                  "talk_ms": 60000} for n in (1, 2)])  # fmt: skip
     manager = bearer(await login(client, "campaign_manager@test.example"))
-    cid = await make_campaign(client, manager, mode="preview", contacts=2, retry_minutes=60)
+    cid = await make_campaign(client, manager, mode="preview", contacts=2, retry_minutes=60,
+                              fields={"record_calls": True})  # fmt: skip
     ws, rtc, _ = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
     try:
         await ws.send(json.dumps({"type": "ready", "id": "r"}))
@@ -265,6 +244,18 @@ async def test_preview_mode_offers_skips_and_dials_what_the_agent_accepts(
         await rtc.close()
     lead = await dialer_db.fetchrow("SELECT * FROM leads WHERE id = $1", saved["lead_id"])
     assert lead["form_answers"] == {"budget": 5000, "timeline": "q2"}
+    # Recorded from the bridge: the carrier's file copied into our storage and linked from the lead.
+    for _ in range(150):
+        if await dialer_db.fetchval("SELECT recording_file FROM call_attempts WHERE id = $1", pop["attempt_id"]):
+            break
+        await asyncio.sleep(0.1)
+    detail = await (await client.get(f"/api/leads/{lead['id']}", headers=manager)).json()
+    assert detail["recording_url"] == f"/api/call-attempts/{pop['attempt_id']}/recording"
+    audio = await client.get(detail["recording_url"], headers=manager)
+    assert audio.status == 200
+    assert audio.content_type == "audio/mpeg"
+    assert len(await audio.read()) > 0
+    assert (await client.get("/api/call-attempts/999999/recording", headers=manager)).status == 404
     assert await dialer_db.fetchval("SELECT count(*) FROM attempt_dispositions") == 1
     skipped = await dialer_db.fetchrow(
         "SELECT status::text, next_attempt_at > now() + interval '50 minutes' AS later FROM campaign_members "
