@@ -6,7 +6,6 @@ calls every route with another organisation's ids)."""
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from admin_api.order_models import OrderOut, OrderPage, OrderQuery, OrderReport,
 from admin_api.order_routes import today
 from admin_api.pagination import Page, PageQuery, decode_cursor, page_of
 from admin_api.problems import Problem
+from crm.audience.csv_writer import write_rows
 from crm.leads.qa_workflow import Move, Refused
 from crm.orders import deliveries, portal, reports, store
 from crm.orders.push import url_problem
@@ -189,17 +189,16 @@ async def export_my_leads(req: ApiRequest) -> web.StreamResponse:
                                            "Content-Disposition": disposition})  # fmt: skip
     await response.prepare(req.request)
     out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(portal.CSV_COLUMNS)
+    write_rows(out, [portal.CSV_COLUMNS])  # formula-safe cells, CRLF line ends
+    await response.write(out.getvalue().encode())  # the header even for an order with no lead yet
     after = None
     while rows := await portal.leads(req.services.pool, client_id, order_id, None, after, 1000):
         rows = rows[:1000]
-        for row in rows:
-            writer.writerow([portal.csv_cell(row.get(column)) for column in portal.CSV_COLUMNS])
-        await response.write(out.getvalue().encode())  # written before it counts as delivered
-        await portal.mark_delivered(req.services.pool, [row["id"] for row in rows])
         out.seek(0)
         out.truncate()
+        write_rows(out, ([row.get(column) for column in portal.CSV_COLUMNS] for row in rows))
+        await response.write(out.getvalue().encode())  # written before it counts as delivered
+        await portal.mark_delivered(req.services.pool, [row["id"] for row in rows])
         after = rows[-1]["id"]
     await response.write_eof()
     return response

@@ -28,8 +28,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
-from email_send import PIVOTAL, ROOT, daemon_env, prepare, start_sink, template
-from throwaway import cpu_between, cpu_seconds, free_port, postgres_pids, throwaway_database
+from email_send import ROOT, daemon_env, prepare, start_sink, template
+from throwaway import cpu_between, cpu_seconds, free_port, migrate, postgres_pids, throwaway_database
 
 CORES = os.cpu_count() or 1
 
@@ -170,10 +170,7 @@ async def ledger_floor(args: argparse.Namespace) -> None:
 
     async with throwaway_database(args.database_url) as url:
         with tempfile.TemporaryDirectory() as tmp:
-            migrate = subprocess.run([PIVOTAL, "--data-dir", tmp, "migrate"], env=daemon_env(url),  # noqa: ASYNC221
-                                     capture_output=True)  # fmt: skip
-            if migrate.returncode:
-                raise SystemExit(migrate.stderr.decode())
+            migrate(tmp, daemon_env(url))
         campaign = await prepare(url, args.recipients, 25, 8, None)
         pool = await asyncpg.create_pool(url, min_size=4, max_size=8)
         assert pool is not None

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import random
@@ -33,13 +32,11 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
-from throwaway import cpu_between, cpu_seconds, free_port, postgres_pids, throwaway_database, wait_ready
+from throwaway import PIVOTAL, CpuSampler, free_port, migrate, postgres_pids, throwaway_database, wait_ready
 
-PIVOTAL = str(Path(sys.executable).with_name("pivotal"))
 ROOT = Path(__file__).resolve().parents[1]
 PARAGRAPH = (
     "<p>Account-based marketing works when sales and marketing agree on the accounts. This part of the "
@@ -162,42 +159,6 @@ async def until_done(url: str, campaign: int, timeout_s: float) -> None:
         await conn.close()
 
 
-class CpuSampler:
-    """Every 0.25 s, the CPU the daemon, the relay or stand-in, and PostgreSQL have used: what each costs per
-    message in the steady part of a run."""
-
-    def __init__(self, parts: dict[str, Callable[[], list[int]]]) -> None:
-        self.parts = parts
-        self.samples: list[tuple[float, dict[str, dict[int, float]]]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            self.samples.append((time.time(), {name: cpu_seconds(pids()) for name, pids in self.parts.items()}))
-            await asyncio.sleep(0.25)
-
-    def per_item(self, start: float, end: float, items: int) -> str:
-        """ "daemon 812 us, relay 1,104 us, ..." of CPU per item between two wall-clock times."""
-        if items <= 0 or len(self.samples) < 2:
-            return "not measured"
-        first = min(self.samples, key=lambda sample: abs(sample[0] - start))
-        last = min(self.samples, key=lambda sample: abs(sample[0] - end))
-        share = items * (last[0] - first[0]) / (end - start) if end > start else 0
-        if share <= 0:
-            return "not measured"
-        return ", ".join(f"{name} {cpu_between(first[1][name], last[1][name]) / share * 1e6:,.1f} us"
-                         for name in self.parts)  # fmt: skip
-
-
 async def one_run(args: argparse.Namespace, recipients: int, rate: float | None,
                   kill_after: float | None = None) -> dict[str, object]:  # fmt: skip
     """Send a campaign; with ``kill_after`` kill -9 the daemon that long after it starts sending, then restart it."""
@@ -208,10 +169,7 @@ async def one_run(args: argparse.Namespace, recipients: int, rate: float | None,
             sink = start_sink(sink_port, sink_log)
             env = daemon_env(url)
             try:
-                migrate = subprocess.run([PIVOTAL, "--data-dir", tmp, "migrate"], env=env,  # noqa: ASYNC221
-                                         capture_output=True)  # fmt: skip
-                if migrate.returncode:
-                    raise SystemExit(migrate.stderr.decode())
+                migrate(tmp, env)
                 campaign = await prepare(url, recipients, sink_port, args.connections, rate)
                 started = time.monotonic()
                 daemon = start_daemon(tmp, port, env, daemon_log)
@@ -362,10 +320,7 @@ async def http_provider(args: argparse.Namespace) -> None:
         async with throwaway_database(args.database_url) as url:
             with tempfile.TemporaryDirectory() as tmp:
                 env = daemon_env(url) | {"PIVOTAL_TELEPHONY__SECRETS_KEY": base64.b64encode(box_key).decode()}
-                migrate = subprocess.run([PIVOTAL, "--data-dir", tmp, "migrate"], env=env,  # noqa: ASYNC221
-                                         capture_output=True)  # fmt: skip
-                if migrate.returncode:
-                    raise SystemExit(migrate.stderr.decode())
+                migrate(tmp, env)
                 campaign = await prepare(url, args.recipients, 0, args.connections, None,
                                          (args.provider, settings, sealed))  # fmt: skip
                 log = Path(tmp) / "daemon.log"

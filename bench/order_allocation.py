@@ -17,14 +17,13 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
-from email_send import PIVOTAL, daemon_env
-from throwaway import throwaway_database
+from email_send import daemon_env
+from throwaway import migrate, throwaway_database
 
 TITLES = ["CTO", "VP Engineering", "Head of IT", "IT Manager", "Senior Software Engineer", "CMO", "VP Marketing",
           "Marketing Manager", "CFO", "Finance Director", "Head of People", "Sales Director", "Account Executive",
@@ -108,10 +107,7 @@ async def main() -> None:
     for run in range(args.runs):
         async with throwaway_database(args.database_url) as url:
             with tempfile.TemporaryDirectory() as tmp:
-                migrate = subprocess.run([PIVOTAL, "--data-dir", tmp, "migrate"], env=daemon_env(url),  # noqa: ASYNC221
-                                         capture_output=True)  # fmt: skip
-                if migrate.returncode:
-                    raise SystemExit(migrate.stderr.decode())
+                migrate(tmp, daemon_env(url))
             await prepare(url, args.leads, args.orders, seed=run)
             pool = await asyncpg.create_pool(url, min_size=1, max_size=2, init=_json_codec)
             assert pool is not None

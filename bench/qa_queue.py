@@ -24,7 +24,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,8 +33,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import bcrypt
-from email_send import PIVOTAL, daemon_env, start_daemon
-from throwaway import free_port, throwaway_database, wait_ready
+from email_send import daemon_env, start_daemon
+from throwaway import free_port, migrate, throwaway_database, wait_ready
 
 PASSWORD = "qa bench password"
 CHECKLIST = {"recording_reviewed": True, "title_fits": True, "consent_confirmed": True}
@@ -119,10 +118,7 @@ async def main() -> None:
     async with throwaway_database(args.database_url) as url:
         with tempfile.TemporaryDirectory() as tmp:
             env = daemon_env(url)
-            migrate = subprocess.run([PIVOTAL, "--data-dir", tmp, "migrate"], env=env,  # noqa: ASYNC221
-                                     capture_output=True)  # fmt: skip
-            if migrate.returncode:
-                raise SystemExit(migrate.stderr.decode())
+            migrate(tmp, env)
             rounds_run = args.working_rounds + 1
             # one more campaign, first: a warm-up round (the pool's connections opened, statements planned)
             await prepare(url, (rounds_run + 1) * args.leads, args.analysts, rounds_run + 1)

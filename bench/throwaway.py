@@ -7,13 +7,26 @@ import asyncio
 import contextlib
 import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+
+#: the daemon's command, beside the interpreter running the benchmark
+PIVOTAL = str(Path(sys.executable).with_name("pivotal"))
+
+
+def migrate(data_dir: str, env: dict[str, str]) -> None:
+    """``pivotal migrate`` against the database in ``env``; exits the benchmark with its error if it fails."""
+    done = subprocess.run([PIVOTAL, "--data-dir", data_dir, "migrate"], env=env, capture_output=True)
+    if done.returncode:
+        raise SystemExit(done.stderr.decode())
 
 
 @contextlib.asynccontextmanager
@@ -78,3 +91,39 @@ def postgres_pids() -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+class CpuSampler:
+    """Every 0.25 s, the CPU the daemon, the relay or stand-in, and PostgreSQL have used: what each costs per
+    message in the steady part of a run."""
+
+    def __init__(self, parts: dict[str, Callable[[], list[int]]]) -> None:
+        self.parts = parts
+        self.samples: list[tuple[float, dict[str, dict[int, float]]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), {name: cpu_seconds(pids()) for name, pids in self.parts.items()}))
+            await asyncio.sleep(0.25)
+
+    def per_item(self, start: float, end: float, items: int) -> str:
+        """ "daemon 812 us, relay 1,104 us, ..." of CPU per item between two wall-clock times."""
+        if items <= 0 or len(self.samples) < 2:
+            return "not measured"
+        first = min(self.samples, key=lambda sample: abs(sample[0] - start))
+        last = min(self.samples, key=lambda sample: abs(sample[0] - end))
+        share = items * (last[0] - first[0]) / (end - start) if end > start else 0
+        if share <= 0:
+            return "not measured"
+        return ", ".join(f"{name} {cpu_between(first[1][name], last[1][name]) / share * 1e6:,.1f} us"
+                         for name in self.parts)  # fmt: skip

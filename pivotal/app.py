@@ -76,6 +76,7 @@ from pivotal.lead_allocator import LeadAllocator
 from pivotal.lead_pusher import LeadPusher
 from pivotal.local_state import jwt_secret, secrets_key
 from pivotal.metrics import Metrics
+from pivotal.periodic import Periodic
 from pivotal.schema import apply_schema
 from pivotal.server import ON_LISTENING
 from pivotal.stall_watch import StallWatch
@@ -339,40 +340,24 @@ async def _email(app: web.Application) -> AsyncIterator[None]:
         await engagement.close()
 
 
-async def _campaign_clock(app: web.Application) -> AsyncIterator[None]:
-    """Scheduled campaigns start at their time; campaigns past their end are completed."""
-    feed = app[SERVICES].suppressions
-    clock = CampaignClock(app[POOL], lambda: feed.healthy)
-    clock.start()
+async def _periodic_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The campaigns' clock (scheduled starts, ends); published leads to the orders they fit, and the orders'
+    steering of the dialer; leads pushed to clients' webhooks."""
+    services, orders = app[SERVICES], app[SETTINGS].orders
+    feed = services.suppressions
+    jobs: list[Periodic] = [CampaignClock(app[POOL], lambda: feed.healthy)]
+    if orders.allocation_interval_s:
+        jobs.append(LeadAllocator(app[POOL], services.clock, orders.allocation_interval_s))
+    if orders.push_webhooks:
+        jobs.append(LeadPusher(app[POOL], services.sealer, services.clock, retry_base_s=orders.push_retry_base_s,
+                               allow_private=orders.webhook_allow_private))  # fmt: skip
+    for job in jobs:
+        job.start()
     try:
         yield
     finally:
-        await clock.close()
-
-
-async def _lead_allocator(app: web.Application) -> AsyncIterator[None]:
-    """Published leads go to the orders they fit."""
-    interval = app[SETTINGS].orders.allocation_interval_s
-    allocator = LeadAllocator(app[POOL], app[SERVICES].clock, interval)
-    if interval:
-        allocator.start()
-    try:
-        yield
-    finally:
-        await allocator.close()
-
-
-async def _lead_pusher(app: web.Application) -> AsyncIterator[None]:
-    """Leads pushed to clients' webhooks, retried with back-off."""
-    settings = app[SETTINGS].orders
-    pusher = LeadPusher(app[POOL], app[SERVICES].sealer, app[SERVICES].clock, retry_base_s=settings.push_retry_base_s,
-                        allow_private=settings.webhook_allow_private)  # fmt: skip
-    if settings.push_webhooks:
-        pusher.start()
-    try:
-        yield
-    finally:
-        await pusher.close()
+        for job in jobs:
+            await job.close()
 
 
 async def _stall_watch(app: web.Application) -> AsyncIterator[None]:
@@ -411,6 +396,6 @@ def build_app(
     app[ops_routes.ENDPOINTS] = api.endpoints
     app.cleanup_ctx.extend(
         [_stall_watch, _database_server, _pool, _services_context(clock), _telephony, _dialer, _email,
-         _campaign_clock, _lead_allocator, _lead_pusher]
+         _periodic_jobs]
     )  # fmt: skip
     return app

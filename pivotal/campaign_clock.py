@@ -9,7 +9,6 @@ nodes may run the clock: each action locks the campaign's row, and the loser fin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from crm.campaigns.lifecycle import CampaignAction, LifecycleError
 from crm.campaigns.store import CampaignConflict, NotReady
 from crm.compliance.campaign_rules import CampaignNotFound
 from dispatch import campaigns as email_campaigns
+from pivotal.periodic import Periodic
 
 log = structlog.get_logger("pivotal.campaign_clock")
 
@@ -34,27 +34,16 @@ _DUE = """SELECT id, channel::text AS channel, status::text AS status FROM campa
            ORDER BY id LIMIT 100"""
 
 
-class CampaignClock:
+class CampaignClock(Periodic):
+    name = "campaign-clock"
+
     def __init__(self, pool: asyncpg.Pool, suppressions_current: Callable[[], bool], tick_s: float = TICK_S) -> None:
-        self.pool, self._current, self.tick_s = pool, suppressions_current, tick_s
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(tick_s)
+        self.pool, self._current = pool, suppressions_current
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="campaign-clock")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except (asyncpg.PostgresError, OSError) as exc:
-                log.warning("campaign clock: database unavailable", error=repr(exc))
-            await asyncio.sleep(self.tick_s)
+    async def run_once(self) -> bool:
+        await self.tick()
+        return False
 
     async def tick(self) -> int:
         """Moves every due campaign; how many moved."""

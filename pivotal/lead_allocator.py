@@ -8,8 +8,6 @@ serialises across nodes on an advisory lock.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -17,6 +15,7 @@ import asyncpg
 import structlog
 
 from crm.orders.store import allocate_published, steer_campaigns
+from pivotal.periodic import Periodic
 
 log = structlog.get_logger("pivotal.lead_allocator")
 
@@ -30,32 +29,19 @@ _WAITING = """SELECT count(*) || '/' || coalesce(max(published_at)::text, '') FR
                WHERE status = 'published' AND campaign_order_id IS NULL"""
 
 
-class LeadAllocator:
+class LeadAllocator(Periodic):
+    name = "lead-allocator"
+
     def __init__(self, pool: asyncpg.Pool, clock: Callable[[], float], tick_s: float = TICK_S) -> None:
-        self.pool, self.clock, self.tick_s = pool, clock, tick_s
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(tick_s)
+        self.pool, self.clock = pool, clock
         self._state = ""
         self._waiting = ""
         self._steered_at = 0.0
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="lead-allocator")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task  # the loop only ends by this cancel: its errors are logged, not raised
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # an outage: next tick
-                log.warning("lead allocation: database unavailable", error=repr(exc))
-            except Exception:  # a fault of ours must not stop every later allocation
-                log.exception("lead allocation failed")
-            await asyncio.sleep(self.tick_s)
+    async def run_once(self) -> bool:
+        await self.tick()
+        return False
 
     async def tick(self) -> tuple[int, int]:
         """(leads allocated, members steered)."""

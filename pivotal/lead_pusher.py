@@ -6,8 +6,6 @@ queue. One request carries up to 100 leads of one order; the client's answer dec
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import ipaddress
 import json
 import socket
@@ -25,6 +23,7 @@ from admin_api.portal_routes import PortalLead
 from crm.orders import deliveries
 from crm.orders.push import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature, url_problem
 from dialer.connections import Sealer, TelephonyError
+from pivotal.periodic import Periodic
 
 log = structlog.get_logger("pivotal.lead_pusher")
 
@@ -43,38 +42,28 @@ class PublicOnlyResolver(ThreadedResolver):
         return found
 
 
-class LeadPusher:
+class LeadPusher(Periodic):
+    name = "lead-pusher"
+
     def __init__(self, pool: asyncpg.Pool, sealer: Sealer, clock: Callable[[], float], *, idle_s: float = 1.0,
                  retry_base_s: float = 30.0, allow_private: bool = False) -> None:  # fmt: skip
+        super().__init__(idle_s)
         self.pool, self.sealer, self.clock = pool, sealer, clock
-        self.idle_s, self.retry_base_s, self.allow_private = idle_s, retry_base_s, allow_private
-        self._task: asyncio.Task[None] | None = None
+        self.retry_base_s, self.allow_private = retry_base_s, allow_private
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
         connector = aiohttp.TCPConnector(resolver=None if self.allow_private else PublicOnlyResolver())
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S), connector=connector)
-        self._task = asyncio.create_task(self._run(), name="lead-pusher")
+        super().start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task  # the loop only ends by this cancel: its errors are logged, not raised
+        await super().close()
         if self._session is not None:
             await self._session.close()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                if not await self.push_once():
-                    await asyncio.sleep(self.idle_s)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # an outage: next tick
-                log.warning("lead push: database unavailable", error=repr(exc))
-                await asyncio.sleep(self.idle_s)
-            except Exception:  # a fault of ours must not stop every later push
-                log.exception("lead push failed")
-                await asyncio.sleep(self.idle_s)
+    async def run_once(self) -> bool:
+        return await self.push_once()
 
     async def push_once(self) -> bool:
         """Pushes one batch if one is due; False when nothing was."""

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 
-from crm.audience.csv_writer import safe_cell
 from crm.leads.qa_workflow import Lead, Move, Refused, Rules, decide
 
 CSV_COLUMNS = ("id", "order_id", "status", "first_name", "last_name", "job_title", "email", "phone_e164", "country",
@@ -58,10 +57,6 @@ async def mark_delivered(pool: asyncpg.Pool, lead_ids: Sequence[int]) -> None:
             "UPDATE leads SET delivered_at = now() WHERE id = ANY($1::bigint[]) AND delivered_at IS NULL",
             list(lead_ids),
         )
-
-
-def csv_cell(value: object) -> str:
-    return safe_cell(value)
 
 
 async def return_lead(pool: asyncpg.Pool, client_id: int, lead_id: int, move: Move) -> None:
