@@ -276,6 +276,8 @@ async def test_a_webhook_into_this_network_is_refused(
         refused = await client.put(f"/api/portal/orders/{order['id']}/webhook", headers=buyer,
                                    json={"url": url, "secret": "s" * 16})  # fmt: skip
         assert refused.status == 422, url
+    export = await client.get(f"/api/portal/orders/{order['id']}/leads.csv", headers=buyer)
+    assert (await export.text()).startswith("id,order_id,status,")  # no lead yet: the header all the same
     short = await client.put(f"/api/portal/orders/{order['id']}/webhook", headers=buyer,
                              json={"url": "https://crm.buyer.example/hook", "secret": "short"})  # fmt: skip
     assert short.status == 422
