@@ -101,7 +101,7 @@ async def next_lead(req: ApiRequest) -> LeadOut | None:
     """The lead the analyst already holds, else the oldest one whose claim expired, else the oldest new one,
     now claimed by the analyst for 15 minutes (renewed by claiming it again). Two analysts never get the same
     lead. 204 when nothing waits."""
-    lead_id = await store.next_for(req.services.pool, req.user.user_id, _now(req), req.query.campaign_id)
+    lead_id = await store.next_for(req.services.pool, req.actor, _now(req), req.query.campaign_id)
     return None if lead_id is None else await _lead(req, lead_id)
 
 

@@ -1,13 +1,16 @@
 """Benchmark: the QA queue under concurrent analysts (issue 9). ``pivotal run`` in its own process on a throwaway
 database holding ``--leads`` new leads; ``--analysts`` analysts, each on its own keep-alive connection, loop
 ``POST /api/qa/next`` -> review -> ``POST /api/leads/{id}/approve`` (a three-item checklist confirmed) until the
-queue is empty. After a warm-up round (not counted: the daemon's pool opens its connections, PostgreSQL plans the
-statements), rounds on the same daemon:
+queue is empty. Analysts sign in before a round opens (once a shift: not what a round measures). After a warm-up
+round (not counted: the daemon's pool opens its connections, PostgreSQL plans the statements), rounds on the same
+daemon:
 
 - working (three rounds): each review takes 0-400 ms (200 ms on average: 20 analysts then review about 90 leads a
-  second, a few hundred times what 20 people reading recordings do; the queue is busy, not saturated);
+  second, a few hundred times what 20 people reading recordings do; the queue is busy, not saturated). A working
+  team is not in step: when the round opens each analyst is somewhere in a review (a random part of one);
 - flat out: no review time at all, every analyst asking again the moment it is answered (the daemon saturated:
-  latency is then queueing, and leads per second is the ceiling).
+  latency is then queueing, and leads per second is the ceiling). It opens with all analysts asking at the same
+  instant: how long the last of them waits is printed too.
 
     .venv/bin/python bench/qa_queue.py [--analysts 20] [--leads 3000]
 
@@ -28,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -74,33 +78,53 @@ async def prepare(url: str, leads: int, analysts: int, campaigns: int) -> None:
         await conn.close()
 
 
-async def analyst(
-    base: str, n: int, campaign: int, next_ms: list[float], approve_ms: list[float], review_s: float
-) -> list[int]:
+async def sign_in(base: str, n: int) -> aiohttp.ClientSession:
+    """An analyst's session, signed in (once a shift: not part of what a round measures)."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+    login = await session.post(f"{base}/api/auth/login", json={"email": f"qa{n}@bench.example",
+                                                               "password": PASSWORD})  # fmt: skip
+    session.headers["Authorization"] = f"Bearer {(await login.json())['access_token']}"
+    return session
+
+
+@dataclass
+class Round:
+    name: str
+    next_ms: list[float] = field(default_factory=list)
+    approve_ms: list[float] = field(default_factory=list)
+    first_ms: list[float] = field(default_factory=list)  # each analyst's first ask of the round
+    handed: Counter[int] = field(default_factory=Counter)
+    elapsed_s: float = 0.0
+    served: str = ""
+
+
+async def analyst(session: aiohttp.ClientSession, base: str, n: int, campaign: int, measured: Round,
+                  review_s: float) -> list[int]:  # fmt: skip
     reviewed: list[int] = []
     rng = random.Random(n)  # noqa: S311 - review times, not secrets
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-        login = await session.post(f"{base}/api/auth/login", json={"email": f"qa{n}@bench.example",
-                                                                   "password": PASSWORD})  # fmt: skip
-        session.headers["Authorization"] = f"Bearer {(await login.json())['access_token']}"
-        while True:
-            started = time.perf_counter()
-            async with session.post(f"{base}/api/qa/next?campaign_id={campaign}") as answer:
-                body = await answer.json() if answer.status == 200 else None
-                if answer.status not in (200, 204):
-                    raise SystemExit(f"next: {answer.status} {await answer.text()}")
-            next_ms.append((time.perf_counter() - started) * 1000)
-            if body is None:
-                return reviewed
-            reviewed.append(body["id"])
-            if review_s:
-                await asyncio.sleep(rng.uniform(0, 2 * review_s))
-            started = time.perf_counter()
-            async with session.post(f"{base}/api/leads/{body['id']}/approve", json={"checklist": CHECKLIST}) as done:
-                if done.status != 200:
-                    raise SystemExit(f"approve: {done.status} {await done.text()}")
-                await done.read()
-            approve_ms.append((time.perf_counter() - started) * 1000)
+    if review_s:
+        # A working team is not in step: when the round opens, each analyst is somewhere in a review.
+        await asyncio.sleep(rng.uniform(0, 2 * review_s))
+    while True:
+        started = time.perf_counter()
+        async with session.post(f"{base}/api/qa/next?campaign_id={campaign}") as answer:
+            body = await answer.json() if answer.status == 200 else None
+            if answer.status not in (200, 204):
+                raise SystemExit(f"next: {answer.status} {await answer.text()}")
+        measured.next_ms.append((time.perf_counter() - started) * 1000)
+        if not reviewed:
+            measured.first_ms.append(measured.next_ms[-1])
+        if body is None:
+            return reviewed
+        reviewed.append(body["id"])
+        if review_s:
+            await asyncio.sleep(rng.uniform(0, 2 * review_s))
+        started = time.perf_counter()
+        async with session.post(f"{base}/api/leads/{body['id']}/approve", json={"checklist": CHECKLIST}) as done:
+            if done.status != 200:
+                raise SystemExit(f"approve: {done.status} {await done.text()}")
+            await done.read()
+        measured.approve_ms.append((time.perf_counter() - started) * 1000)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -148,13 +172,17 @@ async def main() -> None:
     print(f"QA queue: {args.analysts} analysts at once, {args.leads} new leads a round, next -> review -> approve "
           f"until empty; daemon, PostgreSQL and analysts on one {os.cpu_count()}-core machine")  # fmt: skip
     twice = 0
-    for name, handed, next_ms, approve_ms, elapsed, served in rounds:
-        twice += sum(1 for count in handed.values() if count > 1)
-        print(f"  {name}: next lead p50 {pct(next_ms, 0.5):.1f} ms, p99 {pct(next_ms, 0.99):.1f} ms, max "
-              f"{max(next_ms):.1f} ms over {len(next_ms)} requests; approve p50 {pct(approve_ms, 0.5):.1f} ms, p99 "
-              f"{pct(approve_ms, 0.99):.1f} ms; {len(handed) / elapsed:,.0f} leads reviewed a second; the daemon's "
-              f"own next-lead p99 {served}")  # fmt: skip
+    for done in rounds:
+        twice += sum(1 for count in done.handed.values() if count > 1)
+        print(f"  {done.name}: next lead p50 {pct(done.next_ms, 0.5):.1f} ms, p99 {pct(done.next_ms, 0.99):.1f} ms, "
+              f"max {max(done.next_ms):.1f} ms over {len(done.next_ms)} requests; approve p50 "
+              f"{pct(done.approve_ms, 0.5):.1f} ms, p99 {pct(done.approve_ms, 0.99):.1f} ms; "
+              f"{len(done.handed) / done.elapsed_s:,.0f} leads reviewed a second; the daemon's own next-lead p99 "
+              f"{done.served}")  # fmt: skip
     print("  (target: next-lead p99 <= 20 ms with 20 analysts working)")
+    herd = rounds[-1].first_ms
+    print(f"  all {len(herd)} asking at the same instant (the flat-out round's start): answered within "
+          f"{min(herd):.1f}-{max(herd):.1f} ms")  # fmt: skip
     worst = max((stall.get("stalled_ms", 0) for stall in stalls), default=0)
     print(f"  the daemon's event loop stalled {len(stalls)} times (>= 100 ms), the longest {worst:.0f} ms: every "
           "request in flight waits that long")  # fmt: skip
@@ -186,17 +214,20 @@ def server_p99(before: dict[float, float], after: dict[float, float]) -> str:
     return f"<= {bound * 1000:.0f} ms"
 
 
-async def one_round(base: str, args: argparse.Namespace, name: str, campaign: int,
-                    review_s: float) -> tuple[str, Counter[int], list[float], list[float], float, str]:  # fmt: skip
-    next_ms: list[float] = []
-    approve_ms: list[float] = []
-    before = await server_buckets(base)
-    started = time.perf_counter()
-    shares = await asyncio.gather(*(analyst(base, n, campaign, next_ms, approve_ms, review_s)
-                                    for n in range(args.analysts)))  # fmt: skip
-    elapsed = time.perf_counter() - started
-    served = server_p99(before, await server_buckets(base))
-    return name, Counter(lead for share in shares for lead in share), next_ms, approve_ms, elapsed, served
+async def one_round(base: str, args: argparse.Namespace, name: str, campaign: int, review_s: float) -> Round:
+    measured = Round(name)
+    sessions = await asyncio.gather(*(sign_in(base, n) for n in range(args.analysts)))
+    try:
+        before = await server_buckets(base)
+        started = time.perf_counter()
+        shares = await asyncio.gather(*(analyst(session, base, n, campaign, measured, review_s)
+                                        for n, session in enumerate(sessions)))  # fmt: skip
+        measured.elapsed_s = time.perf_counter() - started
+        measured.served = server_p99(before, await server_buckets(base))
+    finally:
+        await asyncio.gather(*(session.close() for session in sessions))
+    measured.handed = Counter(lead for share in shares for lead in share)
+    return measured
 
 
 if __name__ == "__main__":

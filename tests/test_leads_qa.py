@@ -155,6 +155,7 @@ async def test_an_expired_claim_goes_to_the_next_analyst(
     other = bearer(await login(client, "analyst2@test.example"))
     lead = await _enter(client, bearer(await login(client, "admin@test.example")), 3)
     assert (await (await client.post("/api/qa/next", headers=analyst)).json())["id"] == lead["id"]
+    assert (await (await client.post("/api/qa/next", headers=analyst)).json())["id"] == lead["id"]  # renewed
     now[0] += 14 * 60
     assert (await client.post("/api/qa/next", headers=other)).status == 204
     now[0] += 2 * 60  # 16 minutes: the first analyst's claim lapsed
@@ -162,8 +163,20 @@ async def test_an_expired_claim_goes_to_the_next_analyst(
     assert taken["id"] == lead["id"]
     late = await client.post(f"/api/leads/{lead['id']}/approve", headers=analyst, json={})
     await _refused(late, 409, "another analyst")
-    taken_over = await qa_db.fetchrow("SELECT actor_id, detail FROM audit_log WHERE action = 'lead.claim_taken_over'")
-    assert taken_over["detail"] == {"previous_analyst_id": role_users[Role.QUALITY_ANALYST]}
+    taken_over = await qa_db.fetch(
+        "SELECT actor_id, entity_id, detail, request_id FROM audit_log WHERE action = 'lead.claim_taken_over'"
+    )
+    assert len(taken_over) == 1  # renewing one's own claim is not a takeover
+    assert taken_over[0]["detail"] == {"previous_analyst_id": role_users[Role.QUALITY_ANALYST]}
+    assert taken_over[0]["entity_id"] == str(lead["id"])
+    assert taken_over[0]["actor_id"] == await qa_db.fetchval(
+        "SELECT id FROM users WHERE email = 'analyst2@test.example'"
+    )
+    assert taken_over[0]["request_id"]  # which request took it
+    trail = await qa_db.fetch(
+        "SELECT to_status::text FROM lead_qa_events WHERE lead_id = $1 ORDER BY id", lead["id"]
+    )  # entered, taken from the queue once; a takeover changes no status
+    assert [row["to_status"] for row in trail] == ["new", "under_review"]
 
 
 async def test_analysts_asking_at_once_never_get_the_same_lead(

@@ -26,9 +26,15 @@ def test_issue_carries_roles_and_legacy_role() -> None:
 
 @pytest.mark.parametrize(("now", "valid"), [(1000.0, True), (4599.0, True), (4600.0, False), (9999.0, False)])
 def test_expiry_uses_the_given_clock(now: float, valid: bool) -> None:
-    """Expiry is judged against the clock passed in, not the wall clock."""
+    """Expiry is judged against the clock passed in, not the wall clock, also once the token was verified
+    (and its signature remembered)."""
     service = TokenService(SECRET, 3600)
     token, _ = service.issue(1, [Role.ADMIN], now=1000.0)
+    for _ in range(2):  # the second time from what the first remembered
+        check(service, token, now, valid)
+
+
+def check(service: TokenService, token: str, now: float, valid: bool) -> None:
     if valid:
         assert service.verify(token, now).user_id == 1
     else:
@@ -48,11 +54,24 @@ def test_expiry_uses_the_given_clock(now: float, valid: bool) -> None:
     ids=["bad-signature", "other-secret", "no-jti", "bad-claims", "garbage"],
 )
 def test_tampered_tokens_are_refused(mangle: object) -> None:
-    """Anything but an intact token of ours is InvalidToken."""
+    """Anything but an intact token of ours is InvalidToken, also once the intact one was verified."""
     service = TokenService(SECRET, 3600)
     token, _ = service.issue(1, [Role.ADMIN], now=1000.0)
+    assert service.verify(token, 1001.0).user_id == 1
     with pytest.raises(InvalidToken):
         service.verify(mangle(token), 1001.0)  # type: ignore[operator]
+
+
+def test_remembers_a_bounded_number_of_tokens() -> None:
+    """Verified tokens are remembered up to a bound, the oldest forgotten first; all stay valid."""
+    service = TokenService(SECRET, 3600)
+    tokens = [service.issue(n, [Role.AGENT], now=1000.0)[0] for n in range(1, 5000)]
+    for n, token in enumerate(tokens, start=1):
+        assert service.verify(token, 1001.0).user_id == n
+    assert len(service._verified) == 4096
+    assert tokens[0] not in service._verified
+    assert tokens[-1] in service._verified
+    assert service.verify(tokens[0], 1001.0).user_id == 1
 
 
 @pytest.mark.parametrize(

@@ -122,51 +122,58 @@ async def page(pool: asyncpg.Pool, *, status: str | None, campaign_id: int | Non
     return rows
 
 
-async def next_for(pool: asyncpg.Pool, analyst_id: int, now: datetime, campaign_id: int | None) -> int | None:
+async def next_for(pool: asyncpg.Pool, analyst: Actor, now: datetime, campaign_id: int | None) -> int | None:
     """Claims the next lead for the analyst and returns its id: the one the analyst already holds (its claim
     renewed), else the oldest whose claim expired, else the oldest new one. None when nothing waits.
 
-    One transaction of two statements: leads under review are few (one per analyst at most), so the first looks
-    at them all; the second takes the oldest new lead and writes its trail row in the same statement."""
+    One statement, so one round trip and its own transaction: leads under review are few (one per analyst at
+    most), so ``held`` looks at them all; only when it finds none does ``fresh`` take the oldest new lead. The
+    claim, its trail row (a new lead) or its audit row (a lapsed claim taken over) are written together."""
     until = now + CLAIM_TTL
-    # the campaign's condition only when there is one: "$4 IS NULL OR campaign_id = $4" in a generic plan keeps
+    # the campaign's condition only when there is one: "$6 IS NULL OR campaign_id = $6" in a generic plan keeps
     # PostgreSQL from the queue's index
-    only = "" if campaign_id is None else "AND campaign_id = $4"
-    args = (analyst_id, until, now) if campaign_id is None else (analyst_id, until, now, campaign_id)
-    async with pool.acquire() as conn, conn.transaction():
-        # A claim is not something we promise to keep: lost in a crash, the lead is simply new again. So the
-        # commit does not wait for the WAL to reach the disk (that wait was most of the queue's tail latency).
-        await conn.execute("SET LOCAL synchronous_commit TO off")
-        held = await conn.fetchrow(
-            f"""WITH pick AS (
-                 SELECT id, claimed_by FROM leads
-                  WHERE status = 'under_review' AND (claimed_by = $1 OR claimed_until <= $3)
-                    {only}
-                  ORDER BY (claimed_by = $1 AND claimed_until > $3) DESC, created_at, id
-                  LIMIT 1 FOR UPDATE SKIP LOCKED)
-               UPDATE leads l SET claimed_by = $1, claimed_until = $2, qa_analyst_id = $1, updated_at = $3
-                 FROM pick WHERE l.id = pick.id RETURNING l.id, pick.claimed_by AS was""",
-            *args,
-        )  # fmt: skip
-        if held is not None:
-            if held["was"] != analyst_id:
-                await _taken_over(conn, held["id"], analyst_id, held["was"])
-            return int(held["id"])
-        picked = await conn.fetchval(
-            f"""WITH pick AS (
-                 SELECT id FROM leads WHERE status = 'new' {only}
-                  ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
-               taken AS (
-                 UPDATE leads l SET status = 'under_review', claimed_by = $1, claimed_until = $2, qa_analyst_id = $1,
-                        status_changed_at = $3, updated_at = $3
-                   FROM pick WHERE l.id = pick.id RETURNING l.id),
-               trail AS (
-                 INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, at)
-                 SELECT id, $1, 'new', 'under_review', 'claimed from the queue', $3 FROM taken)
-               SELECT id FROM taken""",
-            *args,
-        )  # fmt: skip
-    return None if picked is None else int(picked)
+    only = "" if campaign_id is None else "AND campaign_id = $6"
+    if analyst.user_id is None:
+        raise ValueError("only a signed-in analyst takes leads from the queue")
+    args: list[object] = [analyst.user_id, until, now, analyst.request_id, analyst.client_ip]
+    if campaign_id is not None:
+        args.append(campaign_id)
+    row = await pool.fetchrow(
+        f"""WITH held AS (
+             SELECT id, claimed_by FROM leads
+              WHERE status = 'under_review' AND (claimed_by = $1 OR claimed_until <= $3) {only}
+              ORDER BY (claimed_by = $1 AND claimed_until > $3) DESC, created_at, id
+              LIMIT 1 FOR UPDATE SKIP LOCKED),
+           fresh AS (
+             SELECT id FROM leads
+              WHERE status = 'new' {only} AND NOT EXISTS (SELECT FROM held)
+              ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED),
+           pick AS (
+             SELECT id, claimed_by AS was, false AS was_new FROM held
+             UNION ALL SELECT id, NULL, true FROM fresh),
+           taken AS (
+             UPDATE leads l SET status = 'under_review', claimed_by = $1, claimed_until = $2, qa_analyst_id = $1,
+                    status_changed_at = CASE WHEN pick.was_new THEN $3 ELSE l.status_changed_at END,
+                    updated_at = $3
+               FROM pick WHERE l.id = pick.id
+             RETURNING l.id, pick.was, pick.was_new),
+           trail AS (
+             INSERT INTO lead_qa_events (lead_id, analyst_id, from_status, to_status, reason, at)
+             SELECT id, $1, 'new', 'under_review', 'claimed from the queue', $3 FROM taken WHERE was_new),
+           takeover AS (  -- a lapsed claim: no status changes, so the audit log says who took it from whom
+             INSERT INTO audit_log (actor_id, action, entity_type, entity_id, detail, request_id, client_ip)
+             SELECT $1, 'lead.claim_taken_over', 'lead', id::text, jsonb_build_object('previous_analyst_id', was),
+                    $4, $5
+               FROM taken WHERE NOT was_new AND was IS DISTINCT FROM $1)
+        SELECT id FROM taken
+         -- A claim is not something we promise to keep: lost in a crash, the lead is simply new again. So this
+         -- transaction's commit does not wait for the WAL to reach the disk (that wait was most of the queue's
+         -- tail latency). Evaluated on the row taken, before the statement's implicit commit (nothing taken,
+         -- nothing written: no commit to wait for).
+         WHERE set_config('synchronous_commit', 'off', true) = 'off'""",
+        *args,
+    )  # fmt: skip
+    return None if row is None else int(row["id"])
 
 
 async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
