@@ -250,7 +250,7 @@ class SupervisorHub:
         if frame.type == "force_pause":
             if session.agent.state is AgentState.PAUSED:
                 raise Refused("already_paused", "the agent is paused already")
-            self.engine.pause(session, frame.reason)
+            self.engine.pause(session, frame.reason, force=True)
             action, detail = "agent.force_pause", {"reason": frame.reason, "campaign_id": session.campaign_id}
         else:
             # Reserved includes a preview being dialled with no call object yet: its answer needs this agent.

@@ -5,7 +5,9 @@
     wrap_up --wrap_timeout--> paused(wrap_timeout): the disposition is still owed, and no call comes first
 
 A pause asked for while reserved, on a call or wrapping up is remembered and taken when the call is done
-(``pending_pause``); a reservation released (the customer hung up before the bridge) returns the agent. The
+(``pending_pause``); a reservation released (the customer hung up before the bridge) returns the agent. A ready
+agent's pause may be held too (``hold_pause``: the dialer decides when, see ``CampaignRunner.pause_must_wait``);
+the agent stays ready meanwhile, and asking for ready again cancels it. The
 dialer routes only to ``ready`` agents, longest idle first (``ready_since``). Names match the database enum
 ``agent_state``. An event the table does not allow raises ``IllegalTransition`` and changes nothing.
 """
@@ -88,6 +90,7 @@ class Agent:
     ready_since: float | None = None  # when it last became ready: longest idle is served first
     pause_reason: str | None = None
     pending_pause: str | None = None  # asked for during a call: taken when the call is done
+    pause_held_since: float | None = None  # a ready agent's pause, held while calls dialled count on the agent
     owes_disposition: bool = False  # its last call ended and has no disposition yet: no new call, no logout
 
     def apply(self, event: AgentEvent, now: float, reason: str | None = None) -> Change:
@@ -119,6 +122,16 @@ class Agent:
         self._enter(target, now, reason)
         return Change(before, target, reason, now)
 
+    def hold_pause(self, now: float, reason: str | None = None) -> Change:
+        """A ready agent asked for a pause the dialer cannot give yet: ready still (a call already dialled may
+        need them), the pause pending; ``apply(PAUSE)`` takes it, ``apply(READY)`` cancels it."""
+        if self.state is not S.READY:
+            raise IllegalTransition(self.state, E.PAUSE, ": only a ready agent's pause is held")
+        self.pending_pause = reason or "break"
+        if self.pause_held_since is None:
+            self.pause_held_since = now
+        return Change(S.READY, S.READY, self.pending_pause, now)
+
     def _enter(self, state: AgentState, now: float, reason: str | None) -> None:
         if state is not self.state:
             self.since = now
@@ -132,6 +145,7 @@ class Agent:
             self.ready_since = None
         if state in (S.READY, S.PAUSED, S.OFFLINE):
             self.pending_pause = None
+        self.pause_held_since = None
 
     def wrap_timed_out(self, now: float, wrap_up_s: float) -> bool:
         return self.state is S.WRAP_UP and now - self.since >= wrap_up_s

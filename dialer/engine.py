@@ -336,7 +336,15 @@ class Engine:
         if runner is not None:
             runner.agent_free()
 
-    def pause(self, session: AgentSession, reason: str) -> None:
+    def pause(self, session: AgentSession, reason: str, *, force: bool = False) -> None:
+        """The agent's pause: at once, or after the call in progress; while calls dialled count on this agent (a
+        progressive campaign's), held until they are answered or given up - a person answering with nobody free
+        would be abandoned. ``force`` (a supervisor's) pauses a ready agent at once."""
+        runner = self.runners.get(session.campaign_id)
+        if not force and runner is not None and runner.pause_must_wait(session):
+            session.agent.hold_pause(self.clock(), reason)
+            self._on_agent_change(session)
+            return
         self._apply(session, AgentEvent.PAUSE, reason)
 
     async def dispose(self, session: AgentSession, *, attempt_id: int, code: str, answers: dict[str, Any],

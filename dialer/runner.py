@@ -25,7 +25,7 @@ from crm.campaigns.scripts import render
 from crm.compliance.decision import Decision
 from crm.compliance.feed import SuppressionFeed
 from crm.compliance.rules import Reason
-from dialer import attempts, hopper
+from dialer import attempts, held_pauses, hopper
 from dialer.agent_sessions import AgentSession
 from dialer.agent_state import AgentEvent, AgentState, IllegalTransition
 from dialer.calls import Call, Callback
@@ -265,6 +265,7 @@ class CampaignRunner:
         sessions = self._agents(self.config.id)
         self._wrap_timeouts(sessions, now)
         self._serve_waiting(sessions)
+        self._take_held_pauses(sessions, now)
         if now - self._sampled_at >= SAMPLE_S:
             self._sample(sessions, now)
         if not self.active:
@@ -322,8 +323,10 @@ class CampaignRunner:
         wrap: list[float] = []
         for s in sessions:
             state = s.agent.state
-            if s.routable:
+            if _free(s):
                 ready += 1
+            elif s.agent.pause_held_since is not None:
+                paused += 1  # leaving: no call is dialled for it
             elif state in (AgentState.ON_CALL, AgentState.RESERVED):
                 talking += 1
                 call = s.call
@@ -501,15 +504,50 @@ class CampaignRunner:
         self.wake()
 
     def _pick_agent(self, call: Call) -> AgentSession | None:
+        """The longest idle ready agent; one waiting for a held pause only when nobody else is free."""
         best: AgentSession | None = None
         for session in self._agents(self.config.id):
             if not session.routable or session.offer is not None:
                 continue
             if call.entry.assigned_user_id is not None and session.user_id == call.entry.assigned_user_id:
                 return session  # a personal callback goes to its agent when that agent is free
-            if best is None or (session.agent.ready_since or 0.0) < (best.agent.ready_since or 0.0):
+            if best is None or _rank(session) < _rank(best):
                 best = session
         return best
+
+    # -- held pauses (dialer.held_pauses) --------------------------------------------------------------------
+
+    def promises_an_agent(self) -> bool:
+        """Progressive dialling, or a predictive campaign fallen back to it (its abandon budget spent): every
+        call dialled counts on a ready agent."""
+        if self.config.dial_mode == "progressive":
+            return True
+        return isinstance(self.pacer, PredictivePacer) and self.pacer.mode == "progressive"
+
+    def _calls_in_flight(self) -> int:
+        dialing = sum(1 for c in self.calls.values() if c.state == "dialing")
+        return dialing + self.pending_dials + sum(1 for c in self.waiting if c.state == "waiting")
+
+    def pause_must_wait(self, session: AgentSession) -> bool:
+        """Whether this ready agent's pause is held (see dialer.held_pauses)."""
+        if not self.promises_an_agent() or not session.routable:
+            return False
+        free_others = sum(1 for s in self._agents(self.config.id) if s is not session and _free(s))
+        return held_pauses.must_wait(self._calls_in_flight(), free_others)
+
+    def _take_held_pauses(self, sessions: list[AgentSession], now: float) -> None:
+        waiting = [s for s in sessions if s.agent.state is AgentState.READY and s.agent.pause_held_since is not None]
+        held = sorted(waiting, key=lambda s: s.agent.pause_held_since or 0.0)  # in the order they asked
+        if not held:
+            return
+        leaving = held
+        if self.promises_an_agent():
+            covering = [s for s in held if s.routable]
+            free = sum(map(_free, sessions))
+            leaving = [s for s in held if not s.routable] + held_pauses.may_go(self._calls_in_flight(), free, covering)
+        for session in leaving:
+            session.agent.apply(AgentEvent.PAUSE, now, session.agent.pending_pause)
+            self._changed(session)
 
     def _serve_waiting(self, sessions: list[AgentSession]) -> None:
         while self.waiting:
@@ -962,3 +1000,12 @@ _BUSY = frozenset({AgentState.RESERVED, AgentState.ON_CALL, AgentState.WRAP_UP})
 
 #: Agent dispositions that say the "answer" was a machine (for the pacer's person-by-answer-age model).
 _MACHINES = frozenset({"voicemail_left", "machine", "answering_machine"})
+
+
+def _free(session: AgentSession) -> bool:
+    """Ready for a call and staying: not waiting for a held pause."""
+    return session.routable and session.agent.pause_held_since is None
+
+
+def _rank(session: AgentSession) -> tuple[bool, float]:
+    return session.agent.pause_held_since is not None, session.agent.ready_since or 0.0

@@ -88,6 +88,7 @@ class BotAgent:
         self.pops: dict[int, dict[str, Any]] = {}
         self.ready_sent = False
         self.softphone_up = asyncio.Event()
+        self.state = "offline"  # as the daemon last said
         self.joined = asyncio.Event()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ws: Any = None
@@ -120,9 +121,14 @@ class BotAgent:
                     raise ConnectionError("the daemon closed the console")
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._request({"type": "pause", "reason": "end_of_shift"}), 5)
-                # Calls still in progress finish and are dispositioned before the bot leaves (bounded).
+                # Calls still in progress finish and are dispositioned before the bot leaves, and the pause is
+                # taken (held while calls dialled for the team count on this agent) - bounded.
                 deadline = time.monotonic() + 300  # the longest talk in the benchmarks' lists, and a wrap-up
-                while (self.pops or self._wrapping) and time.monotonic() < deadline and not reader.done():  # noqa: ASYNC110
+                while (  # noqa: ASYNC110
+                    (self.pops or self._wrapping or self.state not in ("paused", "offline"))
+                    and time.monotonic() < deadline
+                    and not reader.done()
+                ):
                     await asyncio.sleep(0.1)
             finally:
                 reader.cancel()
@@ -181,6 +187,8 @@ class BotAgent:
                 continue
             if kind == "error":
                 self.stats.errors.append(f"{self.email}: {frame.get('code')}: {frame.get('message')}")
+            elif kind == "state":
+                self.state = frame["state"]
             elif kind == "softphone" and frame.get("connected"):
                 self.softphone_up.set()
             elif kind == "screen_pop":

@@ -79,3 +79,43 @@ def test_a_shift() -> None:
     assert agent.apply(E.READY, 432.0).after is S.READY
     agent.apply(E.PAUSE, 433.0)
     assert agent.apply(E.LOGOUT, 500.0).after is S.OFFLINE
+
+
+def test_a_held_pause() -> None:
+    """A ready agent's pause held by the dialer: still ready (and in its place in the queue) until the dialer
+    takes it, cancelled by asking for ready, or kept through a call and taken when the call is done."""
+    agent = Agent(7, state=S.READY, since=1.0, ready_since=1.0)
+    change = agent.hold_pause(5.0, "coffee")
+    assert (change.before, change.after, change.reason) == (S.READY, S.READY, "coffee")
+    assert (agent.state, agent.pending_pause, agent.pause_held_since, agent.ready_since) == (
+        S.READY,
+        "coffee",
+        5.0,
+        1.0,
+    )
+    agent.hold_pause(6.0, "lunch")  # asked again: the new reason, still held since the first ask
+    assert (agent.pending_pause, agent.pause_held_since) == ("lunch", 5.0)
+    agent.apply(E.READY, 7.0)  # cancelled
+    assert (agent.state, agent.pending_pause, agent.pause_held_since, agent.ready_since) == (S.READY, None, None, 1.0)
+
+    agent.hold_pause(8.0, "coffee")
+    agent.apply(E.PAUSE, 9.0, agent.pending_pause)  # taken by the dialer
+    assert (agent.state, agent.pause_reason, agent.pending_pause, agent.pause_held_since) == (
+        S.PAUSED, "coffee", None, None)  # fmt: skip
+
+    agent.apply(E.READY, 10.0)
+    agent.hold_pause(11.0, "coffee")
+    agent.apply(E.RESERVE, 12.0)  # one of the calls it waited for reached it
+    assert (agent.state, agent.pending_pause, agent.pause_held_since) == (S.RESERVED, "coffee", None)
+    agent.apply(E.CONNECT, 12.2)
+    agent.apply(E.HANGUP, 40.0)
+    change = agent.apply(E.DISPOSE, 45.0)
+    assert (change.after, change.reason) == (S.PAUSED, "coffee")
+
+
+@pytest.mark.parametrize("state", [s for s in AgentState if s is not S.READY])
+def test_only_a_ready_agents_pause_is_held(state: AgentState) -> None:
+    agent = Agent(7, state=state, since=1.0)
+    with pytest.raises(IllegalTransition, match="only a ready agent"):
+        agent.hold_pause(5.0, "coffee")
+    assert (agent.state, agent.pending_pause) == (state, None)

@@ -105,8 +105,8 @@ async def test_the_agent_socket_refuses_bad_tokens_and_bad_frames(
 async def test_a_person_nobody_can_take_hears_the_message_within_two_seconds(
     make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool
 ) -> None:
-    """The only agent pauses while the call rings: the person who answers is given the abandon message within
-    2 s of the answer, hung up on, counted as abandoned, and locked out for 72 h."""
+    """The only agent's console goes away while the call rings: the person who answers is given the abandon
+    message within 2 s of the answer, hung up on, counted as abandoned, and locked out for 72 h."""
     client = await sandbox_daemon(make_client)
     sim = client.app[SERVICES].carriers.base_url.removesuffix("/v2")
     async with aiohttp.ClientSession() as http:
@@ -120,8 +120,7 @@ async def test_a_person_nobody_can_take_hears_the_message_within_two_seconds(
         await ws.send(json.dumps({"type": "ready", "id": "r"}))
         assert await _answer(ws, "r") == "ack"
         attempt = await _poll(dialer_db, "SELECT id FROM call_attempts WHERE campaign_id = $1", cid)
-        await ws.send(json.dumps({"type": "pause", "reason": "coffee", "id": "p"}))
-        assert await _answer(ws, "p") == "ack"
+        await ws.close()  # nobody at the desk: the agent is paused at once
         await _poll(dialer_db, "SELECT 1 FROM call_attempts WHERE id = $1 AND ended_at IS NOT NULL", attempt, 20)
     finally:
         await ws.close()
@@ -143,6 +142,57 @@ async def test_a_person_nobody_can_take_hears_the_message_within_two_seconds(
     assert locked.total_seconds() > 71 * 3600
     metrics = await (await client.get("/metrics")).text()
     assert f'pivotal_dialer_abandons_total{{campaign="{cid}"}} 1.0' in metrics
+
+
+@pytest.mark.parametrize("outcome", ["human", "no_answer"])
+async def test_a_pause_waits_for_the_call_dialled_for_the_agent(
+    make_client: AppFactory, role_users: Any, dialer_db: asyncpg.Pool, outcome: str
+) -> None:
+    """Progressive: the only agent asks for a pause while the call dialled for them rings. The pause is held
+    (still ready, the pause pending, nothing more dialled): a person who answers is put through to the agent and
+    the pause follows the call; a call nobody answers ends and the pause is taken then. Nobody is abandoned."""
+    client = await sandbox_daemon(make_client, sandbox_speed=1.0 if outcome == "human" else 5.0)  # 15 s of ringing
+    await _set_scripts(client, [{"to": "+12125550001", "outcome": outcome, "ring_ms": 2500, "greeting_ms": 300,
+                                 "talk_ms": 20000}])  # fmt: skip
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    cid = await make_campaign(client, manager, mode="progressive", contacts=2)
+    ws, rtc, _ = await _agent_console(client, cid, f"{Role.AGENT}@test.example")
+    try:
+        await ws.send(json.dumps({"type": "ready", "id": "r"}))
+        assert await _answer(ws, "r") == "ack"
+        attempt = await _poll(dialer_db, "SELECT id FROM call_attempts WHERE campaign_id = $1", cid)
+        await ws.send(json.dumps({"type": "pause", "reason": "coffee", "id": "p"}))
+        held = await _frame(ws, lambda f: f["type"] == "state" and f.get("pending_pause") == "coffee")
+        assert held["state"] == "ready"
+        assert await _answer(ws, "p") == "ack"
+        if outcome == "human":
+            bridged = await _frame(ws, lambda f: f["type"] == "call" and f.get("state") == "bridged", 15)
+            assert bridged["attempt_id"] == attempt
+            await ws.send(json.dumps({"type": "hangup", "attempt_id": attempt, "id": "h"}))
+            await _frame(ws, lambda f: f["type"] == "call" and f.get("state") == "ended")
+            await ws.send(json.dumps({"type": "disposition", "attempt_id": attempt, "code": "not_interested",
+                                      "answers": {}, "id": "d"}))  # fmt: skip
+        states: list[dict[str, Any]] = []  # the state frames up to the pause (the disposition's ack comes after it)
+
+        def paused(frame: dict[str, Any]) -> bool:
+            if frame["type"] == "state":
+                states.append(frame)
+            return bool(frame["type"] == "state" and frame["state"] == "paused")
+
+        await _frame(ws, paused, 20)
+        assert [(f["state"], f["reason"], f["pending_pause"]) for f in states][-1] == ("paused", "coffee", None)
+        assert all(f["state"] != "ready" for f in states), "from the call to the pause, never ready in between"
+        await asyncio.sleep(1.0)  # a paused agent: nothing more is dialled
+    finally:
+        await ws.close()
+        await rtc.close()
+    rows = await dialer_db.fetch("SELECT * FROM call_attempts WHERE campaign_id = $1", cid)
+    assert [r["id"] for r in rows] == [attempt], "one call: none dialled for an agent on their way to a pause"
+    assert not rows[0]["abandoned"]
+    assert (rows[0]["bridged_at"] is not None) == (outcome == "human")
+    code = await dialer_db.fetchval("SELECT disposition_code FROM attempt_dispositions WHERE call_attempt_id = $1",
+                                    attempt)  # fmt: skip
+    assert code == ("not_interested" if outcome == "human" else "no_answer")
 
 
 async def _answer(ws: Any, frame_id: str) -> str:

@@ -482,14 +482,18 @@ function render() {
   chip.dataset.state = S.state;
   chip.textContent = S.state.replace("_", " ") + (S.state === "paused" && S.reason ? ` · ${S.reason.replaceAll("_", " ")}` : "");
   const notes = [];
-  if (S.pendingPause) notes.push(`Pause (${S.pendingPause}) after this call`);
+  if (S.pendingPause && S.state === "ready") {
+    // held by the dialer: a call dialled for the team may still need this agent (Ready cancels the pause)
+    notes.push(`Pause (${S.pendingPause}) as soon as the calls already dialled are answered or given up`);
+  } else if (S.pendingPause) notes.push(`Pause (${S.pendingPause}) after this call`);
   if (S.owes) notes.push("Save the outcome before going ready");
   $("state-note").textContent = notes.join(" · ");
   $("line").textContent = S.lineUp ? "connected" : "not connected";
   const onCall = S.call && (S.call.state === "on call" || S.call.state === "connecting");
   const held = pending();
-  $("ready").disabled = !(S.state === "paused" && S.lineUp && !S.owes && !S.pop);
-  $("pause").disabled = !(S.state === "ready" || onCall || S.state === "wrap_up");
+  const pauseHeld = S.state === "ready" && Boolean(S.pendingPause);
+  $("ready").disabled = !((S.state === "paused" || pauseHeld) && S.lineUp && !S.owes && !S.pop);
+  $("pause").disabled = !((S.state === "ready" && !pauseHeld) || onCall || S.state === "wrap_up");
   $("hangup").disabled = !(S.call && S.call.state === "on call");
   $("mute").disabled = $("hold").disabled = !(S.call && S.call.state === "on call");
   $("leave").disabled = Boolean(S.call) || S.owes || S.state === "wrap_up";

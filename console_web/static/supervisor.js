@@ -88,7 +88,8 @@ function updateAgent(a) {
   cells[2].replaceChildren(chip, a.pending_pause ? el("span", { class: "muted" }, " → pause") : "", a.owes ? el("span", { class: "muted" }, " · owes outcome") : "");
   cells[4].textContent = a.call ? [a.call.contact, a.call.account].filter(Boolean).join(" · ") || `call #${a.call.attempt_id}` : "";
   cells[6].textContent = `${a.softphone ? "line up" : "no line"}${a.online ? "" : " · console away"}`;
-  entry.pause.disabled = a.state === "paused" || Boolean(a.pending_pause);
+  // a pause the dialer holds (ready, pending) may still be forced: the supervisor's pause is taken at once
+  entry.pause.disabled = a.state === "paused" || (Boolean(a.pending_pause) && a.state !== "ready");
   entry.row.dataset.state = a.state;
   filterRow(entry);
   tickAgent(entry);
