@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Annotated
 
 import asyncpg
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
 from admin_api.api import Api, ApiRequest
 from admin_api.models import Strict
@@ -137,17 +137,27 @@ async def link_order_campaigns(req: ApiRequest) -> OrderOut:
     return await _order(req, order_id)
 
 
+class ActionQuery(BaseModel):
+    if_updated_at: AwareDatetime | None = Field(
+        None,
+        description="the order's updated_at as you read it: refused (412) if it changed since, e.g. terms the "
+        "client edited after you reviewed them",
+    )
+
+
 @api.route("POST", "/api/orders/{orderId}/actions/{action}", summary="Activate, pause, cancel or fulfil an order",
-           tag="orders", roles=MANAGE, response=OrderOut)  # fmt: skip
+           tag="orders", roles=MANAGE, query=ActionQuery, response=OrderOut)  # fmt: skip
 async def act_on_order(req: ApiRequest) -> OrderOut:
     order_id = req.path_int("orderId")
     action = req.request.match_info["action"]
     if action not in ("activate", "pause", "cancel", "fulfil"):
         raise Problem(404, f"no action {action!r}: activate, pause, cancel or fulfil")
     try:
-        await store.act(req.services.pool, req.actor, order_id, action)
+        await store.act(req.services.pool, req.actor, order_id, action, read_at=req.query.if_updated_at)
     except store.OrderNotFound as exc:
         raise Problem(404, str(exc)) from None
+    except store.OrderChanged as exc:
+        raise Problem(412, str(exc)) from None
     except store.OrderConflict as exc:
         raise Problem(409, str(exc)) from None
     return await _order(req, order_id)

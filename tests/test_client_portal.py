@@ -172,6 +172,36 @@ async def test_clients_order_receive_return_and_see_only_their_own(
     assert await portal_db.fetchval("SELECT count(*) FROM leads WHERE delivered_at IS NOT NULL") >= 4
 
 
+async def test_a_manager_activates_only_the_terms_they_read(
+    make_client: Any, portal_db: asyncpg.Pool, role_users: dict[Role, int]
+) -> None:
+    """With ``if_updated_at`` an action is refused (412, nothing changed) when the order changed since the caller
+    read it - here the client raised the quantity while the manager was reviewing the draft."""
+    client = await make_client()
+    manager = bearer(await login(client, "campaign_manager@test.example"))
+    buyer = bearer(await login(client, "client@test.example"))
+    order = await _ok(await client.post("/api/portal/orders", headers=buyer, json={"name": "CTOs", "quantity": 5}),
+                      201)  # fmt: skip
+    await _ok(await client.put(f"/api/orders/{order['id']}/campaigns", headers=manager, json={"campaign_ids": [1]}))
+    reviewed = await _ok(await client.get(f"/api/orders/{order['id']}", headers=manager))
+    await _ok(await client.put(f"/api/portal/orders/{order['id']}/terms", headers=buyer, json={
+        "name": "CTOs", "quantity": 500}))  # fmt: skip
+    activate = f"/api/orders/{order['id']}/actions/activate"
+    stale = await client.post(activate, headers=manager, params={"if_updated_at": reviewed["updated_at"]})
+    assert stale.status == 412
+    assert stale.content_type == "application/problem+json"
+    assert "changed since you read it" in (await stale.json())["detail"]
+    assert (await _ok(await client.get(f"/api/orders/{order['id']}", headers=manager)))["status"] == "draft"
+    for bad in ("yesterday", "2026-11-25T10:00:00"):  # not a time; a time without its zone
+        assert (await client.post(activate, headers=manager, params={"if_updated_at": bad})).status == 422
+    fresh = await _ok(await client.get(f"/api/orders/{order['id']}", headers=manager))
+    assert fresh["quantity"] == 500
+    active = await _ok(await client.post(activate, headers=manager, params={"if_updated_at": fresh["updated_at"]}))
+    assert active["status"] == "active"
+    paused = await _ok(await client.post(f"/api/orders/{order['id']}/actions/pause", headers=manager))  # none given
+    assert paused["status"] == "paused"
+
+
 async def test_an_order_s_client_wide_scope_and_pace_hold_back_leads(
     make_client: Any, portal_db: asyncpg.Pool, role_users: dict[Role, int]
 ) -> None:

@@ -40,6 +40,10 @@ class OrderConflict(ValueError):
     pass
 
 
+class OrderChanged(OrderConflict):
+    """The order is no longer as the caller read it."""
+
+
 async def create(pool: asyncpg.Pool, actor: Actor, client_id: int, terms: dict[str, Any],
                  webhook_secret: bytes | None) -> int:  # fmt: skip
     columns = [t for t in TERMS if t in terms]
@@ -132,13 +136,20 @@ _MOVES = {"activate": ({"draft", "paused"}, "active"), "pause": ({"active"}, "pa
           "fulfil": ({"active", "paused"}, "fulfilled")}  # fmt: skip
 
 
-async def act(pool: asyncpg.Pool, actor: Actor, order_id: int, action: str) -> None:
+async def act(pool: asyncpg.Pool, actor: Actor, order_id: int, action: str, *,
+              read_at: datetime | None = None) -> None:  # fmt: skip
+    """Moves the order along its lifecycle. With ``read_at`` (the ``updated_at`` of the order as the caller read
+    it), only if nothing changed since - terms a client edited meanwhile are not activated unseen."""
     starts, to = _MOVES[action]
     async with pool.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow("SELECT status::text AS status FROM campaign_orders WHERE id = $1 FOR UPDATE",
-                                  order_id)  # fmt: skip
+        row = await conn.fetchrow(
+            "SELECT status::text AS status, updated_at FROM campaign_orders WHERE id = $1 FOR UPDATE", order_id
+        )
         if row is None:
             raise OrderNotFound(f"order {order_id} does not exist")
+        if read_at is not None and row["updated_at"] != read_at:
+            raise OrderChanged(f"order {order_id} changed since you read it (now updated_at "
+                               f"{row['updated_at'].isoformat()}): read it again")  # fmt: skip
         if row["status"] not in starts:
             raise OrderConflict(f"cannot {action} an order that is {row['status']}")
         if action == "activate" and not await conn.fetchval(
