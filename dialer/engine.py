@@ -294,6 +294,10 @@ class Engine:
         if not force:
             if session.call is not None or session.agent.state in (AgentState.RESERVED, AgentState.ON_CALL):
                 raise Refused("on_call", "finish the call first")
+            runner = self.runners.get(session.campaign_id)
+            if runner is not None and runner.pause_must_wait(session):
+                raise Refused("calls_ringing", "calls dialled for you are ringing: pause first (taken once they are "
+                                               "answered or given up), then leave")  # fmt: skip
             self._apply(session, AgentEvent.LOGOUT)
         else:
             self._apply(session, AgentEvent.FORCE_LOGOUT, reason)

@@ -165,6 +165,9 @@ async def test_a_pause_waits_for_the_call_dialled_for_the_agent(
         held = await _frame(ws, lambda f: f["type"] == "state" and f.get("pending_pause") == "coffee")
         assert held["state"] == "ready"
         assert await _answer(ws, "p") == "ack"
+        await ws.send(json.dumps({"type": "leave", "id": "l"}))  # nor may the agent walk away from the call
+        refused = await _frame(ws, lambda f: f.get("id") == "l")
+        assert (refused["type"], refused["code"]) == ("error", "calls_ringing")
         if outcome == "human":
             bridged = await _frame(ws, lambda f: f["type"] == "call" and f.get("state") == "bridged", 15)
             assert bridged["attempt_id"] == attempt

@@ -496,7 +496,7 @@ function render() {
   $("pause").disabled = !((S.state === "ready" && !pauseHeld) || onCall || S.state === "wrap_up");
   $("hangup").disabled = !(S.call && S.call.state === "on call");
   $("mute").disabled = $("hold").disabled = !(S.call && S.call.state === "on call");
-  $("leave").disabled = Boolean(S.call) || S.owes || S.state === "wrap_up";
+  $("leave").disabled = Boolean(S.call) || S.owes || S.state === "wrap_up" || pauseHeld;
   $("preview").hidden = !S.preview;
   $("call-state").textContent = S.call ? `${S.call.state} · call #${S.call.attemptId}` : "No call";
   $("save").disabled = Boolean(held) || !S.pop;
