@@ -169,6 +169,9 @@ async def test_clients_order_receive_return_and_see_only_their_own(
     rows = list(csv.DictReader(io.StringIO(await export.text())))
     assert sorted(row["first_name"] for row in rows) == ["F1", "F2", "F3", "F4"]
     assert {row["status"] for row in rows} == {"published", "returned"}
+    for row in rows:  # times in ISO 8601 with their offset, as importers read them
+        assert "T" in row["delivered_at"]
+        assert datetime.fromisoformat(row["delivered_at"]).utcoffset() is not None
     assert await portal_db.fetchval("SELECT count(*) FROM leads WHERE delivered_at IS NOT NULL") >= 4
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv as csv_module
 import io
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -139,6 +140,8 @@ def test_explicit_mapping_with_custom_fields() -> None:
         ("a=b", "a=b"),
         (None, ""),
         (42, "42"),
+        (datetime(2026, 11, 25, 1, 51, 0, 228865, tzinfo=UTC), "2026-11-25T01:51:00.228865+00:00"),
+        (date(2026, 12, 9), "2026-12-09"),
     ],
 )
 def test_spreadsheet_formulas_are_neutralised(value: object, written: str) -> None:

@@ -9,13 +9,19 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
+from datetime import date, datetime
 from typing import TextIO
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def safe_cell(value: object) -> str:
-    text = "" if value is None else str(value)
+    if value is None:
+        text = ""
+    elif isinstance(value, datetime | date):
+        text = value.isoformat()  # ISO 8601 with its "T" and offset: what importers parse, not str()'s space
+    else:
+        text = str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
