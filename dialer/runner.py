@@ -228,6 +228,7 @@ class CampaignRunner:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._take_held_pauses(self._agents(self.config.id), self.clock(), everyone=True)  # no tick will
         await self.give_back_hopper()
 
     async def give_back_hopper(self) -> None:
@@ -535,13 +536,13 @@ class CampaignRunner:
         free_others = sum(1 for s in self._agents(self.config.id) if s is not session and _free(s))
         return held_pauses.must_wait(self._calls_in_flight(), free_others)
 
-    def _take_held_pauses(self, sessions: list[AgentSession], now: float) -> None:
+    def _take_held_pauses(self, sessions: list[AgentSession], now: float, *, everyone: bool = False) -> None:
         waiting = [s for s in sessions if s.agent.state is AgentState.READY and s.agent.pause_held_since is not None]
         held = sorted(waiting, key=lambda s: s.agent.pause_held_since or 0.0)  # in the order they asked
         if not held:
             return
         leaving = held
-        if self.promises_an_agent():
+        if self.promises_an_agent() and not everyone:
             covering = [s for s in held if s.routable]
             free = sum(map(_free, sessions))
             leaving = [s for s in held if not s.routable] + held_pauses.may_go(self._calls_in_flight(), free, covering)
