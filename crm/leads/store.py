@@ -180,15 +180,19 @@ async def apply(pool: asyncpg.Pool, lead_id: int, move: Move) -> Change:
     """Judges the move against the lead as it is now (locked) and applies it with its trail row.
     Raises LeadNotFound, or qa_workflow.Refused (nothing changed)."""
     async with pool.acquire() as conn, conn.transaction():
+        # the lead and the rules that judge it in one round trip
         row = await conn.fetchrow(
-            """SELECT status::text AS status, claimed_by, claimed_until, campaign_id FROM leads
-                WHERE id = $1 FOR UPDATE""",
+            """SELECT l.status::text AS status, l.claimed_by, l.claimed_until,
+                      ARRAY(SELECT key FROM qa_checklist_items WHERE campaign_id = l.campaign_id
+                             ORDER BY position, key) AS checklist,
+                      ARRAY(SELECT ARRAY[code, label] FROM qa_rejection_reasons WHERE active) AS reasons
+                 FROM leads l WHERE l.id = $1 FOR UPDATE OF l""",
             lead_id,
         )
         if row is None:
             raise LeadNotFound(f"lead {lead_id} does not exist")
-        change = decide(Lead(row["status"], row["claimed_by"], row["claimed_until"]), move,
-                        await _rules(conn, row["campaign_id"]))  # fmt: skip
+        rules = Rules(tuple(row["checklist"]), {code: label for code, label in row["reasons"]})
+        change = decide(Lead(row["status"], row["claimed_by"], row["claimed_until"]), move, rules)
         await conn.execute(
             """UPDATE leads SET status = $2::lead_status, claimed_by = $3, claimed_until = $4,
                       status_reason = CASE WHEN $2::text IN ('rejected', 'returned') THEN $5 ELSE NULL END,
@@ -229,14 +233,6 @@ async def _trail(conn: asyncpg.Connection, lead_id: int, actor_id: int, from_sta
            VALUES ($1, $2, $3::lead_status, $4::lead_status, $5, $6, $7)""",
         lead_id, actor_id, from_status, to_status, reason, detail, at,
     )  # fmt: skip
-
-
-async def _rules(conn: asyncpg.Connection, campaign_id: int) -> Rules:
-    items = await conn.fetch(
-        "SELECT key FROM qa_checklist_items WHERE campaign_id = $1 ORDER BY position, key", campaign_id
-    )
-    reasons = await conn.fetch("SELECT code, label FROM qa_rejection_reasons WHERE active")
-    return Rules(tuple(item["key"] for item in items), {r["code"]: r["label"] for r in reasons})
 
 
 # -- the checklist and the rejection reasons ------------------------------------------------------------------
