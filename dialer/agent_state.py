@@ -122,6 +122,11 @@ class Agent:
         self._enter(target, now, reason)
         return Change(before, target, reason, now)
 
+    @property
+    def pause_held(self) -> bool:
+        """A pause the dialer holds (cleared by every change of state, so only ever true while ready)."""
+        return self.pause_held_since is not None
+
     def hold_pause(self, now: float, reason: str | None = None) -> Change:
         """A ready agent asked for a pause the dialer cannot give yet: ready still (a call already dialled may
         need them), the pause pending; ``apply(PAUSE)`` takes it, ``apply(READY)`` cancels it."""

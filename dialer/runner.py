@@ -326,7 +326,7 @@ class CampaignRunner:
             state = s.agent.state
             if _free(s):
                 ready += 1
-            elif s.agent.pause_held_since is not None:
+            elif s.agent.pause_held:
                 paused += 1  # leaving: no call is dialled for it
             elif state in (AgentState.ON_CALL, AgentState.RESERVED):
                 talking += 1
@@ -537,8 +537,8 @@ class CampaignRunner:
         return held_pauses.must_wait(self._calls_in_flight(), free_others)
 
     def _take_held_pauses(self, sessions: list[AgentSession], now: float, *, everyone: bool = False) -> None:
-        waiting = [s for s in sessions if s.agent.state is AgentState.READY and s.agent.pause_held_since is not None]
-        held = sorted(waiting, key=lambda s: s.agent.pause_held_since or 0.0)  # in the order they asked
+        # in the order they asked
+        held = sorted((s for s in sessions if s.agent.pause_held), key=lambda s: s.agent.pause_held_since or 0.0)
         if not held:
             return
         leaving = held
@@ -1005,8 +1005,8 @@ _MACHINES = frozenset({"voicemail_left", "machine", "answering_machine"})
 
 def _free(session: AgentSession) -> bool:
     """Ready for a call and staying: not waiting for a held pause."""
-    return session.routable and session.agent.pause_held_since is None
+    return session.routable and not session.agent.pause_held
 
 
 def _rank(session: AgentSession) -> tuple[bool, float]:
-    return session.agent.pause_held_since is not None, session.agent.ready_since or 0.0
+    return session.agent.pause_held, session.agent.ready_since or 0.0

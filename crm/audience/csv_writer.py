@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date
 from typing import TextIO
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -18,7 +18,7 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def safe_cell(value: object) -> str:
     if value is None:
         text = ""
-    elif isinstance(value, datetime | date):
+    elif isinstance(value, date):  # a datetime too
         text = value.isoformat()  # ISO 8601 with its "T" and offset: what importers parse, not str()'s space
     else:
         text = str(value)
